@@ -1,0 +1,188 @@
+// The command line, for any graph: build, status, check, graph, verify. Exit codes: 0 ok, 1 build or
+// guard failure, 2 bad usage or config, 130 interrupted.
+import { parseArgs } from "node:util";
+import { dirname, join, resolve } from "node:path";
+import type { Json } from "./types.ts";
+import { UserError } from "./types.ts";
+import { Engine, type NodeReport, type NodeState, type Project } from "./runner.ts";
+import { RunLock } from "./runlock.ts";
+import { closeHashWorkers } from "./digest.ts";
+import { createObserver } from "./reporter.ts";
+import { formatVerdicts } from "./verdicts.ts";
+
+export interface CliApp<C> {
+  readonly name: string;
+  readonly defaultConfig: string;
+  /** Extra string options the app's config loader understands (e.g. check --memory 16GB). */
+  readonly extraOptions?: readonly string[];
+  readonly usage: string;
+  loadProject(configPath: string, extra: Readonly<Record<string, string | undefined>>): Promise<Project<C>>;
+  /** App-specific commands that need no graph (e.g. writing a JSON schema). */
+  readonly commands?: Readonly<Record<string, (root: string) => Promise<string>>>;
+  /** Adds app-specific sections to `check` (e.g. the memory breakdown). */
+  checkReport?(project: Project<C>, target: string): Promise<{ json: Record<string, Json>; text: string } | undefined>;
+}
+
+const SUBCOMMANDS = new Set(["status", "check", "graph", "verify"]);
+
+export async function runCli<C>(app: CliApp<C>, argv: readonly string[]): Promise<number> {
+  let json = false;
+  try {
+    const extra = Object.fromEntries((app.extraOptions ?? []).map((o) => [o, { type: "string" as const }]));
+    const { values, positionals } = parseArgs({
+      args: [...argv],
+      allowPositionals: true,
+      options: {
+        config: { type: "string" },
+        force: { type: "string", multiple: true },
+        frozen: { type: "boolean" },
+        "dry-run": { type: "boolean" },
+        json: { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+        ...extra,
+      },
+    });
+    json = values.json === true;
+    if (values.help || positionals.length === 0) {
+      process.stderr.write(app.usage);
+      return positionals.length === 0 && !values.help ? 2 : 0;
+    }
+    const [command, ...rest] = positionals as [string, ...string[]];
+    const configPath = resolve(String(values.config ?? app.defaultConfig));
+    const appCommand = app.commands?.[command];
+    if (appCommand) {
+      process.stderr.write((await appCommand(dirname(configPath))) + "\n");
+      return 0;
+    }
+    const extraValues = Object.fromEntries((app.extraOptions ?? []).map((o) => [o, values[o] as string | undefined]));
+    const project = await app.loadProject(configPath, extraValues);
+    const graph = project.graph;
+    const isSub = SUBCOMMANDS.has(command);
+    const targets = isSub ? rest : [command, ...rest];
+    if (targets.length > 1) throw new UserError(`Give one node at a time (got ${targets.join(", ")}).`, 2);
+    for (const t of targets) graph.node(t); // unknown node: exit 2
+    const sinks = graph.sinks();
+    const target = targets[0] ?? sinks[sinks.length - 1]!;
+    const force = new Set((values.force as string[] | undefined) ?? []);
+    for (const f of force) graph.node(f);
+
+    if (command === "graph") {
+      process.stdout.write(json ? JSON.stringify({ mermaid: graph.mermaid() }) + "\n" : graph.mermaid() + "\n");
+      return 0;
+    }
+    const engine = await Engine.open(project);
+    try {
+      switch (command) {
+        case "status":
+          return printStates(target, await engine.status(target), json, "stale");
+        case "verify":
+          return printStates(target, await engine.verify(), json, "changed");
+        case "check":
+          return await check(app, project, engine, target, json);
+        default:
+          return await build(app, project, engine, target, { force, json, frozen: values.frozen === true, dryRun: values["dry-run"] === true });
+      }
+    } finally {
+      await engine.saveCaches();
+    }
+  } catch (e) {
+    const code = e instanceof UserError ? e.exitCode : (e as { code?: string }).code?.startsWith("ERR_PARSE_ARGS") ? 2 : 1;
+    const message = e instanceof UserError || code === 2 ? (e as Error).message : ((e as Error).stack ?? String(e));
+    if (json) process.stdout.write(JSON.stringify({ ok: false, error: message }) + "\n");
+    process.stderr.write(`error: ${message}\n`);
+    return code;
+  } finally {
+    await closeHashWorkers();
+  }
+}
+
+function printStates(target: string, states: NodeState[], json: boolean, word: string): number {
+  const ok = states.every((s) => !s.stale);
+  if (json) {
+    process.stdout.write(JSON.stringify({ target, ok, nodes: states.map((s) => ({ id: s.id, [word]: s.stale, reasons: s.reasons })) }) + "\n");
+  } else {
+    for (const s of states) {
+      process.stderr.write(`${s.stale ? "✗" : "✓"} ${s.id}${s.stale ? ` ${word}` : " up to date"}\n`);
+      for (const r of s.reasons) process.stderr.write(`    ${r}\n`);
+    }
+  }
+  return word === "changed" && !ok ? 1 : 0;
+}
+
+async function check<C>(app: CliApp<C>, project: Project<C>, engine: Engine<C>, target: string, json: boolean): Promise<number> {
+  const verdicts = await engine.guards(target);
+  const extra = await app.checkReport?.(project, target);
+  const ok = !verdicts.some((v) => v.level === "error");
+  if (json) {
+    process.stdout.write(JSON.stringify({ target, ok, verdicts, ...extra?.json }) + "\n");
+  } else {
+    process.stderr.write(formatVerdicts(verdicts) + "\n");
+    if (extra) process.stderr.write(extra.text + "\n");
+  }
+  return ok ? 0 : 1;
+}
+
+async function build<C>(
+  app: CliApp<C>,
+  project: Project<C>,
+  engine: Engine<C>,
+  target: string,
+  options: { force: ReadonlySet<string>; json: boolean; frozen: boolean; dryRun: boolean },
+): Promise<number> {
+  const emit = (ok: boolean, nodes: readonly NodeReport[], extra: Record<string, Json> = {}) => {
+    if (options.json) process.stdout.write(JSON.stringify({ target, ok, nodes, ...extra }) + "\n");
+  };
+  const lock = RunLock.acquire(join(engine.cacheDir, "build.lock"), `${app.name} ${target}`);
+  const controller = new AbortController();
+  const onSignal = (signal: NodeJS.Signals) => {
+    controller.abort(); // kills the running tool's process group synchronously
+    engine.abandonStaging();
+    lock.release();
+    process.stderr.write(`\ninterrupted (${signal}): the running node's partial output was removed; earlier outputs are intact.\n`);
+    emit(false, [], { interrupted: true });
+    process.exit(130);
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  try {
+    if (options.frozen || options.dryRun) {
+      const states = await engine.status(target);
+      const stale = states.filter((s) => s.stale || options.force.has(s.id));
+      const nodes: NodeReport[] = states.map((s) => ({
+        id: s.id,
+        status: stale.includes(s) ? "skipped" : "fresh",
+        reason: s.stale ? s.reasons.join("; ") : options.force.has(s.id) ? "forced with --force" : "up to date",
+        ms: 0,
+      }));
+      if (!options.json) printStates(target, states, false, "stale");
+      if (options.frozen && stale.length > 0) {
+        process.stderr.write(`--frozen: ${stale.map((s) => s.id).join(", ")} would rebuild. Run the build and commit pipeline.lock.\n`);
+        emit(false, nodes);
+        return 1;
+      }
+      if (options.dryRun) {
+        emit(true, nodes, { dryRun: true });
+        return 0;
+      }
+    }
+    const verdicts = await engine.guards(target);
+    const problems = verdicts.filter((v) => v.level !== "ok");
+    if (problems.length > 0) process.stderr.write(formatVerdicts(problems) + "\n");
+    if (verdicts.some((v) => v.level === "error")) {
+      process.stderr.write("Stopped before running anything: fix the errors above (`check` shows every verdict).\n");
+      emit(false, [], { verdicts: verdicts as unknown as Json });
+      return 1;
+    }
+    const observer = createObserver(engine.project.graph.order([target]));
+    const reports = await engine.build(target, { force: options.force, signal: controller.signal, observer });
+    await observer.done();
+    const ok = reports.every((r) => r.status !== "failed");
+    emit(ok, reports);
+    return ok ? 0 : 1;
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    lock.release();
+  }
+}
+

@@ -1,0 +1,138 @@
+// Content digests with a persistent stat cache, so an unchanged file is never read twice.
+import { availableParallelism } from "node:os";
+import { mkdir, readFile, rename, stat, writeFile } from "node:fs/promises";
+import { dirname, join, relative, resolve } from "node:path";
+import { Piscina } from "piscina";
+import { hashSync } from "hasha";
+import fg from "fast-glob";
+import type { FileDigest, TreeDigest } from "./types.ts";
+
+/** Stat-cache key: a file whose bytes changed cannot keep all five of these. */
+type StatKey = string;
+
+/**
+ * Racy-mtime rule (git, Nx): a file whose mtime is not older than the scan's start may still be
+ * changing within the same timestamp tick, so its digest is used but not cached. The margin covers
+ * filesystems whose clocks run a few milliseconds behind the wall clock.
+ */
+export const RACY_MARGIN_MS = 50;
+const MAX_ENTRIES = 200_000;
+
+let pool: Piscina | undefined;
+function workers(): Piscina {
+  pool ??= new Piscina({
+    filename: new URL("./hash-worker.mjs", import.meta.url).href,
+    maxThreads: availableParallelism(),
+    idleTimeout: 200,
+  });
+  return pool;
+}
+
+/** Counters the benchmark and tests read to show a no-op build reads no file contents. */
+export const hashStats = { files: 0, bytes: 0 };
+
+export class Digester {
+  private readonly entries = new Map<StatKey, FileDigest>();
+  private dirty = false;
+
+  private constructor(private readonly cachePath: string) {}
+
+  static async open(cachePath: string): Promise<Digester> {
+    const d = new Digester(cachePath);
+    try {
+      const raw = JSON.parse(await readFile(cachePath, "utf8")) as Record<StatKey, FileDigest>;
+      for (const [key, digest] of Object.entries(raw)) d.entries.set(key, digest);
+    } catch {
+      // No cache or an unreadable one: start empty, it is only an accelerator.
+    }
+    return d;
+  }
+
+  private async file(abs: string, scanStartNs: bigint, trustCache = true): Promise<FileDigest> {
+    const st = await stat(abs, { bigint: true });
+    const key: StatKey = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+    const cached = trustCache ? this.entries.get(key) : undefined;
+    if (cached) {
+      // Re-insert so the newest entries survive pruning.
+      this.entries.delete(key);
+      this.entries.set(key, cached);
+      return cached;
+    }
+    const digest = (await workers().run(abs)) as FileDigest;
+    hashStats.files++;
+    hashStats.bytes += Number(st.size);
+    if (st.mtimeNs < scanStartNs) {
+      this.entries.set(key, digest);
+      this.dirty = true;
+    }
+    return digest;
+  }
+
+  /** Digest of every file under a folder, keyed by relative path ("/" separators), sorted. */
+  async tree(dir: string, trustCache = true): Promise<{ digest: TreeDigest; files: Record<string, FileDigest> }> {
+    const scanStart = scanStartNow();
+    const names = (await fg("**/*", { cwd: dir, dot: true, onlyFiles: true, followSymbolicLinks: true })).sort();
+    const digests = await Promise.all(names.map((n) => this.file(join(dir, n), scanStart, trustCache)));
+    const files: Record<string, FileDigest> = {};
+    names.forEach((n, i) => (files[n] = digests[i]!));
+    return { digest: manifestDigest(files), files };
+  }
+
+  /** Expands files, folders and globs (relative to root, or absolute) into per-file digests. */
+  async inputs(root: string, patterns: readonly string[]): Promise<Record<string, FileDigest>> {
+    const scanStart = scanStartNow();
+    const out: Record<string, FileDigest> = {};
+    const label = (p: string) => (p.startsWith(root + "/") ? relative(root, p) : p);
+    for (const pattern of patterns) {
+      const abs = resolve(root, pattern);
+      const st = await stat(abs).catch(() => undefined);
+      if (st?.isFile()) {
+        out[label(abs)] = await this.file(abs, scanStart);
+      } else if (st?.isDirectory()) {
+        const { files } = await this.tree(abs);
+        for (const [rel, d] of Object.entries(files)) out[label(join(abs, rel))] = d;
+      } else if (fg.isDynamicPattern(pattern)) {
+        const matches = (await fg(pattern, { cwd: root, absolute: true, onlyFiles: true })).sort();
+        const digests = await Promise.all(matches.map((m) => this.file(m, scanStart)));
+        matches.forEach((m, i) => (out[label(m)] = digests[i]!));
+      } else {
+        out[label(abs)] = MISSING;
+      }
+    }
+    return out;
+  }
+
+  async save(): Promise<void> {
+    if (!this.dirty) return;
+    await mkdir(dirname(this.cachePath), { recursive: true });
+    const tmp = `${this.cachePath}.${process.pid}.tmp`;
+    const kept = [...this.entries].slice(-MAX_ENTRIES);
+    await writeFile(tmp, JSON.stringify(Object.fromEntries(kept)));
+    await rename(tmp, this.cachePath);
+    this.dirty = false;
+  }
+}
+
+/** Stands in for the digest of a declared input that does not exist. */
+export const MISSING = "missing" as FileDigest;
+
+function scanStartNow(): bigint {
+  return BigInt(Date.now() - RACY_MARGIN_MS) * 1_000_000n;
+}
+
+export function manifestDigest(files: Readonly<Record<string, FileDigest>>): TreeDigest {
+  const manifest = Object.keys(files)
+    .sort()
+    .map((k) => `${k}\0${files[k]}\n`)
+    .join("");
+  return sha256(manifest) as TreeDigest;
+}
+
+export function sha256(text: string): string {
+  return hashSync(text, { algorithm: "sha256" });
+}
+
+export async function closeHashWorkers(): Promise<void> {
+  await pool?.destroy();
+  pool = undefined;
+}

@@ -1,0 +1,284 @@
+// Plans, guards and runs nodes: the only place that hashes, locks, publishes and records.
+import { rmSync } from "node:fs";
+import { mkdir, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { BaseCtx, Fingerprint, NodeSpec, NodeVerdict, RunCtx, TreeDigest } from "./types.ts";
+import { UserError } from "./types.ts";
+import { Graph } from "./graph.ts";
+import { Digester, RACY_MARGIN_MS } from "./digest.ts";
+import { explainChange, fingerprintOf, type FingerprintParts } from "./fingerprint.ts";
+import { readLock, writeLockEntries, type LockEntry, type LockNodes } from "./lockfile.ts";
+import { OutputStore } from "./outputs.ts";
+import { execLogged } from "./exec.ts";
+
+export interface Project<C> {
+  readonly root: string;
+  readonly config: C;
+  readonly graph: Graph<C>;
+}
+
+export type NodeStatus = "ran" | "fresh" | "cutoff" | "failed" | "skipped";
+
+export interface NodeReport {
+  readonly id: string;
+  readonly status: NodeStatus;
+  readonly reason: string;
+  readonly ms: number;
+}
+
+/** What `status` says of one node. */
+export interface NodeState {
+  readonly id: string;
+  readonly stale: boolean;
+  readonly reasons: readonly string[];
+}
+
+/** Receives what happens during a build; the CLI renders it. */
+export interface BuildObserver {
+  nodeStarted(id: string): void;
+  progress(id: string, line: string): void;
+  note(id: string, line: string): void;
+  nodeFinished(report: NodeReport): void;
+}
+
+interface Evaluation {
+  readonly parts: FingerprintParts;
+  readonly fingerprint: Fingerprint;
+  readonly reasons: string[];
+}
+
+export class Engine<C> {
+  readonly store: OutputStore;
+  readonly lockPath: string;
+  readonly cacheDir: string;
+  private lock: LockNodes = {};
+  /** Output digests known in this process: from the lock for fresh nodes, from the build for rebuilt ones. */
+  private readonly outputDigests = new Map<string, TreeDigest>();
+  /** The staging folder being written, removed by the signal handler. */
+  currentStaging: string | undefined;
+
+  private constructor(
+    readonly project: Project<C>,
+    private readonly digester: Digester,
+  ) {
+    this.store = new OutputStore(join(project.root, "models"));
+    this.lockPath = join(project.root, "pipeline.lock");
+    this.cacheDir = join(project.root, "cache");
+  }
+
+  static async open<C>(project: Project<C>): Promise<Engine<C>> {
+    const digester = await Digester.open(join(project.root, "cache", "stat-cache.json"));
+    const engine = new Engine(project, digester);
+    engine.lock = await readLock(engine.lockPath);
+    return engine;
+  }
+
+  private ctx(): BaseCtx<C> {
+    return {
+      config: this.project.config,
+      root: this.project.root,
+      upstream: (id) => this.store.path(id),
+      isBuilt: (id) => this.lock[id] !== undefined,
+    };
+  }
+
+  /** Fingerprint and staleness of one node, assuming its dependencies' outputs are final. */
+  private async evaluate(node: NodeSpec<C>, upstream: Record<string, TreeDigest>): Promise<Evaluation> {
+    const inputs = await node.inputs(this.ctx());
+    const parts: FingerprintParts = {
+      params: inputs.params,
+      files: await this.digester.inputs(this.project.root, inputs.files),
+      upstream,
+      tools: inputs.tools,
+      command: inputs.command,
+    };
+    const fingerprint = fingerprintOf(node.id, parts);
+    const entry = this.lock[node.id];
+    const reasons: string[] = [];
+    if (!entry) {
+      reasons.push("never built");
+    } else {
+      if (entry.fingerprint !== fingerprint) {
+        const why = explainChange(entry, parts);
+        reasons.push(...(why.length > 0 ? why : ["fingerprint changed"]));
+      }
+      reasons.push(...(await this.outputProblems(node, entry)));
+    }
+    return { parts, fingerprint, reasons };
+  }
+
+  /** Why a node's published output cannot be trusted: missing, edited by hand, or its outside parts gone. */
+  private async outputProblems(node: NodeSpec<C>, entry: LockEntry, trustCache = true): Promise<string[]> {
+    const dir = this.store.path(node.id);
+    if (!(await this.store.exists(node.id))) return [`output ${dir} is missing`];
+    const { digest, files } = await this.digester.tree(dir, trustCache);
+    const problems: string[] = [];
+    if (digest !== entry.output.digest) {
+      for (const name of new Set([...Object.keys(files), ...Object.keys(entry.output.files)])) {
+        const now = files[name];
+        const then = entry.output.files[name];
+        if (now === then) continue;
+        problems.push(
+          now === undefined ? `output file ${name} was deleted` : then === undefined ? `output file ${name} was added` : `output file ${name} was modified`,
+        );
+      }
+    }
+    const broken = await node.intact?.(dir);
+    if (broken) problems.push(broken);
+    return problems;
+  }
+
+  /** What a build of `target` would run and why, without running anything. */
+  async status(target: string): Promise<NodeState[]> {
+    const states: NodeState[] = [];
+    const stale = new Set<string>();
+    for (const id of this.project.graph.order([target])) {
+      const node = this.project.graph.node(id);
+      const staleDeps = node.deps.filter((d) => stale.has(d));
+      const upstream = Object.fromEntries(node.deps.map((d) => [d, this.lock[d]?.output.digest ?? ("none" as TreeDigest)]));
+      let reasons: string[];
+      try {
+        reasons = (await this.evaluate(node, upstream)).reasons;
+      } catch (e) {
+        // A node's inputs may only be readable once its dependencies are built.
+        reasons = staleDeps.length > 0 ? [] : [`cannot read its inputs: ${(e as Error).message}`];
+      }
+      reasons.push(...staleDeps.map((d) => `upstream ${d} will rebuild (this node reruns unless its output is identical)`));
+      if (reasons.length > 0) stale.add(id);
+      states.push({ id, stale: reasons.length > 0, reasons });
+    }
+    return states;
+  }
+
+  /** Every guard of every node on the way to the target. */
+  async guards(target: string): Promise<NodeVerdict[]> {
+    const verdicts: NodeVerdict[] = [];
+    for (const id of this.project.graph.order([target])) {
+      const node = this.project.graph.node(id);
+      try {
+        for (const v of await node.guard(this.ctx())) verdicts.push({ node: id, ...v });
+      } catch (e) {
+        const err = e as Error;
+        verdicts.push({
+          node: id,
+          level: "error",
+          code: "guard.crashed",
+          message: err instanceof UserError ? err.message : `the guard itself failed: ${err.message}`,
+          fix: err instanceof UserError ? "" : "This is a bug in the tool: please report it with this message.",
+        });
+      }
+    }
+    return verdicts;
+  }
+
+  async build(target: string, options: { force: ReadonlySet<string>; signal: AbortSignal; observer: BuildObserver }): Promise<NodeReport[]> {
+    await this.store.sweep();
+    const reports: NodeReport[] = [];
+    const ran = new Set<string>();
+    let failed = false;
+    for (const id of this.project.graph.order([target])) {
+      const node = this.project.graph.node(id);
+      const started = performance.now();
+      const finish = (status: NodeStatus, reason: string) => {
+        const report = { id, status, reason, ms: Math.round(performance.now() - started) };
+        reports.push(report);
+        options.observer.nodeFinished(report);
+      };
+      if (failed) {
+        finish("skipped", "an earlier node failed");
+        continue;
+      }
+      options.observer.nodeStarted(id);
+      const upstream = Object.fromEntries(node.deps.map((d) => [d, this.outputDigests.get(d)!]));
+      try {
+        const evaluation = await this.evaluate(node, upstream);
+        const forced = options.force.has(id);
+        if (evaluation.reasons.length === 0 && !forced) {
+          this.outputDigests.set(id, this.lock[id]!.output.digest);
+          const cut = node.deps.filter((d) => ran.has(d));
+          if (cut.length > 0) finish("cutoff", `${cut.join(", ")} reran with identical output`);
+          else finish("fresh", "up to date");
+          continue;
+        }
+        const reason = forced ? "forced with --force" : evaluation.reasons.join("; ");
+        options.observer.note(id, `rebuilding: ${reason}`);
+        await this.runNode(node, evaluation, options);
+        ran.add(id);
+        finish("ran", reason);
+      } catch (e) {
+        failed = true;
+        if (options.signal.aborted) throw e;
+        finish("failed", (e as Error).message);
+      }
+    }
+    await this.digester.save();
+    return reports;
+  }
+
+  private async runNode(node: NodeSpec<C>, evaluation: Evaluation, options: { signal: AbortSignal; observer: BuildObserver }): Promise<void> {
+    const staging = await this.store.createStaging(node.id);
+    this.currentStaging = staging;
+    const scratch = join(this.cacheDir, "scratch", node.id, evaluation.fingerprint.slice(0, 16));
+    const logPath = join(this.cacheDir, "logs", `${node.id}.log`);
+    await mkdir(scratch, { recursive: true });
+    await rm(logPath, { force: true });
+    const ctx: RunCtx<C> = {
+      ...this.ctx(),
+      staging,
+      scratch,
+      signal: options.signal,
+      exec: (command, args, execOptions) => execLogged(command, args, logPath, options.signal, execOptions),
+      progress: (line) => options.observer.progress(node.id, line),
+      note: (line) => options.observer.note(node.id, line),
+    };
+    try {
+      await node.run(ctx);
+      // Inputs re-checked: an input edited while the node ran means the output may be of neither version.
+      const after = await this.evaluate(node, evaluation.parts.upstream as Record<string, TreeDigest>);
+      const changed = explainChange(evaluation.parts, after.parts);
+      if (changed.length > 0) {
+        throw new UserError(`inputs changed while ${node.id} ran (${changed.join("; ")}): its output was discarded. Run the build again.`);
+      }
+      // Let the racy-mtime window pass so the output's digests can be cached.
+      await sleep(RACY_MARGIN_MS);
+      const output = await this.digester.tree(staging);
+      await this.store.publish(node.id, staging);
+      this.currentStaging = undefined;
+      const entry: LockEntry = { ...evaluation.parts, fingerprint: evaluation.fingerprint, output };
+      await writeLockEntries(this.lockPath, { [node.id]: entry });
+      this.lock = { ...this.lock, [node.id]: entry };
+      this.outputDigests.set(node.id, output.digest);
+      await rm(scratch, { recursive: true, force: true });
+    } finally {
+      if (this.currentStaging) await rm(this.currentStaging, { recursive: true, force: true });
+      this.currentStaging = undefined;
+    }
+  }
+
+  /** Synchronous cleanup for signal handlers, which cannot wait. */
+  abandonStaging(): void {
+    if (this.currentStaging) rmSync(this.currentStaging, { recursive: true, force: true });
+  }
+
+  /** Re-hashes every recorded output and compares it with pipeline.lock. */
+  async verify(): Promise<NodeState[]> {
+    const states: NodeState[] = [];
+    for (const id of this.project.graph.ids) {
+      const entry = this.lock[id];
+      if (!entry) {
+        states.push({ id, stale: true, reasons: ["not in pipeline.lock"] });
+        continue;
+      }
+      // Bypass the stat cache: verify exists to catch what stat cannot see (bit rot, restored backups).
+      const problems = await this.outputProblems(this.project.graph.node(id), entry, false);
+      states.push({ id, stale: problems.length > 0, reasons: problems });
+    }
+    await this.digester.save();
+    return states;
+  }
+
+  async saveCaches(): Promise<void> {
+    await this.digester.save();
+  }
+}

@@ -1,0 +1,105 @@
+// The node contract and the value types the engine passes around.
+// Branded strings keep a file digest, a tree digest and a fingerprint from being swapped by accident.
+
+declare const brand: unique symbol;
+type Brand<T, B extends string> = T & { readonly [brand]: B };
+
+/** sha256 (hex) of one file's bytes. */
+export type FileDigest = Brand<string, "FileDigest">;
+/** sha256 (hex) of a folder's sorted manifest of (relative path, file digest). */
+export type TreeDigest = Brand<string, "TreeDigest">;
+/** sha256 (hex) of a node's canonical fingerprint parts. */
+export type Fingerprint = Brand<string, "Fingerprint">;
+
+export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+/** What a node declares it reads. Everything here goes into its fingerprint. */
+export interface DeclaredInputs {
+  /** Files, folders or globs (relative to the project root, or absolute). */
+  readonly files: readonly string[];
+  /** The slice of the config the node reads, by value. */
+  readonly params: Json;
+  /** Versions of the external tools it runs, e.g. { mlx_lm: "0.32.2" }. */
+  readonly tools: Readonly<Record<string, string>>;
+  /** The exact command or tool config it will run. */
+  readonly command: Json;
+}
+
+export type VerdictLevel = "ok" | "warn" | "error";
+
+export interface Verdict {
+  readonly level: VerdictLevel;
+  /** Stable machine-readable code, e.g. "memory.exceeds". */
+  readonly code: string;
+  readonly message: string;
+  /** A concrete thing to do; empty for ok verdicts. */
+  readonly fix?: string;
+}
+
+export interface NodeVerdict extends Verdict {
+  readonly node: string;
+}
+
+/** Things a node may look at while declaring inputs or guarding. */
+export interface BaseCtx<C> {
+  readonly config: C;
+  /** Absolute project folder (where pipeline.yaml lives). */
+  readonly root: string;
+  /** Absolute path of a dependency's published output folder. */
+  upstream(id: string): string;
+  /** Whether a dependency's output is already published (guards run before anything is built). */
+  isBuilt(id: string): boolean;
+}
+
+export interface ExecOptions {
+  readonly cwd?: string;
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  /** Called with every output line (split on \n and \r, ANSI stripped). */
+  readonly onLine?: (line: string) => void;
+}
+
+export interface ExecResult {
+  readonly exitCode: number | null;
+  readonly signal: string | null;
+  readonly logPath: string;
+  /** Last lines of the combined output, for error messages. */
+  readonly tail: readonly string[];
+}
+
+export interface RunCtx<C> extends BaseCtx<C> {
+  /** Fresh empty folder: the only place run() may write its output. */
+  readonly staging: string;
+  /** Folder kept across interrupted runs of the same fingerprint (checkpoints); removed on success. */
+  readonly scratch: string;
+  readonly signal: AbortSignal;
+  /** Runs a subprocess in its own process group, streaming its output to the node's log. */
+  exec(command: string, args: readonly string[], options?: ExecOptions): Promise<ExecResult>;
+  /** Replaces the node's live progress line. */
+  progress(line: string): void;
+  /** Writes a line to the node's log and to the output shown after the build. */
+  note(line: string): void;
+}
+
+export interface NodeSpec<C> {
+  readonly id: string;
+  readonly deps: readonly string[];
+  readonly description: string;
+  /** Called once the dependencies are built (their outputs can be read). */
+  inputs(ctx: BaseCtx<C>): Promise<DeclaredInputs> | DeclaredInputs;
+  /** Cheap checks before anything expensive runs. */
+  guard(ctx: BaseCtx<C>): Promise<readonly Verdict[]> | readonly Verdict[];
+  run(ctx: RunCtx<C>): Promise<void>;
+  /** Optional: something outside the output folder the output relies on (a cached venv) is gone. */
+  intact?(outputDir: string): Promise<string | undefined> | string | undefined;
+}
+
+/** A failure with a message meant for the user; the CLI prints it without a stack. */
+export class UserError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: 1 | 2 = 1,
+  ) {
+    super(message);
+    this.name = "UserError";
+  }
+}

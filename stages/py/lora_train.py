@@ -1,0 +1,66 @@
+"""`mlx_lm lora` with machine-readable metrics.
+
+Usage: python lora_train.py -c config.yaml [any other `mlx_lm lora` flag]
+
+Every train and validation report is printed to stdout as one line
+    @@metrics {"type": "train", "iteration": ..., "train_loss": ..., ...}
+    @@metrics {"type": "val", "iteration": ..., "val_loss": ..., "val_time": ...}
+while mlx-lm's own screen UI (rich, format changed in 0.32) goes on beside it and can be ignored.
+
+mlx_lm.lora.run() obtains its callback by calling the module-level name
+`get_reporting_callbacks` at call time (checked in mlx-lm 0.26.4 to 0.32.2), so replacing that
+name is enough; the original is still called so `report_to` (wandb, swanlab) keeps working.
+"""
+
+import json
+import math
+import sys
+
+import mlx_lm.lora as lora
+from mlx_lm.tuner.callbacks import TrainingCallback
+
+PREFIX = "@@metrics "
+
+
+def _plain(value):
+    # Reports hold Python floats today; mx/np scalars are unwrapped in case that changes.
+    if hasattr(value, "item"):
+        value = value.item()
+    # JSON has no NaN/Infinity: a diverged loss is sent as null rather than breaking the line.
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class JsonLinesCallback(TrainingCallback):
+    def __init__(self, wrapped):
+        self.wrapped = wrapped
+
+    def _emit(self, kind, info):
+        line = json.dumps({"type": kind, **{k: _plain(v) for k, v in info.items()}})
+        # One write + flush per line so a reader never sees a partial record.
+        sys.stdout.write(PREFIX + line + "\n")
+        sys.stdout.flush()
+
+    def on_train_loss_report(self, train_info):
+        self._emit("train", train_info)
+        if self.wrapped is not None:
+            self.wrapped.on_train_loss_report(train_info)
+
+    def on_val_loss_report(self, val_info):
+        self._emit("val", val_info)
+        if self.wrapped is not None:
+            self.wrapped.on_val_loss_report(val_info)
+
+
+_original = lora.get_reporting_callbacks
+
+
+def _reporting_callbacks(*args, **kwargs):
+    return JsonLinesCallback(_original(*args, **kwargs))
+
+
+if __name__ == "__main__":
+    lora.get_reporting_callbacks = _reporting_callbacks
+    # argparse in lora.main() reads sys.argv[1:], i.e. everything after this script's name.
+    lora.main()
