@@ -6,7 +6,7 @@ import type { Json } from "./types.ts";
 import { UserError } from "./types.ts";
 import { Engine, type NodeReport, type NodeState, type Project } from "./runner.ts";
 import { RunLock } from "./runlock.ts";
-import { closeHashWorkers } from "./digest.ts";
+import { closeHashWorkers, hashStats } from "./digest.ts";
 import { createObserver } from "./reporter.ts";
 import { formatVerdicts } from "./verdicts.ts";
 
@@ -54,7 +54,8 @@ export async function runCli<C>(app: CliApp<C>, argv: readonly string[]): Promis
       process.stderr.write((await appCommand(dirname(configPath))) + "\n");
       return 0;
     }
-    const extraValues = Object.fromEntries((app.extraOptions ?? []).map((o) => [o, values[o] as string | undefined]));
+    const all = values as Record<string, unknown>;
+    const extraValues = Object.fromEntries((app.extraOptions ?? []).map((o) => [o, all[o] as string | undefined]));
     const project = await app.loadProject(configPath, extraValues);
     const graph = project.graph;
     const isSub = SUBCOMMANDS.has(command);
@@ -173,11 +174,11 @@ async function build<C>(
       emit(false, [], { verdicts: verdicts as unknown as Json });
       return 1;
     }
-    const observer = createObserver(engine.project.graph.order([target]));
+    const observer = await createObserver(engine.project.graph.order([target]));
     const reports = await engine.build(target, { force: options.force, signal: controller.signal, observer });
     await observer.done();
     const ok = reports.every((r) => r.status !== "failed");
-    emit(ok, reports);
+    emit(ok, reports, { hashed: { ...hashStats } });
     return ok ? 0 : 1;
   } finally {
     process.off("SIGINT", onSignal);

@@ -18,11 +18,11 @@ export async function loadYamlConfig<S extends z.ZodType>(path: string, schema: 
     throw new UserError(`Config file ${path} not found. Create it, or pass another with --config FILE.`, 2);
   }
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false });
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: true });
   if (doc.errors.length > 0) {
     const messages = doc.errors.map((e) => {
       const at = e.linePos?.[0];
-      return `${path}:${at ? `${at.line}:${at.col}` : "?"}: ${e.message.split("\n")[0]}`;
+      return `${path}:${at ? `${at.line}:${at.col}` : "?"}: ${e.message.split(" at line")[0]}`;
     });
     throw new UserError(`${path} is not valid YAML:\n  ${messages.join("\n  ")}`, 2);
   }

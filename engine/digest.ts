@@ -1,10 +1,9 @@
 // Content digests with a persistent stat cache, so an unchanged file is never read twice.
 import { availableParallelism } from "node:os";
-import { mkdir, readFile, rename, stat, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, rename, stat, writeFile } from "node:fs/promises";
 import { dirname, join, relative, resolve } from "node:path";
-import { Piscina } from "piscina";
+import type { Piscina } from "piscina";
 import { hashSync } from "hasha";
-import fg from "fast-glob";
 import type { FileDigest, TreeDigest } from "./types.ts";
 
 /** Stat-cache key: a file whose bytes changed cannot keep all five of these. */
@@ -18,13 +17,13 @@ type StatKey = string;
 export const RACY_MARGIN_MS = 50;
 const MAX_ENTRIES = 200_000;
 
-let pool: Piscina | undefined;
-function workers(): Piscina {
-  pool ??= new Piscina({
-    filename: new URL("./hash-worker.mjs", import.meta.url).href,
-    maxThreads: availableParallelism(),
-    idleTimeout: 200,
-  });
+let pool: Promise<Piscina> | undefined;
+/** The hashing threads, started on first use: a no-op build hashes nothing and should not pay for them. */
+function workers(): Promise<Piscina> {
+  pool ??= import("piscina").then(
+    ({ Piscina }) =>
+      new Piscina({ filename: new URL("./hash-worker.mjs", import.meta.url).href, maxThreads: availableParallelism(), idleTimeout: 200 }),
+  );
   return pool;
 }
 
@@ -58,7 +57,7 @@ export class Digester {
       this.entries.set(key, cached);
       return cached;
     }
-    const digest = (await workers().run(abs)) as FileDigest;
+    const digest = (await (await workers()).run(abs)) as FileDigest;
     hashStats.files++;
     hashStats.bytes += Number(st.size);
     if (st.mtimeNs < scanStartNs) {
@@ -71,7 +70,10 @@ export class Digester {
   /** Digest of every file under a folder, keyed by relative path ("/" separators), sorted. */
   async tree(dir: string, trustCache = true): Promise<{ digest: TreeDigest; files: Record<string, FileDigest> }> {
     const scanStart = scanStartNow();
-    const names = (await fg("**/*", { cwd: dir, dot: true, onlyFiles: true, followSymbolicLinks: true })).sort();
+    const names = (await readdir(dir, { recursive: true, withFileTypes: true }))
+      .filter((e) => e.isFile())
+      .map((e) => relative(dir, join(e.parentPath, e.name)))
+      .sort();
     const digests = await Promise.all(names.map((n) => this.file(join(dir, n), scanStart, trustCache)));
     const files: Record<string, FileDigest> = {};
     names.forEach((n, i) => (files[n] = digests[i]!));
@@ -91,7 +93,7 @@ export class Digester {
       } else if (st?.isDirectory()) {
         const { files } = await this.tree(abs);
         for (const [rel, d] of Object.entries(files)) out[label(join(abs, rel))] = d;
-      } else if (fg.isDynamicPattern(pattern)) {
+      } else if ((fg ??= (await import("fast-glob")).default).isDynamicPattern(pattern)) {
         const matches = (await fg(pattern, { cwd: root, absolute: true, onlyFiles: true })).sort();
         const digests = await Promise.all(matches.map((m) => this.file(m, scanStart)));
         matches.forEach((m, i) => (out[label(m)] = digests[i]!));
@@ -113,6 +115,8 @@ export class Digester {
   }
 }
 
+let fg: typeof import("fast-glob") | undefined;
+
 /** Stands in for the digest of a declared input that does not exist. */
 export const MISSING = "missing" as FileDigest;
 
@@ -133,6 +137,6 @@ export function sha256(text: string): string {
 }
 
 export async function closeHashWorkers(): Promise<void> {
-  await pool?.destroy();
+  await (await pool)?.destroy();
   pool = undefined;
 }

@@ -4,7 +4,6 @@ import { createWriteStream } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { dirname } from "node:path";
 import { stripVTControlCharacters } from "node:util";
-import { $ } from "zx";
 import type { ExecOptions, ExecResult } from "./types.ts";
 import { UserError } from "./types.ts";
 
@@ -52,6 +51,8 @@ export async function execLogged(
   const out = new LineSplitter(onLine);
   const err = new LineSplitter(onLine);
   const env = { ...process.env, PYTHONUNBUFFERED: "1", NO_COLOR: "1", TERM: "dumb", ...options.env };
+  // zx is loaded on first use: a no-op build never starts a process and should not pay for it.
+  const { $ } = await import("zx");
   const proc = $({
     cwd: options.cwd,
     env: env as NodeJS.ProcessEnv,

@@ -1,5 +1,5 @@
 // Build progress on stderr: listr2 tasks in a terminal, plain throttled lines in CI or a pipe.
-import { Listr, ListrLogger, ProcessOutput, type ListrTaskWrapper } from "listr2";
+import type { DefaultRenderer, ListrTaskWrapper, SimpleRenderer } from "listr2";
 import type { BuildObserver, NodeReport } from "./runner.ts";
 
 export interface Observer extends BuildObserver {
@@ -31,9 +31,9 @@ function summary(r: NodeReport): string {
   }
 }
 
-export function createObserver(order: readonly string[]): Observer {
+export async function createObserver(order: readonly string[]): Promise<Observer> {
   const interactive = process.stderr.isTTY === true && !process.env.CI;
-  return interactive ? listrObserver(order) : plainObserver();
+  return interactive ? listrObserver(order, await import("listr2")) : plainObserver();
 }
 
 function plainObserver(): Observer {
@@ -56,22 +56,23 @@ function plainObserver(): Observer {
   };
 }
 
+type Task = ListrTaskWrapper<unknown, typeof DefaultRenderer, typeof SimpleRenderer>;
+
 interface TaskState {
   output?: string;
   report?: NodeReport;
-  attach?: (task: ListrTaskWrapper<unknown, never, never>) => void;
   finish?: (r: NodeReport) => void;
 }
 
 /** Bridges the engine's events onto a listr2 list that shows one task per node, in build order. */
-function listrObserver(order: readonly string[]): Observer {
+function listrObserver(order: readonly string[], { Listr, ListrLogger, ProcessOutput }: typeof import("listr2")): Observer {
   const states = new Map<string, TaskState>(order.map((id) => [id, {}]));
-  const tasks = new Map<string, ListrTaskWrapper<unknown, never, never>>();
+  const tasks = new Map<string, Task>();
   const processOutput = new ProcessOutput(process.stderr, process.stderr);
   const list = new Listr(
     order.map((id) => ({
       title: id,
-      task: (_ctx: unknown, task: ListrTaskWrapper<unknown, never, never>) =>
+      task: (_ctx: unknown, task: Task) =>
         new Promise<void>((resolve, reject) => {
           const state = states.get(id)!;
           tasks.set(id, task);
