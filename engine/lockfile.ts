@@ -9,6 +9,8 @@ import { UserError } from "./types.ts";
 export interface LockEntry extends FingerprintParts {
   readonly fingerprint: Fingerprint;
   readonly output: { readonly digest: TreeDigest; readonly files: Readonly<Record<string, FileDigest>> };
+  /** Facts the node recorded (a hub revision, final loss): for people reading the lock, not hashed. */
+  readonly facts?: Readonly<Record<string, Json>>;
 }
 
 export type LockNodes = Readonly<Record<string, LockEntry>>;
@@ -22,6 +24,7 @@ const entrySchema = z.object({
   tools: z.record(z.string(), z.string()),
   command: z.unknown(),
   output: z.object({ digest: z.string(), files: digestMap }),
+  facts: z.record(z.string(), z.unknown()).optional(),
 });
 const lockSchema = z.object({ version: z.literal(1), nodes: z.record(z.string(), entrySchema) });
 

@@ -3,7 +3,7 @@ import { rmSync } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { BaseCtx, Fingerprint, NodeSpec, NodeVerdict, RunCtx, TreeDigest } from "./types.ts";
+import type { BaseCtx, Fingerprint, Json, NodeSpec, NodeVerdict, RunCtx, TreeDigest } from "./types.ts";
 import { UserError } from "./types.ts";
 import { Graph } from "./graph.ts";
 import { Digester, RACY_MARGIN_MS } from "./digest.ts";
@@ -223,11 +223,14 @@ export class Engine<C> {
     const logPath = join(this.cacheDir, "logs", `${node.id}.log`);
     await mkdir(scratch, { recursive: true });
     await rm(logPath, { force: true });
+    const facts: Record<string, Json> = {};
     const ctx: RunCtx<C> = {
       ...this.ctx(),
       staging,
       scratch,
       signal: options.signal,
+      inputDigests: evaluation.parts.files,
+      record: (more) => Object.assign(facts, more),
       exec: (command, args, execOptions) => execLogged(command, args, logPath, options.signal, execOptions),
       progress: (line) => options.observer.progress(node.id, line),
       note: (line) => options.observer.note(node.id, line),
@@ -245,7 +248,12 @@ export class Engine<C> {
       const output = await this.digester.tree(staging);
       await this.store.publish(node.id, staging);
       this.currentStaging = undefined;
-      const entry: LockEntry = { ...evaluation.parts, fingerprint: evaluation.fingerprint, output };
+      const entry: LockEntry = {
+        ...evaluation.parts,
+        fingerprint: evaluation.fingerprint,
+        output,
+        ...(Object.keys(facts).length > 0 ? { facts } : {}),
+      };
       await writeLockEntries(this.lockPath, { [node.id]: entry });
       this.lock = { ...this.lock, [node.id]: entry };
       this.outputDigests.set(node.id, output.digest);

@@ -72,6 +72,10 @@ export interface RunCtx<C> extends BaseCtx<C> {
   /** Folder kept across interrupted runs of the same fingerprint (checkpoints); removed on success. */
   readonly scratch: string;
   readonly signal: AbortSignal;
+  /** Digests of the files the node declared, as hashed for its fingerprint. */
+  readonly inputDigests: Readonly<Record<string, FileDigest>>;
+  /** Facts about the build kept in pipeline.lock beside the fingerprint (not part of it), e.g. a hub revision. */
+  record(facts: Readonly<Record<string, Json>>): void;
   /** Runs a subprocess in its own process group, streaming its output to the node's log. */
   exec(command: string, args: readonly string[], options?: ExecOptions): Promise<ExecResult>;
   /** Replaces the node's live progress line. */

@@ -1,0 +1,95 @@
+// pipeline.yaml: the single source of truth for the config's types, defaults and the editor schema.
+// Keys mirror mlx-lm's own YAML names (num_layers, batch_size, ...) so nothing new has to be learned.
+import { z } from "zod";
+
+export const TINY_FAMILIES = ["llama", "qwen3", "gemma3"] as const;
+export type TinyFamily = (typeof TINY_FAMILIES)[number];
+
+const modelRef = z
+  .string()
+  .min(1)
+  .describe(
+    "The base model: `tiny:llama`, `tiny:qwen3` or `tiny:gemma3` (a small random model built locally), a local folder (./path or /path), or a Hugging Face hub id such as mlx-community/Llama-3.2-3B-Instruct.",
+  );
+
+const fraction = z.number().min(0).max(0.5);
+
+const dataSchema = z
+  .object({
+    files: z
+      .array(z.string().min(1))
+      .min(1)
+      .default(["data/*.jsonl"])
+      .describe("jsonl files or globs, relative to pipeline.yaml. Each line: {messages}, {prompt, completion} or {text}."),
+    splits: z
+      .object({ train: z.string(), valid: z.string(), test: z.string().optional() })
+      .strict()
+      .optional()
+      .describe("Give the splits yourself instead of `files`: each a jsonl file."),
+    valid_fraction: fraction.default(0.1),
+    test_fraction: fraction.default(0.1),
+    seed: z.number().int().nonnegative().default(0).describe("Seed of the deterministic shuffle."),
+  })
+  .strict();
+
+const loraSchema = z
+  .object({
+    fine_tune_type: z.enum(["lora", "dora"]).default("lora"),
+    rank: z.number().int().positive().default(8),
+    scale: z.number().positive().default(20),
+    dropout: z.number().min(0).max(1).default(0),
+    keys: z.array(z.string()).optional().describe("Module names to adapt (default: every linear layer of the trained blocks)."),
+    num_layers: z.number().int().min(-1).refine((n) => n !== 0, "must be -1 (all) or a positive count").default(16),
+    batch_size: z.number().int().positive().default(4),
+    iters: z.number().int().positive().default(200),
+    learning_rate: z.number().positive().default(1e-4),
+    max_seq_length: z.number().int().positive().default(2048),
+    grad_checkpoint: z.boolean().default(false),
+    mask_prompt: z.boolean().default(true),
+    seed: z.number().int().nonnegative().default(0),
+    save_every: z.number().int().positive().default(100),
+    steps_per_report: z.number().int().positive().default(10),
+    steps_per_eval: z.number().int().positive().default(100),
+    val_batches: z.number().int().min(-1).default(10),
+  })
+  .strict();
+
+export const GGUF_OUTTYPES = ["f32", "f16", "bf16", "q8_0"] as const;
+
+const ggufSchema = z
+  .object({
+    outtype: z.enum(GGUF_OUTTYPES).default("f16").describe("What llama.cpp's converter writes."),
+    quantize: z
+      .string()
+      .regex(/^[A-Za-z0-9_]+$/)
+      .optional()
+      .describe("A llama.cpp quant type for llama-quantize, e.g. Q4_K_M or Q5_K_M (applied to the converted file)."),
+  })
+  .strict();
+
+const memorySchema = z
+  .object({
+    os: z.enum(["macos", "linux"]).optional().describe("Plan for this OS instead of the current machine's."),
+    total: z.string().optional().describe('Plan for a machine with this much memory, e.g. "16GB".'),
+  })
+  .strict();
+
+export const pipelineSchema = z
+  .object({
+    $schema: z.string().optional(),
+    model: modelRef.default("tiny:llama"),
+    python: z.string().optional().describe("Python 3.10+ to create the environments with (default: $PYTHON, then python3)."),
+    llama_cpp: z.string().optional().describe("Your own llama.cpp checkout, instead of the one node-llama-cpp ships."),
+    format: z
+      .enum(["messages", "text"])
+      .default("messages")
+      .describe("messages: mlx-lm applies the chat template (and can mask the prompt). text: pre-rendered with the template."),
+    data: dataSchema.default(dataSchema.parse({})),
+    lora: loraSchema.default(loraSchema.parse({})),
+    gguf: ggufSchema.default(ggufSchema.parse({})),
+    memory: memorySchema.default({}).describe("Which machine the memory guard plans for (default: this one)."),
+  })
+  .strict();
+
+export type PipelineConfig = z.output<typeof pipelineSchema>;
+export type LoraConfig = PipelineConfig["lora"];

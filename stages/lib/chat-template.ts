@@ -1,0 +1,112 @@
+// The model's own chat template, rendered in TypeScript so a template error shows before training.
+import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { Template } from "@huggingface/jinja";
+import type { Message } from "./dataset.ts";
+
+export interface ChatTemplate {
+  readonly source: string;
+  readonly bosToken: string | undefined;
+  readonly eosToken: string | undefined;
+  render(messages: readonly Message[], options?: { addGenerationPrompt?: boolean; tools?: readonly unknown[] }): string;
+}
+
+/** What the template refuses, found by rendering three small probe conversations. */
+export interface TemplateRules {
+  /** Raises on a system turn (Gemma 1 and 2), or demands alternation (Gemma 3, which folds system itself). */
+  readonly foldSystem: boolean;
+  /** Raises unless user and assistant turns alternate. */
+  readonly strictAlternation: boolean;
+  /** Raises on a tool turn. */
+  readonly rejectsTool: boolean;
+}
+
+function tokenText(value: unknown): string | undefined {
+  if (typeof value === "string") return value;
+  if (value && typeof value === "object" && typeof (value as { content?: unknown }).content === "string") return (value as { content: string }).content;
+  return undefined;
+}
+
+/** Loads the template from chat_template.jinja or tokenizer_config.json, or undefined if the model has none. */
+export async function loadChatTemplate(modelDir: string): Promise<ChatTemplate | undefined> {
+  const configPath = join(modelDir, "tokenizer_config.json");
+  const config = existsSync(configPath) ? (JSON.parse(await readFile(configPath, "utf8")) as Record<string, unknown>) : {};
+  const jinjaPath = join(modelDir, "chat_template.jinja");
+  let text: string | undefined;
+  let source = jinjaPath;
+  if (existsSync(jinjaPath)) {
+    text = await readFile(jinjaPath, "utf8");
+  } else {
+    source = `${configPath} (chat_template)`;
+    const raw = config.chat_template;
+    // Some models ship several named templates; "default" is what apply_chat_template uses.
+    text = Array.isArray(raw) ? (raw as { name?: string; template?: string }[]).find((t) => t.name === "default")?.template : (raw as string | undefined);
+  }
+  if (!text) return undefined;
+  const template = new Template(text);
+  const bosToken = tokenText(config.bos_token);
+  const eosToken = tokenText(config.eos_token);
+  return {
+    source,
+    bosToken,
+    eosToken,
+    render: (messages, options = {}) =>
+      template.render({
+        messages: messages as unknown as Record<string, unknown>[],
+        ...(options.tools ? { tools: options.tools as Record<string, unknown>[] } : {}),
+        bos_token: bosToken ?? "",
+        eos_token: eosToken ?? "",
+        add_generation_prompt: options.addGenerationPrompt ?? false,
+      }),
+  };
+}
+
+function raises(template: ChatTemplate, messages: Message[]): boolean {
+  try {
+    template.render(messages);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+export function probeRules(template: ChatTemplate): TemplateRules {
+  const m = (role: string, content: string): Message => ({ role, content });
+  const strictAlternation = raises(template, [m("user", "a"), m("user", "b"), m("assistant", "c")]);
+  return {
+    strictAlternation,
+    foldSystem: strictAlternation || raises(template, [m("system", "s"), m("user", "a"), m("assistant", "b")]),
+    rejectsTool: raises(template, [m("user", "a"), m("assistant", "b"), m("tool", "c"), m("assistant", "d")]),
+  };
+}
+
+/** Folds a leading system prompt into the first user turn and merges consecutive same-role turns. */
+export function normalizeMessages(messages: readonly Message[], rules: TemplateRules): { messages: Message[]; changed: boolean } {
+  let out = messages.map((m) => ({ ...m }));
+  let changed = false;
+  if (rules.foldSystem) {
+    const system = out.filter((m) => m.role === "system").map((m) => m.content);
+    if (system.length > 0) {
+      out = out.filter((m) => m.role !== "system");
+      const firstUser = out.find((m) => m.role === "user");
+      if (firstUser) firstUser.content = `${system.join("\n\n")}\n\n${firstUser.content}`;
+      else out.unshift({ role: "user", content: system.join("\n\n") });
+      changed = true;
+    }
+  }
+  if (rules.strictAlternation) {
+    const merged: Message[] = [];
+    for (const m of out) {
+      const last = merged.at(-1);
+      if (last && last.role === m.role) {
+        last.content = `${last.content}\n\n${m.content}`;
+        changed = true;
+      } else {
+        merged.push(m);
+      }
+    }
+    out = merged;
+  }
+  return { messages: out, changed };
+}

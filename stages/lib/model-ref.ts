@@ -1,0 +1,50 @@
+// What `model:` in pipeline.yaml names, and where the resolved base model folder is.
+import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { homedir } from "node:os";
+import { isAbsolute, join, resolve } from "node:path";
+import { z } from "zod";
+import { TINY_FAMILIES, type TinyFamily } from "../../config/schema.ts";
+import { UserError } from "../../engine/types.ts";
+
+export type ModelRef =
+  | { readonly kind: "tiny"; readonly family: TinyFamily }
+  | { readonly kind: "local"; readonly path: string }
+  | { readonly kind: "hub"; readonly id: string };
+
+const HUB_ID = /^[\w.-]+\/[\w.-]+$/;
+
+export function parseModelRef(model: string, root: string): ModelRef {
+  if (model.startsWith("tiny:")) {
+    const family = model.slice(5);
+    if (!(TINY_FAMILIES as readonly string[]).includes(family)) {
+      throw new UserError(`model: "${model}" is not a built-in tiny model. Use one of ${TINY_FAMILIES.map((f) => `tiny:${f}`).join(", ")}.`, 2);
+    }
+    return { kind: "tiny", family: family as TinyFamily };
+  }
+  const expanded = model.startsWith("~/") ? join(homedir(), model.slice(2)) : model;
+  const looksLikePath = isAbsolute(expanded) || expanded.startsWith("./") || expanded.startsWith("../");
+  if (looksLikePath || existsSync(resolve(root, expanded))) return { kind: "local", path: resolve(root, expanded) };
+  if (HUB_ID.test(model)) return { kind: "hub", id: model };
+  throw new UserError(
+    `model: "${model}" is neither a tiny model, an existing folder, nor a hub id like mlx-community/Llama-3.2-3B-Instruct.`,
+    2,
+  );
+}
+
+/** model.json: what the model node publishes. */
+export const modelInfoSchema = z.object({
+  ref: z.string(),
+  kind: z.enum(["tiny", "local", "hub"]),
+  /** Absolute, or relative to the model node's output folder (tiny models live inside it). */
+  path: z.string(),
+  revision: z.string().optional(),
+});
+export type ModelInfo = z.output<typeof modelInfoSchema>;
+export const MODEL_INFO = "model.json";
+
+/** The base model folder (config.json, weights, tokenizer files) published by the model node. */
+export async function modelDir(modelOutput: string): Promise<string> {
+  const info = modelInfoSchema.parse(JSON.parse(await readFile(join(modelOutput, MODEL_INFO), "utf8")));
+  return isAbsolute(info.path) ? info.path : join(modelOutput, info.path);
+}

@@ -1,0 +1,19 @@
+// Where the tool's own files and its per-user caches live.
+import { homedir } from "node:os";
+import { join, resolve } from "node:path";
+
+/** The repository's root: stage scripts and requirement files are found relative to it. */
+export const TOOL_ROOT = resolve(import.meta.dirname, "../..");
+
+export function toolFile(...parts: string[]): string {
+  return join(TOOL_ROOT, ...parts);
+}
+
+/**
+ * Toolchains (virtual environments, llama.cpp sources and builds) are identical across clones and
+ * expensive to make, so they live in a per-user cache keyed by their pinned requirements.
+ */
+export function userCacheDir(...parts: string[]): string {
+  const base = process.env.MLX_PIPELINE_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "mlx-lora-pipeline");
+  return join(base, ...parts);
+}

@@ -1,0 +1,80 @@
+// Finding a usable Python interpreter without starting it (inputs are computed on every build).
+import { execFileSync } from "node:child_process";
+import { accessSync, constants, realpathSync } from "node:fs";
+import { delimiter, isAbsolute, join } from "node:path";
+import type { Verdict } from "../../engine/types.ts";
+
+export const MIN_PYTHON: readonly [number, number] = [3, 10];
+
+/** The interpreter named by pipeline.yaml, $PYTHON, or python3 on PATH, as an absolute path. */
+export function findPython(configured?: string): { name: string; path: string | undefined } {
+  const name = configured ?? process.env.PYTHON ?? "python3";
+  if (isAbsolute(name) || name.includes("/")) return { name, path: executable(name) ? name : undefined };
+  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
+    const candidate = join(dir, name);
+    if (executable(candidate)) return { name, path: candidate };
+  }
+  return { name, path: undefined };
+}
+
+function executable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const resolved = new Map<string, { executable: string; version: string }>();
+
+/**
+ * The interpreter a name really runs and its version. Asked of Python itself, since `python3` is often
+ * a shim (pyenv, asdf) whose own file says nothing of the version behind it.
+ */
+export function resolvePython(path: string): { executable: string; version: string } {
+  let found = resolved.get(path);
+  if (!found) {
+    const out = execFileSync(path, ["-c", "import sys; print(sys.executable); print('%d.%d.%d' % sys.version_info[:3])"], { encoding: "utf8" });
+    const [executable = path, version = "0.0.0"] = out.trim().split("\n");
+    found = { executable: realpathSync(executable), version };
+    resolved.set(path, found);
+  }
+  return found;
+}
+
+export function pythonVersion(path: string): string {
+  return resolvePython(path).version;
+}
+
+export function pythonVerdicts(configured?: string): Verdict[] {
+  const { name, path } = findPython(configured);
+  if (!path) {
+    return [
+      {
+        level: "error",
+        code: "python.missing",
+        message: `Python interpreter "${name}" not found on PATH.`,
+        fix: `Install Python ${MIN_PYTHON.join(".")} or newer, or name one with \`python:\` in pipeline.yaml or the PYTHON environment variable.`,
+      },
+    ];
+  }
+  let version: string;
+  try {
+    version = pythonVersion(path);
+  } catch (e) {
+    return [{ level: "error", code: "python.broken", message: `${path} does not run: ${(e as Error).message.split("\n")[0]}`, fix: "Point `python:` at a working Python 3.10+." }];
+  }
+  const [major = 0, minor = 0] = version.split(".").map(Number);
+  if (major < MIN_PYTHON[0] || (major === MIN_PYTHON[0] && minor < MIN_PYTHON[1])) {
+    return [
+      {
+        level: "error",
+        code: "python.old",
+        message: `${path} is Python ${version}; mlx-lm needs ${MIN_PYTHON.join(".")} or newer.`,
+        fix: "Install a newer Python and name it with `python:` in pipeline.yaml or $PYTHON.",
+      },
+    ];
+  }
+  return [{ level: "ok", code: "python.ok", message: `Python ${version} at ${path}` }];
+}

@@ -1,0 +1,48 @@
+// Reading tool versions and running small Python helpers in a toolchain's environment.
+import { join } from "node:path";
+import type { ExecOptions, RunCtx } from "../../engine/types.ts";
+import { UserError } from "../../engine/types.ts";
+import { assertSuccess } from "../../engine/exec.ts";
+import { toolFile } from "./paths.ts";
+import { readToolchain, venvPython } from "./venv.ts";
+
+/** A helper script under stages/py, declared as an input by every node that runs it. */
+export function pyScript(name: string): string {
+  return toolFile("stages", "py", name);
+}
+
+/** Environment for every Python tool: offline hub, unbuffered, no colour. */
+export const PY_ENV = { HF_HUB_OFFLINE: "1", PYTHONUNBUFFERED: "1", NO_COLOR: "1", TERM: "dumb", TOKENIZERS_PARALLELISM: "false" };
+
+/** Runs a Python module or script in the environment a toolchain node published; returns its last JSON line. */
+export async function runPython<C>(
+  ctx: RunCtx<C>,
+  toolchainNode: string,
+  args: readonly string[],
+  what: string,
+  options: ExecOptions = {},
+): Promise<unknown> {
+  const info = await readToolchain(ctx.upstream(toolchainNode));
+  const result = await ctx.exec(venvPython(info.venv), args, { ...options, env: { ...PY_ENV, ...options.env } });
+  const last = [...result.tail].reverse().find((l) => l.startsWith("{"));
+  let parsed: unknown;
+  try {
+    parsed = last === undefined ? undefined : JSON.parse(last);
+  } catch {
+    parsed = undefined;
+  }
+  // Our scripts report failures they understand as {"error": "..."}: say that rather than a traceback.
+  const error = (parsed as { error?: unknown } | undefined)?.error;
+  if (result.exitCode !== 0 && typeof error === "string") throw new UserError(`${what} failed: ${error} (log: ${result.logPath})`);
+  assertSuccess(result, what);
+  return parsed;
+}
+
+export async function toolVersions(dir: string, names: readonly string[]): Promise<Record<string, string>> {
+  const info = await readToolchain(dir);
+  return Object.fromEntries(names.map((n) => [n, info.versions[n] ?? "unknown"]));
+}
+
+export function upstreamFile<C>(ctx: { upstream(id: string): string }, node: string, ...parts: string[]): string {
+  return join(ctx.upstream(node), ...parts);
+}

@@ -1,0 +1,73 @@
+// Virtual environments built from pinned requirement files, shared by every project of this user.
+import { existsSync } from "node:fs";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { arch, platform } from "node:os";
+import { join } from "node:path";
+import { z } from "zod";
+import { sha256 } from "../../engine/digest.ts";
+import { assertSuccess } from "../../engine/exec.ts";
+import { RunLock } from "../../engine/runlock.ts";
+import type { RunCtx } from "../../engine/types.ts";
+import { UserError } from "../../engine/types.ts";
+import { userCacheDir } from "./paths.ts";
+import { pythonVersion } from "./python.ts";
+
+const COMPLETE = ".complete";
+
+/** What a toolchain node publishes: where its environment is and what versions it holds. */
+export const toolchainInfoSchema = z.object({
+  venv: z.string(),
+  python: z.string(),
+  versions: z.record(z.string(), z.string()),
+  extra: z.record(z.string(), z.string()).default({}),
+});
+export type ToolchainInfo = z.output<typeof toolchainInfoSchema>;
+
+export const TOOLCHAIN_FILE = "toolchain.json";
+
+export async function readToolchain(dir: string): Promise<ToolchainInfo> {
+  const path = join(dir, TOOLCHAIN_FILE);
+  try {
+    return toolchainInfoSchema.parse(JSON.parse(await readFile(path, "utf8")));
+  } catch (e) {
+    throw new UserError(`${path} is unreadable (${(e as Error).message}); rebuild it with --force ${dir.split("/").pop()}.`);
+  }
+}
+
+/** The reason a published toolchain can no longer be used, for NodeSpec.intact. */
+export async function toolchainGone(dir: string): Promise<string | undefined> {
+  const info = await readToolchain(dir).catch(() => undefined);
+  if (!info) return `${join(dir, TOOLCHAIN_FILE)} is unreadable`;
+  return existsSync(join(info.venv, COMPLETE)) ? undefined : `its environment ${info.venv} is gone`;
+}
+
+export function venvPython(venv: string): string {
+  return join(venv, "bin", "python");
+}
+
+/** Creates (once per user, per pinned requirements and Python version) a virtual environment. */
+export async function ensureVenv<C>(ctx: RunCtx<C>, name: string, requirementsPath: string, python: string): Promise<string> {
+  const requirements = await readFile(requirementsPath, "utf8");
+  const version = pythonVersion(python);
+  const key = sha256(`${requirements}\n${version}\n${platform()}-${arch()}`).slice(0, 16);
+  const venv = userCacheDir("venvs", `${name}-${key}`);
+  if (existsSync(join(venv, COMPLETE))) {
+    ctx.note(`reusing the environment ${venv}`);
+    return venv;
+  }
+  await mkdir(userCacheDir("venvs"), { recursive: true });
+  const lock = RunLock.acquire(`${venv}.lock`, `creating ${venv}`);
+  try {
+    await rm(venv, { recursive: true, force: true }); // a half-made environment from a killed build
+    ctx.progress(`creating ${venv} with Python ${version}`);
+    assertSuccess(await ctx.exec(python, ["-m", "venv", venv]), `${python} -m venv`);
+    const pip = venvPython(venv);
+    const pipArgs = ["-m", "pip", "install", "--disable-pip-version-check", "--progress-bar", "off", "-r", requirementsPath];
+    const result = await ctx.exec(pip, pipArgs, { onLine: (line) => /^(Collecting|Installing|Successfully)/.test(line) && ctx.progress(line) });
+    assertSuccess(result, `pip install -r ${requirementsPath}`, 25);
+    await writeFile(join(venv, COMPLETE), requirements);
+    return venv;
+  } finally {
+    lock.release();
+  }
+}

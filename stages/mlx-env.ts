@@ -1,0 +1,56 @@
+// Node mlx-env: the Python environment with mlx-lm, built from stages/requirements/mlx.txt.
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { PipelineConfig } from "../config/schema.ts";
+import type { NodeSpec, Verdict } from "../engine/types.ts";
+import { UserError } from "../engine/types.ts";
+import { toolFile } from "./lib/paths.ts";
+import { findPython, pythonVerdicts, resolvePython } from "./lib/python.ts";
+import { pyScript } from "./lib/tools.ts";
+import { ensureVenv, TOOLCHAIN_FILE, toolchainGone, venvPython, type ToolchainInfo } from "./lib/venv.ts";
+import { assertSuccess } from "../engine/exec.ts";
+
+const REQUIREMENTS = toolFile("stages", "requirements", "mlx.txt");
+const INFO = pyScript("toolchain_info.py");
+/** mlx-lm before 0.29 leaves quantization_config behind after a dequantizing fuse. */
+export const MIN_MLX_LM = "0.29.0";
+const PACKAGES = ["mlx", "mlx-lm", "transformers", "huggingface_hub"];
+
+/** Linux wheels of MLX need glibc 2.35 or newer. */
+function glibcVerdicts(): Verdict[] {
+  if (process.platform !== "linux") return [];
+  const report = process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined;
+  const glibc = report?.header?.glibcVersionRuntime;
+  if (!glibc) return [];
+  const [major = 0, minor = 0] = glibc.split(".").map(Number);
+  return major > 2 || (major === 2 && minor >= 35)
+    ? []
+    : [{ level: "error", code: "mlx.glibc", message: `glibc ${glibc}: MLX's Linux wheels need glibc 2.35 or newer.`, fix: "Use a newer Linux (Ubuntu 22.04+, Debian 12+)." }];
+}
+
+export const mlxEnv: NodeSpec<PipelineConfig> = {
+  id: "mlx-env",
+  deps: [],
+  description: "Python environment with mlx-lm",
+  inputs(ctx) {
+    const { path } = findPython(ctx.config.python);
+    const python = path ? resolvePython(path) : undefined;
+    return {
+      files: [REQUIREMENTS, INFO],
+      params: { python: ctx.config.python ?? process.env.PYTHON ?? "python3" },
+      tools: { python: python ? `${python.version} (${python.executable})` : "missing" },
+      command: ["python -m venv", "pip install -r mlx.txt"],
+    };
+  },
+  guard: (ctx) => [...pythonVerdicts(ctx.config.python), ...glibcVerdicts()],
+  async run(ctx) {
+    const { path } = findPython(ctx.config.python);
+    if (!path) throw new UserError("Python not found: run `check` for what to do.");
+    const venv = await ensureVenv(ctx, "mlx", REQUIREMENTS, path);
+    const probe = await ctx.exec(venvPython(venv), [INFO, ...PACKAGES]);
+    assertSuccess(probe, "reading the environment's versions");
+    const info: ToolchainInfo = { venv, python: venvPython(venv), versions: JSON.parse(probe.tail.at(-1) ?? "{}"), extra: {} };
+    await writeFile(join(ctx.staging, TOOLCHAIN_FILE), JSON.stringify(info, null, 2) + "\n");
+  },
+  intact: toolchainGone,
+};

