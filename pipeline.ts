@@ -11,6 +11,12 @@ import { mlxEnv } from "./stages/mlx-env.ts";
 import { modelNode } from "./stages/model.ts";
 import { dataNode } from "./stages/data.ts";
 import { formattedNode } from "./stages/formatted.ts";
+import { adaptersNode } from "./stages/adapters.ts";
+import { fusedNode } from "./stages/fused.ts";
+import { llamaCppNode } from "./stages/llama-cpp.ts";
+import { quantizerNode } from "./stages/quantizer.ts";
+import { hfNode } from "./stages/hf.ts";
+import { ggufNode } from "./stages/gguf.ts";
 
 const USAGE = `usage: npx tsx pipeline.ts <node> [options]     build a node and the stale nodes it needs
        npx tsx pipeline.ts status [node]            what would run, and exactly why
@@ -19,7 +25,7 @@ const USAGE = `usage: npx tsx pipeline.ts <node> [options]     build a node and 
        npx tsx pipeline.ts verify                   re-hash outputs against pipeline.lock
        npx tsx pipeline.ts schema                   write pipeline.schema.json for editors
 
-nodes: mlx-env, model, data, formatted
+nodes: mlx-env, llama-cpp, quantizer, model, data, formatted, adapters, fused, hf, gguf
 
 options:
   --config FILE      the pipeline config (default: pipeline.yaml)
@@ -32,7 +38,18 @@ options:
 `;
 
 export function buildGraph(config: PipelineConfig, root: string): Graph<PipelineConfig> {
-  const nodes: NodeSpec<PipelineConfig>[] = [mlxEnv, modelNode(config, root), dataNode, formattedNode];
+  const nodes: NodeSpec<PipelineConfig>[] = [
+    mlxEnv,
+    llamaCppNode,
+    ...(config.gguf.quantize ? [quantizerNode] : []),
+    modelNode(config, root),
+    dataNode,
+    formattedNode,
+    adaptersNode,
+    fusedNode,
+    hfNode,
+    ggufNode(config),
+  ];
   return new Graph(nodes);
 }
 

@@ -159,9 +159,9 @@ def main():
     ap.add_argument("--tokenizer-dir", required=True, type=Path)
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--seed", type=int, default=0)
-    # float16 converts to a GGUF f16 without any rounding, so mlx and llama.cpp run the
-    # very same weights (bf16 -> f16 would round).
-    ap.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"])
+    # float32: MLX's CPU backend sends only float32 matmuls to BLAS; float16/bfloat16 take a
+    # generic path that is 10-20x slower, which turns seconds of tiny training into minutes.
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     args = ap.parse_args()
 
     fam = FAMILIES[args.family]

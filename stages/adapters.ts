@@ -1,0 +1,168 @@
+// Node adapters: LoRA training with `mlx_lm lora`, metrics read through its training-callback hook,
+// resumed from the newest checkpoint when a build of the same fingerprint was interrupted.
+import { existsSync } from "node:fs";
+import { appendFile, copyFile, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import YAML from "yaml";
+import type { PipelineConfig } from "../config/schema.ts";
+import type { Json, NodeSpec, RunCtx } from "../engine/types.ts";
+import { UserError } from "../engine/types.ts";
+import { modelDir } from "./lib/model-ref.ts";
+import { pyScript, runPython, toolVersions } from "./lib/tools.ts";
+
+const SHIM = pyScript("lora_train.py");
+const METRICS_PREFIX = "@@metrics ";
+export const METRICS_FILE = "metrics.jsonl";
+
+/** The mlx-lm YAML config, without the paths (those are covered by the upstream digests). */
+export function loraConfig(config: PipelineConfig): Record<string, Json> {
+  const l = config.lora;
+  return {
+    train: true,
+    test: false,
+    fine_tune_type: l.fine_tune_type,
+    optimizer: "adam",
+    mask_prompt: l.mask_prompt,
+    num_layers: l.num_layers,
+    batch_size: l.batch_size,
+    iters: l.iters,
+    val_batches: l.val_batches,
+    learning_rate: l.learning_rate,
+    steps_per_report: l.steps_per_report,
+    steps_per_eval: l.steps_per_eval,
+    save_every: l.save_every,
+    max_seq_length: l.max_seq_length,
+    grad_checkpoint: l.grad_checkpoint,
+    seed: l.seed,
+    lora_parameters: { rank: l.rank, scale: l.scale, dropout: l.dropout, ...(l.keys ? { keys: l.keys } : {}) },
+  };
+}
+
+interface TrainReport {
+  type: "train";
+  iteration: number;
+  train_loss: number | null;
+  learning_rate: number;
+  tokens_per_second: number;
+  iterations_per_second: number;
+  peak_memory: number;
+}
+interface ValReport {
+  type: "val";
+  iteration: number;
+  val_loss: number | null;
+}
+type Report = TrainReport | ValReport;
+
+function clock(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+}
+
+/** Where an interrupted run of this fingerprint got to: the newest checkpoint and how many iterations it holds. */
+async function findResumePoint(runDir: string, offset: number): Promise<{ file: string; done: number } | undefined> {
+  const names = existsSync(runDir) ? await readdir(runDir) : [];
+  const steps = names.map((n) => /^(\d{7})_adapters\.safetensors$/.exec(n)?.[1]).filter((s): s is string => !!s).map(Number);
+  if (steps.length === 0) return undefined;
+  const newest = Math.max(...steps);
+  return { file: join(runDir, `${String(newest).padStart(7, "0")}_adapters.safetensors`), done: offset + newest };
+}
+
+async function train(ctx: RunCtx<PipelineConfig>): Promise<{ lastTrain?: TrainReport; lastVal?: ValReport; resumedFrom: number }> {
+  const total = ctx.config.lora.iters;
+  const runDir = join(ctx.scratch, "run");
+  const progressFile = join(ctx.scratch, "progress.json");
+  const metricsFile = join(ctx.scratch, METRICS_FILE);
+  const offset = existsSync(progressFile) ? (JSON.parse(await readFile(progressFile, "utf8")) as { offset: number }).offset : 0;
+
+  // A checkpoint from an interrupted build of this same fingerprint: continue from it.
+  const resume = await findResumePoint(runDir, offset);
+  let start = offset;
+  let resumeFile: string | undefined;
+  if (resume) {
+    start = resume.done;
+    resumeFile = join(ctx.scratch, `resume-${start}.safetensors`);
+    await copyFile(resume.file, resumeFile);
+    ctx.note(`resuming from the checkpoint at iteration ${start} of ${total} (an earlier build was interrupted)`);
+  }
+  await rm(runDir, { recursive: true, force: true });
+  await mkdir(runDir, { recursive: true });
+  await writeFile(progressFile, JSON.stringify({ offset: start }));
+  if (start >= total) {
+    await copyFile(resumeFile!, join(runDir, "adapters.safetensors"));
+    return { resumedFrom: start };
+  }
+
+  const yaml = {
+    ...loraConfig(ctx.config),
+    iters: total - start,
+    model: await modelDir(ctx.upstream("model")),
+    data: ctx.upstream("formatted"),
+    adapter_path: runDir,
+    ...(resumeFile ? { resume_adapter_file: resumeFile } : {}),
+  };
+  const configPath = join(ctx.scratch, "lora.yaml");
+  await writeFile(configPath, YAML.stringify(yaml));
+
+  let lastTrain: TrainReport | undefined;
+  let lastVal: ValReport | undefined;
+  const started = performance.now();
+  const pending: Promise<void>[] = [];
+  const onLine = (line: string) => {
+    if (!line.startsWith(METRICS_PREFIX)) return;
+    const report = JSON.parse(line.slice(METRICS_PREFIX.length)) as Report;
+    report.iteration += start;
+    pending.push(appendFile(metricsFile, JSON.stringify(report) + "\n"));
+    if (report.type === "val") {
+      lastVal = report;
+      return;
+    }
+    lastTrain = report;
+    const elapsed = (performance.now() - started) / 1000;
+    const rate = (report.iteration - start) / elapsed;
+    const loss = report.train_loss === null ? "nan" : report.train_loss.toFixed(3);
+    ctx.progress(
+      `iter ${report.iteration}/${total} · loss ${loss} · ${Math.round(report.tokens_per_second)} tok/s · ` +
+        `peak ${report.peak_memory.toFixed(2)} GB · ETA ${clock((total - report.iteration) / rate)}`,
+    );
+  };
+  ctx.progress(`training ${total - start} iterations`);
+  await runPython(ctx, "mlx-env", [SHIM, "-c", configPath], "mlx_lm lora", { onLine });
+  await Promise.all(pending);
+  return { lastTrain, lastVal, resumedFrom: start };
+}
+
+export const adaptersNode: NodeSpec<PipelineConfig> = {
+  id: "adapters",
+  deps: ["formatted", "model", "mlx-env"],
+  description: "LoRA adapters (mlx_lm lora)",
+  inputs: async (ctx) => ({
+    files: [SHIM],
+    params: ctx.config.lora as unknown as Json,
+    tools: await toolVersions(ctx.upstream("mlx-env"), ["mlx", "mlx_lm"]),
+    command: ["lora_train.py -c lora.yaml", loraConfig(ctx.config)],
+  }),
+  guard: () => [],
+  async run(ctx) {
+    const { lastTrain, lastVal, resumedFrom } = await train(ctx);
+    const runDir = join(ctx.scratch, "run");
+    const adapters = join(runDir, "adapters.safetensors");
+    // adapter_config.json is written before training starts: only adapters.safetensors proves success.
+    if (!existsSync(adapters)) throw new UserError(`mlx_lm lora finished without writing ${adapters}; see cache/logs/adapters.log.`);
+    await copyFile(adapters, join(ctx.staging, "adapters.safetensors"));
+    // mlx-lm records absolute paths (the staging and scratch folders); keep the file the same across builds.
+    const adapterConfigPath = join(runDir, "adapter_config.json");
+    const adapterConfig = existsSync(adapterConfigPath) ? (JSON.parse(await readFile(adapterConfigPath, "utf8")) as Record<string, unknown>) : {};
+    for (const key of ["model", "data", "adapter_path", "resume_adapter_file", "config"]) delete adapterConfig[key];
+    await writeFile(join(ctx.staging, "adapter_config.json"), JSON.stringify({ ...adapterConfig, iters: ctx.config.lora.iters }, null, 2) + "\n");
+    const metrics = join(ctx.scratch, METRICS_FILE);
+    if (existsSync(metrics)) await copyFile(metrics, join(ctx.staging, METRICS_FILE));
+    const facts: Record<string, Json> = {};
+    if (lastTrain?.train_loss != null) facts.final_train_loss = Number(lastTrain.train_loss.toFixed(4));
+    if (lastVal?.val_loss != null) facts.final_val_loss = Number(lastVal.val_loss.toFixed(4));
+    if (lastTrain) facts.peak_memory_gb = Number(lastTrain.peak_memory.toFixed(3));
+    if (resumedFrom > 0) facts.resumed_from_iteration = resumedFrom;
+    ctx.record(facts);
+    ctx.note(`final train loss ${facts.final_train_loss ?? "?"}, validation loss ${facts.final_val_loss ?? "?"}, peak ${facts.peak_memory_gb ?? "?"} GB`);
+  },
+};

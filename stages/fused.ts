@@ -1,0 +1,65 @@
+// Node fused: the adapters fused into the base model (de-quantized when the base is quantized), its
+// config.json cleaned of quantization keys at every depth, then proven to load and generate.
+import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { PipelineConfig } from "../config/schema.ts";
+import type { Json, NodeSpec } from "../engine/types.ts";
+import { cleanConfigFile, quantizationKeys } from "./lib/clean-config.ts";
+import { loadChatTemplate } from "./lib/chat-template.ts";
+import { modelDir } from "./lib/model-ref.ts";
+import { pyScript, runPython, toolVersions } from "./lib/tools.ts";
+
+const SMOKE = pyScript("smoke_generate.py");
+/**
+ * A fixed question, rendered with the model's chat template, whose greedy answer the gguf node compares with
+ * llama.cpp's. In-template text gives peaked logits, so the comparison is not decided by float noise.
+ */
+export const SMOKE_QUESTION = "Convert 7 km to m.";
+export const SMOKE_TOKENS = 8;
+export const SMOKE_FILE = "smoke.json";
+
+export interface SmokeResult {
+  readonly prompt: string;
+  readonly text: string;
+  readonly tokens: readonly number[];
+}
+
+/** The smoke question as the model sees it at inference, without the BOS text the tokenizer adds itself. */
+async function smokePrompt(base: string): Promise<string> {
+  const template = await loadChatTemplate(base);
+  if (!template) return SMOKE_QUESTION;
+  const text = template.render([{ role: "user", content: SMOKE_QUESTION }], { addGenerationPrompt: true });
+  return template.bosToken && text.startsWith(template.bosToken) ? text.slice(template.bosToken.length) : text;
+}
+
+async function isQuantized(dir: string): Promise<boolean> {
+  const config = JSON.parse(await readFile(join(dir, "config.json"), "utf8")) as Json;
+  return quantizationKeys(config).length > 0;
+}
+
+export const fusedNode: NodeSpec<PipelineConfig> = {
+  id: "fused",
+  deps: ["adapters", "model", "mlx-env"],
+  description: "adapters fused into the base model (mlx_lm fuse)",
+  inputs: async (ctx) => ({
+    files: [SMOKE],
+    params: { smoke_question: SMOKE_QUESTION, smoke_tokens: SMOKE_TOKENS },
+    tools: await toolVersions(ctx.upstream("mlx-env"), ["mlx", "mlx_lm"]),
+    command: ["python -m mlx_lm fuse", "--dequantize when the base is quantized", "clean config.json", "smoke_generate.py"],
+  }),
+  guard: () => [],
+  async run(ctx) {
+    const base = await modelDir(ctx.upstream("model"));
+    const dequantize = await isQuantized(base);
+    const args = ["-m", "mlx_lm", "fuse", "--model", base, "--adapter-path", ctx.upstream("adapters"), "--save-path", ctx.staging];
+    ctx.progress(dequantize ? "fusing and de-quantizing" : "fusing");
+    await runPython(ctx, "mlx-env", dequantize ? [...args, "--dequantize"] : args, "mlx_lm fuse");
+    const removed = await cleanConfigFile(join(ctx.staging, "config.json"));
+    if (removed.length > 0) ctx.note(`removed ${removed.join(", ")} from config.json`);
+    ctx.progress("loading the fused model and generating");
+    const prompt = await smokePrompt(base);
+    const smoke = (await runPython(ctx, "mlx-env", [SMOKE, "--model", ctx.staging, "--prompt", prompt, "--max-tokens", String(SMOKE_TOKENS)], "loading the fused model")) as SmokeResult;
+    await writeFile(join(ctx.staging, SMOKE_FILE), JSON.stringify({ ...smoke, prompt }, null, 2) + "\n");
+    ctx.note(`the fused model loads and generates: ${JSON.stringify(smoke.text)}`);
+  },
+};

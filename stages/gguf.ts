@@ -1,0 +1,106 @@
+// Node gguf: llama.cpp's convert_hf_to_gguf.py (then llama-quantize for K-quants), proven by parsing the
+// header and running the file in llama.cpp, whose greedy continuation must match mlx-lm's.
+import { readFile, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { PipelineConfig } from "../config/schema.ts";
+import type { Json, NodeSpec, RunCtx } from "../engine/types.ts";
+import { UserError } from "../engine/types.ts";
+import { assertSuccess } from "../engine/exec.ts";
+import { readGgufHeader, llamaCppGreedy } from "./lib/gguf-check.ts";
+import { PY_ENV, toolVersions } from "./lib/tools.ts";
+import { readToolchain, venvPython } from "./lib/venv.ts";
+import { QUANTIZER_FILE } from "./quantizer.ts";
+import { SMOKE_FILE, type SmokeResult } from "./fused.ts";
+
+export const GGUF_FILE = "model.gguf";
+export const REPORT_FILE = "gguf.json";
+/** Greedy tokens that must agree between mlx-lm (fused) and llama.cpp (GGUF) for unquantized outtypes. */
+export const MATCH_TOKENS = 4;
+
+/** The converter's own last words (its error line, not the traceback around it). */
+function converterError(tail: readonly string[]): string | undefined {
+  const line = [...tail].reverse().find((l) => /^(ERROR:hf-to-gguf:|NotImplementedError|ValueError|KeyError|TypeError)/.test(l));
+  return line?.replace(/^ERROR:hf-to-gguf:/, "");
+}
+
+async function convert(ctx: RunCtx<PipelineConfig>, outfile: string, outtype: string): Promise<void> {
+  const info = await readToolchain(ctx.upstream("llama-cpp"));
+  const script = join(info.extra.source!, "convert_hf_to_gguf.py");
+  ctx.progress(`converting to ${outtype} with llama.cpp's converter`);
+  const result = await ctx.exec(venvPython(info.venv), [script, ctx.upstream("hf"), "--outfile", outfile, "--outtype", outtype], {
+    env: PY_ENV,
+    onLine: (line) => line.startsWith("INFO:hf-to-gguf:") && ctx.progress(line.slice(16, 100)),
+  });
+  if (result.exitCode !== 0) {
+    const said = converterError(result.tail);
+    if (said) throw new UserError(`llama.cpp's converter refused the model: ${said}\n  Log: ${result.logPath}`);
+    assertSuccess(result, "convert_hf_to_gguf.py");
+  }
+}
+
+async function quantize(ctx: RunCtx<PipelineConfig>, from: string, to: string, type: string): Promise<void> {
+  const { binary } = JSON.parse(await readFile(join(ctx.upstream("quantizer"), QUANTIZER_FILE), "utf8")) as { binary: string };
+  ctx.progress(`quantizing to ${type} with llama-quantize`);
+  assertSuccess(await ctx.exec(binary, [from, to, type]), `llama-quantize ${type}`);
+}
+
+export function ggufNode(config: PipelineConfig): NodeSpec<PipelineConfig> {
+  const quantized = config.gguf.quantize !== undefined;
+  return {
+    id: "gguf",
+    deps: ["hf", "fused", "llama-cpp", ...(quantized ? ["quantizer"] : [])],
+    description: "a GGUF file llama.cpp runs",
+    inputs: async (ctx) => ({
+      files: [],
+      params: { ...ctx.config.gguf, match_tokens: MATCH_TOKENS },
+      tools: await toolVersions(ctx.upstream("llama-cpp"), ["llama_cpp", "torch", "transformers"]),
+      command: ["convert_hf_to_gguf.py --outtype", ctx.config.gguf.outtype, ...(ctx.config.gguf.quantize ? ["llama-quantize", ctx.config.gguf.quantize] : [])],
+    }),
+    guard: () => [],
+    async run(ctx) {
+      const out = join(ctx.staging, GGUF_FILE);
+      const type = ctx.config.gguf.quantize;
+      if (type) {
+        // K-quants are made from a full-precision file: convert to f16 in scratch, then quantize.
+        const f16 = join(ctx.scratch, "model-f16.gguf");
+        await convert(ctx, f16, "f16");
+        await quantize(ctx, f16, out, type);
+      } else {
+        await convert(ctx, out, ctx.config.gguf.outtype);
+      }
+
+      const header = await readGgufHeader(out);
+      const missing = [!header.tokenizerModel && "a tokenizer", !header.hasChatTemplate && "a chat template"].filter(Boolean);
+      if (header.tensorCount === 0 || !header.tokenizerModel) throw new UserError(`${out} has ${header.tensorCount} tensors and ${missing.join(" and ") || "?"}: the conversion is broken.`);
+
+      ctx.progress("loading the GGUF in llama.cpp and generating");
+      const smoke = JSON.parse(await readFile(join(ctx.upstream("fused"), SMOKE_FILE), "utf8")) as SmokeResult;
+      const greedy = await llamaCppGreedy(out, smoke.prompt, smoke.tokens.length);
+      const agree = greedy.tokens.slice(0, MATCH_TOKENS).every((t, i) => t === smoke.tokens[i]);
+      const exact = !type && ["f32", "f16", "bf16"].includes(ctx.config.gguf.outtype);
+      if (exact && !agree) {
+        throw new UserError(
+          `The GGUF does not answer like the fused model: llama.cpp's greedy tokens ${JSON.stringify(greedy.tokens)} ` +
+            `vs mlx-lm's ${JSON.stringify(smoke.tokens)} for the same prompt (first ${MATCH_TOKENS} must agree). ` +
+            `The conversion lost something (tokenizer, rope or norm settings); see cache/logs/gguf.log.`,
+        );
+      }
+      const size = (await stat(out)).size;
+      const report: Record<string, Json> = {
+        file: GGUF_FILE,
+        bytes: size,
+        type: type ?? ctx.config.gguf.outtype,
+        header: { ...header, tokenizerModel: header.tokenizerModel ?? null, tokenizerPre: header.tokenizerPre ?? null, fileType: header.fileType ?? null },
+        llamaCpp: { prompt: smoke.prompt, tokens: greedy.tokens, text: greedy.text },
+        mlx: { tokens: [...smoke.tokens], text: smoke.text },
+        agreeOnFirst: agree ? MATCH_TOKENS : 0,
+      };
+      await writeFile(join(ctx.staging, REPORT_FILE), JSON.stringify(report, null, 2) + "\n");
+      ctx.record({ bytes: size, architecture: header.architecture });
+      ctx.note(
+        `${(size / 1e6).toFixed(1)} MB ${report.type} GGUF (${header.architecture}, ${header.tensorCount} tensors); llama.cpp says ${JSON.stringify(greedy.text)}` +
+          (agree ? `, matching mlx-lm's first ${MATCH_TOKENS} tokens` : " (differs from mlx-lm's greedy tokens, as quantization may)"),
+      );
+    },
+  };
+}

@@ -1,0 +1,116 @@
+// Node llama-cpp: llama.cpp's converter and its Python environment. The source is the llama.cpp release
+// node-llama-cpp was built from (a git bundle inside the npm package), so the version that converts a
+// model is the version that then loads it; a user's own checkout may replace it.
+import { execFileSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { mkdir, rename, rm, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import type { PipelineConfig } from "../config/schema.ts";
+import type { BaseCtx, NodeSpec, RunCtx, Verdict } from "../engine/types.ts";
+import { UserError } from "../engine/types.ts";
+import { assertSuccess } from "../engine/exec.ts";
+import { toolFile, userCacheDir } from "./lib/paths.ts";
+import { findPython, pythonVerdicts, resolvePython } from "./lib/python.ts";
+import { pyScript } from "./lib/tools.ts";
+import { ensureVenv, TOOLCHAIN_FILE, toolchainGone, venvPython, type ToolchainInfo } from "./lib/venv.ts";
+
+const REQUIREMENTS = toolFile("stages", "requirements", "converter.txt");
+const INFO = pyScript("toolchain_info.py");
+const BUNDLE = toolFile("node_modules", "node-llama-cpp", "llama", "gitRelease.bundle");
+const BUNDLE_INFO = toolFile("node_modules", "node-llama-cpp", "llama", "llama.cpp.info.json");
+const PACKAGES = ["torch", "transformers", "sentencepiece", "numpy"];
+
+/** The user's own llama.cpp checkout, when pipeline.yaml or LLAMA_CPP_DIR names one. */
+function userCheckout(ctx: BaseCtx<PipelineConfig>): string | undefined {
+  const dir = ctx.config.llama_cpp ?? process.env.LLAMA_CPP_DIR;
+  return dir ? resolve(ctx.root, dir) : undefined;
+}
+
+/** The checkout's commit, read from .git without starting git (inputs are computed on every build). */
+function checkoutCommit(dir: string): string {
+  try {
+    const head = readFileSync(join(dir, ".git", "HEAD"), "utf8").trim();
+    if (!head.startsWith("ref: ")) return head;
+    const ref = head.slice(5);
+    const loose = join(dir, ".git", ref);
+    if (existsSync(loose)) return readFileSync(loose, "utf8").trim();
+    const packed = readFileSync(join(dir, ".git", "packed-refs"), "utf8").split("\n").find((l) => l.endsWith(` ${ref}`));
+    return packed?.split(" ")[0] ?? "unknown";
+  } catch {
+    return "unknown";
+  }
+}
+
+function bundledRelease(): string {
+  return (JSON.parse(readFileSync(BUNDLE_INFO, "utf8")) as { tag: string }).tag;
+}
+
+/** Clones the bundled release once per user: it is the same for every project. */
+async function bundledSource(ctx: RunCtx<PipelineConfig>): Promise<string> {
+  const dir = userCacheDir("llama.cpp", bundledRelease());
+  if (existsSync(join(dir, "convert_hf_to_gguf.py"))) return dir;
+  const tmp = `${dir}.tmp-${process.pid}`;
+  await rm(tmp, { recursive: true, force: true });
+  await mkdir(userCacheDir("llama.cpp"), { recursive: true });
+  ctx.progress(`unpacking llama.cpp ${bundledRelease()} from node-llama-cpp's bundle`);
+  assertSuccess(await ctx.exec("git", ["clone", "--quiet", BUNDLE, tmp]), "git clone of node-llama-cpp's llama.cpp bundle");
+  await rm(dir, { recursive: true, force: true });
+  await rename(tmp, dir);
+  return dir;
+}
+
+function sourceVerdicts(ctx: BaseCtx<PipelineConfig>): Verdict[] {
+  const own = userCheckout(ctx);
+  if (own) {
+    return existsSync(join(own, "convert_hf_to_gguf.py"))
+      ? [{ level: "ok", code: "converter.source", message: `llama.cpp checkout ${own} (${checkoutCommit(own).slice(0, 12)})` }]
+      : [{ level: "error", code: "converter.missing", message: `${own} has no convert_hf_to_gguf.py: it is not a llama.cpp checkout.`, fix: "Point llama_cpp: (or LLAMA_CPP_DIR) at a llama.cpp clone, or remove it to use the bundled one." }];
+  }
+  if (!existsSync(BUNDLE)) {
+    return [{ level: "error", code: "converter.no-bundle", message: `${BUNDLE} is missing.`, fix: "Run `npm install` (node-llama-cpp ships llama.cpp's source)." }];
+  }
+  try {
+    execFileSync("git", ["--version"], { stdio: "ignore" });
+  } catch {
+    return [{ level: "error", code: "converter.no-git", message: "git is not installed; it is needed once to unpack llama.cpp's source.", fix: "Install git." }];
+  }
+  return [{ level: "ok", code: "converter.source", message: `llama.cpp ${bundledRelease()} (bundled with node-llama-cpp)` }];
+}
+
+export const llamaCppNode: NodeSpec<PipelineConfig> = {
+  id: "llama-cpp",
+  deps: [],
+  description: "llama.cpp's converter and its Python environment",
+  inputs(ctx) {
+    const own = userCheckout(ctx);
+    const { path } = findPython(ctx.config.python);
+    const python = path ? resolvePython(path) : undefined;
+    return {
+      files: [REQUIREMENTS, INFO, ...(own ? [] : [BUNDLE])],
+      params: { llama_cpp: own ?? "bundled" },
+      tools: {
+        llama_cpp: own ? checkoutCommit(own) : bundledRelease(),
+        python: python ? `${python.version} (${python.executable})` : "missing",
+      },
+      command: ["python -m venv", "pip install -r converter.txt"],
+    };
+  },
+  guard: (ctx) => [...pythonVerdicts(ctx.config.python).filter((v) => v.level !== "ok"), ...sourceVerdicts(ctx)],
+  async run(ctx) {
+    const { path } = findPython(ctx.config.python);
+    if (!path) throw new UserError("Python not found: run `check` for what to do.");
+    const source = userCheckout(ctx) ?? (await bundledSource(ctx));
+    const venv = await ensureVenv(ctx, "llama-cpp-convert", REQUIREMENTS, path);
+    const probe = await ctx.exec(venvPython(venv), [INFO, ...PACKAGES]);
+    assertSuccess(probe, "reading the converter environment's versions");
+    const versions = { ...(JSON.parse(probe.tail.at(-1) ?? "{}") as Record<string, string>), llama_cpp: userCheckout(ctx) ? checkoutCommit(source) : bundledRelease() };
+    const info: ToolchainInfo = { venv, python: venvPython(venv), versions, extra: { source } };
+    await writeFile(join(ctx.staging, TOOLCHAIN_FILE), JSON.stringify(info, null, 2) + "\n");
+  },
+  intact: async (dir) => {
+    const gone = await toolchainGone(dir);
+    if (gone) return gone;
+    const info = JSON.parse(readFileSync(join(dir, TOOLCHAIN_FILE), "utf8")) as ToolchainInfo;
+    return existsSync(join(info.extra.source ?? "", "convert_hf_to_gguf.py")) ? undefined : `its llama.cpp source ${info.extra.source} is gone`;
+  },
+};

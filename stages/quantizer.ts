@@ -1,0 +1,107 @@
+// Node quantizer: llama.cpp's llama-quantize for K-quants (Q4_K_M, ...), found on PATH or built once with
+// cmake from the same llama.cpp source that converts the model. Only in the graph when gguf.quantize is set.
+import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdir, rename, rm, writeFile, readFile } from "node:fs/promises";
+import { delimiter, join } from "node:path";
+import type { PipelineConfig } from "../config/schema.ts";
+import type { NodeSpec, Verdict } from "../engine/types.ts";
+import { assertSuccess } from "../engine/exec.ts";
+import { userCacheDir } from "./lib/paths.ts";
+import { readToolchain } from "./lib/venv.ts";
+
+export const QUANTIZER_FILE = "quantizer.json";
+const BINARY = "llama-quantize";
+
+function onPath(name: string): string | undefined {
+  return (process.env.PATH ?? "").split(delimiter).map((d) => join(d, name)).find((p) => existsSync(p));
+}
+
+function has(command: string, args: string[] = ["--version"]): boolean {
+  try {
+    execFileSync(command, args, { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Quant type names llama.cpp knows, from node-llama-cpp's own file-type table (the same release). */
+export async function knownQuantTypes(): Promise<string[]> {
+  const { GgufFileType } = await import("node-llama-cpp");
+  return Object.keys(GgufFileType)
+    .filter((k) => Number.isNaN(Number(k)))
+    .map((k) => k.replace(/^(MOSTLY|ALL)_/, ""));
+}
+
+export async function quantizeVerdicts(config: PipelineConfig): Promise<Verdict[]> {
+  const type = config.gguf.quantize;
+  if (!type) return [];
+  const known = await knownQuantTypes();
+  if (!known.includes(type.toUpperCase())) {
+    return [
+      {
+        level: "error",
+        code: "gguf.quant-type",
+        message: `gguf.quantize: "${type}" is not a llama.cpp quant type.`,
+        fix: `Use one of ${known.filter((k) => /_K|Q8_0|IQ4/.test(k)).join(", ")} (or remove gguf.quantize).`,
+      },
+    ];
+  }
+  if (onPath(BINARY)) return [{ level: "ok", code: "quantizer.path", message: `${BINARY} found on PATH` }];
+  const missing = ["cmake", "c++"].filter((c) => !has(c));
+  return missing.length > 0
+    ? [
+        {
+          level: "error",
+          code: "quantizer.cannot-build",
+          message: `gguf.quantize: ${type} needs ${BINARY}, which is not on PATH, and ${missing.join(" and ")} to build it ${missing.length > 1 ? "are" : "is"} missing.`,
+          fix: `Install cmake and a C++ compiler (macOS: xcode-select --install; Debian: apt-get install cmake g++), put ${BINARY} on PATH, or use gguf.outtype: q8_0 without gguf.quantize.`,
+        },
+      ]
+    : [{ level: "ok", code: "quantizer.build", message: `${BINARY} will be built once from llama.cpp's source with cmake (a few minutes)` }];
+}
+
+export const quantizerNode: NodeSpec<PipelineConfig> = {
+  id: "quantizer",
+  deps: ["llama-cpp"],
+  description: "llama.cpp's llama-quantize",
+  inputs: async (ctx) => {
+    const found = onPath(BINARY);
+    const info = await readToolchain(ctx.upstream("llama-cpp"));
+    return {
+      files: found ? [found] : [],
+      params: { from: found ? "PATH" : "source" },
+      tools: { llama_cpp: info.versions.llama_cpp ?? "unknown" },
+      command: found ? [found] : ["cmake -B build -DLLAMA_CURL=OFF ...", `cmake --build build --target ${BINARY}`],
+    };
+  },
+  guard: (ctx) => quantizeVerdicts(ctx.config),
+  async run(ctx) {
+    let binary = onPath(BINARY);
+    if (!binary) {
+      const info = await readToolchain(ctx.upstream("llama-cpp"));
+      const source = info.extra.source!;
+      const buildDir = userCacheDir("llama-quantize", info.versions.llama_cpp ?? "unknown");
+      binary = join(buildDir, "bin", BINARY);
+      if (!existsSync(binary)) {
+        const tmp = `${buildDir}.tmp-${process.pid}`;
+        await rm(tmp, { recursive: true, force: true });
+        await mkdir(tmp, { recursive: true });
+        const flags = ["-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=OFF", "-DBUILD_SHARED_LIBS=OFF"];
+        ctx.progress("configuring llama.cpp with cmake");
+        assertSuccess(await ctx.exec("cmake", ["-S", source, "-B", tmp, ...flags]), "cmake (configure)");
+        ctx.progress(`building ${BINARY} (a few minutes, once)`);
+        const onLine = (line: string) => /^\[\s*\d+%\]/.test(line) && ctx.progress(`building ${BINARY}: ${line.slice(0, 60)}`);
+        assertSuccess(await ctx.exec("cmake", ["--build", tmp, "--target", BINARY, "-j", "2"], { onLine }), `cmake --build (${BINARY})`);
+        await rm(buildDir, { recursive: true, force: true });
+        await rename(tmp, buildDir);
+      }
+    }
+    await writeFile(join(ctx.staging, QUANTIZER_FILE), JSON.stringify({ binary }, null, 2) + "\n");
+  },
+  intact: async (dir) => {
+    const { binary } = JSON.parse(await readFile(join(dir, QUANTIZER_FILE), "utf8")) as { binary: string };
+    return existsSync(binary) ? undefined : `${binary} is gone`;
+  },
+};
