@@ -75,13 +75,14 @@ export function ggufNode(config: PipelineConfig): NodeSpec<PipelineConfig> {
 
       ctx.progress("loading the GGUF in llama.cpp and generating");
       const smoke = JSON.parse(await readFile(join(ctx.upstream("fused"), SMOKE_FILE), "utf8")) as SmokeResult;
-      const greedy = await llamaCppGreedy(out, smoke.prompt, smoke.tokens.length);
-      const agree = greedy.tokens.slice(0, MATCH_TOKENS).every((t, i) => t === smoke.tokens[i]);
+      const greedy = await llamaCppGreedy(out, smoke.prompt, Math.max(smoke.tokens.length, 1));
+      const compared = Math.min(MATCH_TOKENS, smoke.tokens.length);
+      const agree = greedy.tokens.length >= compared && smoke.tokens.slice(0, compared).every((t, i) => t === greedy.tokens[i]);
       const exact = !type && ["f32", "f16", "bf16"].includes(ctx.config.gguf.outtype);
       if (exact && !agree) {
         throw new UserError(
           `The GGUF does not answer like the fused model: llama.cpp's greedy tokens ${JSON.stringify(greedy.tokens)} ` +
-            `vs mlx-lm's ${JSON.stringify(smoke.tokens)} for the same prompt (first ${MATCH_TOKENS} must agree). ` +
+            `vs mlx-lm's ${JSON.stringify(smoke.tokens)} for the same prompt (the first ${compared} must agree). ` +
             `The conversion lost something (tokenizer, rope or norm settings); see cache/logs/gguf.log.`,
         );
       }
@@ -93,13 +94,13 @@ export function ggufNode(config: PipelineConfig): NodeSpec<PipelineConfig> {
         header: { ...header, tokenizerModel: header.tokenizerModel ?? null, tokenizerPre: header.tokenizerPre ?? null, fileType: header.fileType ?? null },
         llamaCpp: { prompt: smoke.prompt, tokens: greedy.tokens, text: greedy.text },
         mlx: { tokens: [...smoke.tokens], text: smoke.text },
-        agreeOnFirst: agree ? MATCH_TOKENS : 0,
+        agreeOnFirst: agree ? compared : 0,
       };
       await writeFile(join(ctx.staging, REPORT_FILE), JSON.stringify(report, null, 2) + "\n");
       ctx.record({ bytes: size, architecture: header.architecture });
       ctx.note(
         `${(size / 1e6).toFixed(1)} MB ${report.type} GGUF (${header.architecture}, ${header.tensorCount} tensors); llama.cpp says ${JSON.stringify(greedy.text)}` +
-          (agree ? `, matching mlx-lm's first ${MATCH_TOKENS} tokens` : " (differs from mlx-lm's greedy tokens, as quantization may)"),
+          (agree ? `, matching mlx-lm's first ${compared} tokens` : " (differs from mlx-lm's greedy tokens, as quantization may)"),
       );
     },
   };

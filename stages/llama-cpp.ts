@@ -104,7 +104,7 @@ export const llamaCppNode: NodeSpec<PipelineConfig> = {
     const probe = await ctx.exec(venvPython(venv), [INFO, ...PACKAGES]);
     assertSuccess(probe, "reading the converter environment's versions");
     const versions = { ...(JSON.parse(probe.tail.at(-1) ?? "{}") as Record<string, string>), llama_cpp: userCheckout(ctx) ? checkoutCommit(source) : bundledRelease() };
-    const info: ToolchainInfo = { venv, python: venvPython(venv), versions, extra: { source } };
+    const info: ToolchainInfo = { venv, python: venvPython(venv), versions, extra: { source }, env: {} };
     await writeFile(join(ctx.staging, TOOLCHAIN_FILE), JSON.stringify(info, null, 2) + "\n");
   },
   intact: async (dir) => {

@@ -7,6 +7,7 @@ import { UserError } from "../engine/types.ts";
 import { toolFile } from "./lib/paths.ts";
 import { findPython, pythonVerdicts, resolvePython } from "./lib/python.ts";
 import { pyScript } from "./lib/tools.ts";
+import { openblasEnv } from "./lib/openblas.ts";
 import { ensureVenv, TOOLCHAIN_FILE, toolchainGone, venvPython, type ToolchainInfo } from "./lib/venv.ts";
 import { assertSuccess } from "../engine/exec.ts";
 
@@ -47,9 +48,13 @@ export const mlxEnv: NodeSpec<PipelineConfig> = {
     const { path } = findPython(ctx.config.python);
     if (!path) throw new UserError("Python not found: run `check` for what to do.");
     const venv = await ensureVenv(ctx, "mlx", REQUIREMENTS, path);
-    const probe = await ctx.exec(venvPython(venv), [INFO, ...PACKAGES]);
-    assertSuccess(probe, "reading the environment's versions");
-    const info: ToolchainInfo = { venv, python: venvPython(venv), versions: JSON.parse(probe.tail.at(-1) ?? "{}"), extra: {} };
+    const env = await openblasEnv(venv);
+    // Proves the preload works (and that mlx imports at all) before anything relies on it.
+    const probe = await ctx.exec(venvPython(venv), ["-c", "import mlx.core as mx; mx.eval(mx.ones((2, 2)) @ mx.ones((2, 2)))"], { env });
+    assertSuccess(probe, "importing mlx in the new environment");
+    const versions = await ctx.exec(venvPython(venv), [INFO, ...PACKAGES]);
+    assertSuccess(versions, "reading the environment's versions");
+    const info: ToolchainInfo = { venv, python: venvPython(venv), versions: JSON.parse(versions.tail.at(-1) ?? "{}"), extra: {}, env };
     await writeFile(join(ctx.staging, TOOLCHAIN_FILE), JSON.stringify(info, null, 2) + "\n");
   },
   intact: toolchainGone,

@@ -88,7 +88,8 @@ export const quantizerNode: NodeSpec<PipelineConfig> = {
         const tmp = `${buildDir}.tmp-${process.pid}`;
         await rm(tmp, { recursive: true, force: true });
         await mkdir(tmp, { recursive: true });
-        const flags = ["-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=OFF", "-DBUILD_SHARED_LIBS=OFF"];
+        // Static, so the binary stands alone in the cache; no network code (curl, OpenSSL) is needed to quantize.
+        const flags = ["-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=OFF", "-DBUILD_SHARED_LIBS=OFF", "-DLLAMA_OPENSSL=OFF", "-DLLAMA_CURL=OFF"];
         ctx.progress("configuring llama.cpp with cmake");
         assertSuccess(await ctx.exec("cmake", ["-S", source, "-B", tmp, ...flags]), "cmake (configure)");
         ctx.progress(`building ${BINARY} (a few minutes, once)`);

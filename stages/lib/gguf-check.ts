@@ -1,4 +1,5 @@
 // Proving a GGUF works: its header parsed, then the file loaded in llama.cpp (node-llama-cpp) and run.
+import { availableParallelism } from "node:os";
 import { gguf } from "@huggingface/gguf";
 
 export interface GgufHeader {
@@ -38,16 +39,26 @@ export async function llamaCppGreedy(path: string, prompt: string, n: number): P
   // Loaded on demand: the package is large and only this node needs it.
   const { getLlama, LlamaLogLevel } = await import("node-llama-cpp");
   // build "never" + skipDownload: use the prebuilt binary from npm or fail; never compile or download.
-  const llama = await getLlama({ gpu: false, build: "never", skipDownload: true, progressLogs: false, logLevel: LlamaLogLevel.error });
+  // maxThreads: its default (at least 4) oversubscribes a 2-core machine and runs ~40x slower.
+  const llama = await getLlama({
+    gpu: false,
+    build: "never",
+    skipDownload: true,
+    progressLogs: false,
+    logLevel: LlamaLogLevel.error,
+    maxThreads: availableParallelism(),
+  });
   try {
     const model = await llama.loadModel({ modelPath: path, gpuLayers: 0 });
     const context = await model.createContext({ contextSize: 512, sequences: 1 });
     const promptTokens = model.tokenize(prompt, true);
     const input = model.tokens.bos != null && model.tokens.shouldPrependBosToken && promptTokens[0] !== model.tokens.bos ? [model.tokens.bos, ...promptTokens] : promptTokens;
     const out: number[] = [];
+    // Like mlx-lm's generation, stop before an end-of-generation token and leave it out.
     for await (const token of context.getSequence().evaluate(input, { temperature: 0 })) {
+      if (model.isEogToken(token)) break;
       out.push(Number(token));
-      if (out.length >= n || token === model.tokens.eos) break;
+      if (out.length >= n) break;
     }
     const text = model.detokenize(out as never[]);
     await context.dispose();

@@ -23,7 +23,7 @@ export async function runPython<C>(
   options: ExecOptions = {},
 ): Promise<unknown> {
   const info = await readToolchain(ctx.upstream(toolchainNode));
-  const result = await ctx.exec(venvPython(info.venv), args, { ...options, env: { ...PY_ENV, ...options.env } });
+  const result = await ctx.exec(venvPython(info.venv), args, { ...options, env: { ...PY_ENV, ...info.env, ...options.env } });
   const last = [...result.tail].reverse().find((l) => l.startsWith("{"));
   let parsed: unknown;
   try {

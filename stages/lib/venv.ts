@@ -20,6 +20,8 @@ export const toolchainInfoSchema = z.object({
   python: z.string(),
   versions: z.record(z.string(), z.string()),
   extra: z.record(z.string(), z.string()).default({}),
+  /** Environment every process of this toolchain runs with (e.g. a faster BLAS preloaded). */
+  env: z.record(z.string(), z.string()).default({}),
 });
 export type ToolchainInfo = z.output<typeof toolchainInfoSchema>;
 

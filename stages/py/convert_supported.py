@@ -119,15 +119,19 @@ def supported(root: Path) -> dict[str, list[str]]:
     if not convert_py.is_file():
         raise FileNotFoundError(f"{convert_py} not found: is {root} a llama.cpp checkout?")
     pkg = root / "conversion"
-    files = [convert_py] + (sorted(pkg.glob("*.py")) if pkg.is_dir() else [])
-    text, mmproj = _scan_decorators(files)
+    text_map = mmproj_map = None
     init = pkg / "__init__.py"
     if init.is_file():
         tree = ast.parse(init.read_text(encoding="utf-8"))
         text_map = _dict_keys(tree, "TEXT_MODEL_MAP")
         mmproj_map = _dict_keys(tree, "MMPROJ_MODEL_MAP")
-        # The maps are what get_model_class() consults: a name registered by a decorator but
-        # missing from the map is not reachable, so the map wins when present.
+    if text_map is not None and mmproj_map is not None:
+        # The maps are what get_model_class() consults (a decorator-registered name missing from
+        # the map is unreachable), and reading one file is ~10x faster than parsing ~90 modules.
+        text, mmproj = set(text_map), set(mmproj_map)
+    else:
+        files = [convert_py] + (sorted(pkg.glob("*.py")) if pkg.is_dir() else [])
+        text, mmproj = _scan_decorators(files)
         if text_map is not None:
             text = set(text_map)
         if mmproj_map is not None:

@@ -131,6 +131,8 @@ def fix_llama3_tokenizer(tok: dict, tok_cfg: dict) -> None:
     # Chat turns end in <|eot_id|>; as the tokenizer's EOS it is also what text-format
     # samples get appended, so generation stops the same way for both data formats.
     tok_cfg["eos_token"] = "<|eot_id|>"
+    # transformers 5 ignores (and warns about) space clean-up for BPE; llama.cpp never does it.
+    tok_cfg["clean_up_tokenization_spaces"] = False
 
 
 def special_ids(family: str, ids: dict, tok_cfg: dict) -> dict:
