@@ -146,18 +146,19 @@ async function build<C>(
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   try {
+    // Plan first: only the nodes that will run are guarded, so a no-op build stays a few stats.
+    const states = await engine.status(target);
+    const willRun = new Set(states.filter((s) => s.stale || options.force.has(s.id)).map((s) => s.id));
     if (options.frozen || options.dryRun) {
-      const states = await engine.status(target);
-      const stale = states.filter((s) => s.stale || options.force.has(s.id));
       const nodes: NodeReport[] = states.map((s) => ({
         id: s.id,
-        status: stale.includes(s) ? "skipped" : "fresh",
+        status: willRun.has(s.id) ? "skipped" : "fresh",
         reason: s.stale ? s.reasons.join("; ") : options.force.has(s.id) ? "forced with --force" : "up to date",
         ms: 0,
       }));
       if (!options.json) printStates(target, states, false, "stale");
-      if (options.frozen && stale.length > 0) {
-        process.stderr.write(`--frozen: ${stale.map((s) => s.id).join(", ")} would rebuild. Run the build and commit pipeline.lock.\n`);
+      if (options.frozen && willRun.size > 0) {
+        process.stderr.write(`--frozen: ${[...willRun].join(", ")} would rebuild. Run the build and commit pipeline.lock.\n`);
         emit(false, nodes);
         return 1;
       }
@@ -166,7 +167,7 @@ async function build<C>(
         return 0;
       }
     }
-    const verdicts = await engine.guards(target);
+    const verdicts = willRun.size > 0 ? await engine.guards(target, willRun) : [];
     const problems = verdicts.filter((v) => v.level !== "ok");
     if (problems.length > 0) process.stderr.write(formatVerdicts(problems) + "\n");
     if (verdicts.some((v) => v.level === "error")) {

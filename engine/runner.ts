@@ -151,10 +151,10 @@ export class Engine<C> {
     return states;
   }
 
-  /** Every guard of every node on the way to the target. */
-  async guards(target: string): Promise<NodeVerdict[]> {
+  /** The guards of every node on the way to the target (or of those in `only`). */
+  async guards(target: string, only?: ReadonlySet<string>): Promise<NodeVerdict[]> {
     const verdicts: NodeVerdict[] = [];
-    for (const id of this.project.graph.order([target])) {
+    for (const id of this.project.graph.order([target]).filter((n) => !only || only.has(n))) {
       const node = this.project.graph.node(id);
       try {
         for (const v of await node.guard(this.ctx())) verdicts.push({ node: id, ...v });

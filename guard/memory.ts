@@ -9,27 +9,31 @@ import type { ModelShape, Quantization } from "./model-shape.ts";
 import { layerBlock, type Matrix, matrixParams, modelLevel } from "./parameters.ts";
 
 /**
- * Tunable constants. Activation and logit constants were measured on mlx-lm 0.32.2 (mlx CPU
- * backend, bf16 random-weight Llama blocks, B=1, S=1024/2048): mx.get_peak_memory() of one
- * compiled training step, as mlx-lm's trainer builds it, minus the weights.
+ * Tunable constants. The activation and logit ones were fitted (least squares, worst point 0.5%
+ * off) to mx.get_peak_memory() of one compiled mlx-lm 0.32.2 training step on the mlx CPU
+ * backend: bf16 random-weight Llama blocks, rank 8, batch 1, sweeping vocabulary, trained
+ * layers, sequence length and MLP width. Measured with guard/calibrate_memory.py; the points
+ * are in test/guard/calibration.test.ts.
+ * Metal's fused attention may keep less; re-fit from a Mac's numbers when they are available.
  */
 export const CALIBRATION = {
-  /** Per token per trained layer, in hidden-size units of the compute dtype: layer input, norm
-   * outputs, attention output, residuals, and their gradients as they pass through. */
-  hiddenCopies: 6,
-  /** Per token per trained layer, in MLP-width units: gate, up, act(gate), act(gate)·up. */
-  mlpCopies: 4,
-  /** Attention probabilities (batch × heads × seq × seq) kept for backward + their gradient:
-   * mlx's fused attention does not keep them, but its backward materialises them. */
-  attentionScoreCopies: 2,
-  /** Mamba-2's chunked scan materialises decay and surrogate-attention matrices per chunk. */
+  /** Per token per trained layer, in hidden-size units: layer input, norm outputs, attention
+   * output, residual sums, LoRA inputs, and their gradients in flight. Fitted 11.4. */
+  hiddenCopies: 11.5,
+  /** Per token per trained layer, in MLP-width units: gate, up, act(gate), act(gate)·up, LoRA
+   * paths and gradients. Fitted 6.5. */
+  mlpCopies: 6.5,
+  /** Attention probabilities (batch × heads × seq × seq) kept for the backward pass. Fitted 1.2. */
+  attentionScoreCopies: 1.2,
+  /** Mamba-2's chunked scan materialises decay and surrogate-attention matrices per chunk (not
+   * measured: counted like attention scores over a 256-token window, 4 arrays). */
   mambaChunkCopies: 4,
-  /** Backward through the lowest trained layer needs that layer's gradients on top of what is kept. */
-  backwardTransientLayers: 1,
-  /** With gradient checkpointing only layer inputs are kept (≈3 hidden copies each measured) ... */
+  /** Backward through a trained layer needs gradients on top of what is kept. Fitted 0.7 layers. */
+  backwardTransientLayers: 0.7,
+  /** With gradient checkpointing only each layer's inputs are kept (measured 2.8 hidden copies) ... */
   checkpointHiddenCopies: 3,
-  /** ... but the layer being recomputed lives in full, with its backward transients (measured 1.6). */
-  checkpointRecomputeLayers: 1.6,
+  /** ... plus the layer being recomputed, in full, with its backward transients (measured 1.8). */
+  checkpointRecomputeLayers: 1.8,
   /** Logits, their log-softmax and their gradient, in the compute dtype: measured 8 bytes per
    * batch × seq × vocab element for bf16, i.e. 4 copies (mlx-lm does not upcast logits to fp32). */
   logitCopies: 4,

@@ -52,7 +52,7 @@ export function matrixParams(m: Matrix): number {
   return m.experts * (m.inDim * m.outDim + (m.bias ? m.outDim : 0));
 }
 
-export function blockParams(block: Block): number {
+function blockParams(block: Block): number {
   return block.matrices.reduce((sum, m) => sum + matrixParams(m), block.floatParams);
 }
 

@@ -2,7 +2,8 @@
 // mlx-lm 0.32.2 LoRA training step (rank 8, Adam, bf16 random-weight Llama blocks, tied
 // embeddings, batch 1, mlx CPU backend) minus the memory held before the step. The measuring
 // script mirrors mlx_lm.tuner.trainer: linear_to_lora_layers, default_loss, grad_checkpoint,
-// nn.value_and_grad + optimizer.update inside mx.compile.
+// nn.value_and_grad + optimizer.update inside mx.compile. Training only the top 2 of 6 layers
+// measured the same as 2 of 2 (298.99 MB vs 296.89 MB): frozen layers below keep nothing.
 import { describe, expect, it } from "vitest";
 import { estimateTrainingMemory } from "../../guard/memory.ts";
 import { readModelShape } from "../../guard/model-shape.ts";
@@ -28,11 +29,14 @@ const POINTS: readonly Point[] = [
   { hidden: 1024, intermediate: 2816, heads: 16, kvHeads: 4, layers: 6, vocab: 1000, seq: 1024, checkpoint: false, measuredBytes: 722_548_884 },
   { hidden: 1024, intermediate: 2816, heads: 16, kvHeads: 4, layers: 2, vocab: 1000, seq: 1024, checkpoint: true, measuredBytes: 287_209_620 },
   { hidden: 1024, intermediate: 2816, heads: 16, kvHeads: 4, layers: 6, vocab: 1000, seq: 1024, checkpoint: true, measuredBytes: 310_352_024 },
+  // Sequence length isolates the attention scores; MLP width the MLP copies.
+  { hidden: 1024, intermediate: 2816, heads: 16, kvHeads: 4, layers: 6, vocab: 1000, seq: 2048, checkpoint: false, measuredBytes: 1_974_562_964 },
+  { hidden: 1024, intermediate: 5632, heads: 16, kvHeads: 4, layers: 6, vocab: 1000, seq: 1024, checkpoint: false, measuredBytes: 980_629_652 },
 ];
 
 describe("memory calibration", () => {
   for (const p of POINTS) {
-    it(`h${p.hidden} L${p.layers} V${p.vocab} S${p.seq}${p.checkpoint ? " checkpointed" : ""} within 15% of measured`, () => {
+    it(`h${p.hidden} L${p.layers} V${p.vocab} S${p.seq}${p.checkpoint ? " checkpointed" : ""} within 5% of measured`, () => {
       const shape = readModelShape(
         {
           model_type: "llama",
@@ -56,7 +60,7 @@ describe("memory calibration", () => {
       });
       // Weights and LoRA weights were resident before the step; the fixed overhead is outside mlx's counter.
       const estimate = b.loraGradients + b.optimizer + b.activations + b.logits;
-      expect(Math.abs(estimate - p.measuredBytes) / p.measuredBytes).toBeLessThan(0.15);
+      expect(Math.abs(estimate - p.measuredBytes) / p.measuredBytes).toBeLessThan(0.05);
     });
   }
 });
