@@ -1,4 +1,5 @@
 // Entry point: `npx tsx pipeline.ts <node>`. Wires the config, the stages and the engine's CLI.
+import { existsSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { z } from "zod";
@@ -11,7 +12,7 @@ import { mlxEnv } from "./stages/mlx-env.ts";
 import { modelNode } from "./stages/model.ts";
 import { dataNode } from "./stages/data.ts";
 import { formattedNode } from "./stages/formatted.ts";
-import { adaptersNode } from "./stages/adapters.ts";
+import { adaptersNode, memoryFor } from "./stages/adapters.ts";
 import { fusedNode } from "./stages/fused.ts";
 import { llamaCppNode } from "./stages/llama-cpp.ts";
 import { quantizerNode } from "./stages/quantizer.ts";
@@ -70,6 +71,23 @@ const app: CliApp<PipelineConfig> = {
     const withMemory = pipelineSchema.parse({ ...config, memory });
     const root = dirname(configPath);
     return { root, config: withMemory, graph: buildGraph(withMemory, root) };
+  },
+  async checkReport(project) {
+    const ctx = {
+      config: project.config,
+      root: project.root,
+      upstream: (id: string) => join(project.root, "models", id),
+      isBuilt: (id: string) => existsSync(join(project.root, "models", id)),
+    };
+    const report = await memoryFor(ctx).catch(() => undefined);
+    if (!report) return undefined;
+    const b = report.estimate.breakdown;
+    const gib = (n: number) => `${(n / 2 ** 30).toFixed(2)} GiB`;
+    const rows = Object.entries(b).map(([k, v]) => `  ${k.padEnd(14)} ${gib(v)}`);
+    return {
+      json: { memory: { estimatedPeakBytes: Math.round(report.estimate.peakBytes), usableBytes: Math.round(report.machine.usableBytes), machine: report.machine.label, breakdown: { ...b } } },
+      text: [`memory estimate for ${report.machine.label}:`, ...rows, `  ${"peak".padEnd(14)} ${gib(report.estimate.peakBytes)} of ${gib(report.machine.usableBytes)} usable`].join("\n"),
+    };
   },
   commands: {
     async schema(root) {

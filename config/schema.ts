@@ -54,11 +54,13 @@ const loraSchema = z
   })
   .strict();
 
-export const GGUF_OUTTYPES = ["f32", "f16", "bf16", "q8_0"] as const;
-
 const ggufSchema = z
   .object({
-    outtype: z.enum(GGUF_OUTTYPES).default("f16").describe("What llama.cpp's converter writes."),
+    outtype: z
+      .string()
+      .regex(/^[a-z0-9_]+$/)
+      .default("f16")
+      .describe("What llama.cpp's converter writes: f16, bf16, q8_0, f32 (checked against the installed converter)."),
     quantize: z
       .string()
       .regex(/^[A-Za-z0-9_]+$/)

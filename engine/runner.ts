@@ -11,6 +11,7 @@ import { explainChange, fingerprintOf, type FingerprintParts } from "./fingerpri
 import { readLock, writeLockEntries, type LockEntry, type LockNodes } from "./lockfile.ts";
 import { OutputStore } from "./outputs.ts";
 import { execLogged } from "./exec.ts";
+import { formatVerdicts } from "./verdicts.ts";
 
 export interface Project<C> {
   readonly root: string;
@@ -202,6 +203,10 @@ export class Engine<C> {
           continue;
         }
         const reason = forced ? "forced with --force" : evaluation.reasons.join("; ");
+        // Guarded again now that its dependencies exist: what could not be checked before the build
+        // started (a downloaded model's config, the data's token counts) is checked before it runs.
+        const late = (await node.guard(this.ctx())).filter((v) => v.level === "error");
+        if (late.length > 0) throw new UserError(formatVerdicts(late.map((v) => ({ node: id, ...v }))));
         options.observer.note(id, `rebuilding: ${reason}`);
         await this.runNode(node, evaluation, options);
         ran.add(id);

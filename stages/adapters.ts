@@ -5,7 +5,10 @@ import { appendFile, copyFile, mkdir, readdir, readFile, rm, writeFile } from "n
 import { join } from "node:path";
 import YAML from "yaml";
 import type { PipelineConfig } from "../config/schema.ts";
-import type { Json, NodeSpec, RunCtx } from "../engine/types.ts";
+import type { BaseCtx, Json, NodeSpec, RunCtx, Verdict } from "../engine/types.ts";
+import { architectureVerdicts, memoryReport, probeVerdicts, readModelFacts, trainingPlan, type MemoryReport, type ModelFacts } from "../guard/verdicts.ts";
+import { guardModelDir, probeArchitecture } from "./lib/guard-inputs.ts";
+import { STATS, type FormatStats } from "./formatted.ts";
 import { UserError } from "../engine/types.ts";
 import { modelDir } from "./lib/model-ref.ts";
 import { pyScript, runPython, toolVersions } from "./lib/tools.ts";
@@ -13,6 +16,50 @@ import { pyScript, runPython, toolVersions } from "./lib/tools.ts";
 const SHIM = pyScript("lora_train.py");
 const METRICS_PREFIX = "@@metrics ";
 export const METRICS_FILE = "metrics.jsonl";
+export const MEMORY_FILE = "memory.json";
+
+/** The longest formatted example in tokens, once the formatted node has counted them. */
+async function longestExample(ctx: BaseCtx<PipelineConfig>): Promise<number | undefined> {
+  if (!ctx.isBuilt("formatted")) return undefined;
+  const stats = JSON.parse(await readFile(join(ctx.upstream("formatted"), STATS), "utf8")) as FormatStats;
+  return stats.tokens.max;
+}
+
+/** The memory estimate for this config on the planned machine, when the model can be read. */
+export async function memoryFor(ctx: BaseCtx<PipelineConfig>): Promise<(MemoryReport & { facts: ModelFacts }) | undefined> {
+  const dir = await guardModelDir(ctx);
+  if (!dir) return undefined;
+  const facts = await readModelFacts(dir);
+  const plan = trainingPlan(ctx.config.lora, await longestExample(ctx));
+  return { ...memoryReport(facts, plan, ctx.config.memory), facts };
+}
+
+async function adaptersGuard(ctx: BaseCtx<PipelineConfig>): Promise<Verdict[]> {
+  let report: Awaited<ReturnType<typeof memoryFor>>;
+  try {
+    report = await memoryFor(ctx);
+  } catch (e) {
+    if (e instanceof UserError) return [{ level: "error", code: "model.config", message: e.message, fix: "Point model: at a folder with a Hugging Face config.json." }];
+    throw e;
+  }
+  if (!report) {
+    return [{ level: "ok", code: "memory.later", message: "the base model is not built yet: its architecture and memory are checked right before training" }];
+  }
+  const { facts } = report;
+  const verdicts = [...architectureVerdicts(facts), ...report.verdicts];
+  const layers = ctx.config.lora.num_layers;
+  if (layers > facts.shape.numLayers) {
+    verdicts.push({
+      level: "error",
+      code: "lora.num-layers",
+      message: `lora.num_layers is ${layers} but the model has ${facts.shape.numLayers} layers (mlx-lm raises on this).`,
+      fix: `Set lora.num_layers to ${facts.shape.numLayers} or fewer, or -1 for all.`,
+    });
+  }
+  const probed = await probeArchitecture(ctx, join(facts.dir, "config.json"));
+  if (probed) verdicts.push(...probeVerdicts(probed.probe, facts.shape.textModelType, probed.mlxLm));
+  return verdicts;
+}
 
 /** The mlx-lm YAML config, without the paths (those are covered by the upstream digests). */
 export function loraConfig(config: PipelineConfig): Record<string, Json> {
@@ -142,8 +189,9 @@ export const adaptersNode: NodeSpec<PipelineConfig> = {
     tools: await toolVersions(ctx.upstream("mlx-env"), ["mlx", "mlx_lm"]),
     command: ["lora_train.py -c lora.yaml", loraConfig(ctx.config)],
   }),
-  guard: () => [],
+  guard: adaptersGuard,
   async run(ctx) {
+    const estimate = await memoryFor(ctx).catch(() => undefined);
     const { lastTrain, lastVal, resumedFrom } = await train(ctx);
     const runDir = join(ctx.scratch, "run");
     const adapters = join(runDir, "adapters.safetensors");
@@ -162,7 +210,13 @@ export const adaptersNode: NodeSpec<PipelineConfig> = {
     if (lastVal?.val_loss != null) facts.final_val_loss = Number(lastVal.val_loss.toFixed(4));
     if (lastTrain) facts.peak_memory_gb = Number(lastTrain.peak_memory.toFixed(3));
     if (resumedFrom > 0) facts.resumed_from_iteration = resumedFrom;
+    // The estimate beside what mlx-lm measured, so the memory model can be checked against real runs.
+    if (estimate) facts.estimated_peak_gb = Number((estimate.estimate.peakBytes / 1e9).toFixed(3));
     ctx.record(facts);
-    ctx.note(`final train loss ${facts.final_train_loss ?? "?"}, validation loss ${facts.final_val_loss ?? "?"}, peak ${facts.peak_memory_gb ?? "?"} GB`);
+    await writeFile(join(ctx.staging, MEMORY_FILE), JSON.stringify({ measuredPeakGB: facts.peak_memory_gb ?? null, estimatedPeakGB: facts.estimated_peak_gb ?? null, breakdown: estimate?.estimate.breakdown ?? null }, null, 2) + "\n");
+    ctx.note(
+      `final train loss ${facts.final_train_loss ?? "?"}, validation loss ${facts.final_val_loss ?? "?"}; ` +
+        `peak memory ${facts.peak_memory_gb ?? "?"} GB measured, ${facts.estimated_peak_gb ?? "?"} GB estimated`,
+    );
   },
 };

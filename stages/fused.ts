@@ -1,5 +1,6 @@
 // Node fused: the adapters fused into the base model (de-quantized when the base is quantized), its
 // config.json cleaned of quantization keys at every depth, then proven to load and generate.
+import { existsSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
@@ -7,6 +8,7 @@ import type { Json, NodeSpec } from "../engine/types.ts";
 import { cleanConfigFile, quantizationKeys } from "./lib/clean-config.ts";
 import { loadChatTemplate } from "./lib/chat-template.ts";
 import { modelDir } from "./lib/model-ref.ts";
+import { guardModelDir } from "./lib/guard-inputs.ts";
 import { pyScript, runPython, toolVersions } from "./lib/tools.ts";
 
 const SMOKE = pyScript("smoke_generate.py");
@@ -47,7 +49,14 @@ export const fusedNode: NodeSpec<PipelineConfig> = {
     tools: await toolVersions(ctx.upstream("mlx-env"), ["mlx", "mlx_lm"]),
     command: ["python -m mlx_lm fuse", "--dequantize when the base is quantized", "clean config.json", "smoke_generate.py"],
   }),
-  guard: () => [],
+  async guard(ctx) {
+    const dir = await guardModelDir(ctx);
+    if (!dir || !existsSync(join(dir, "config.json"))) return [];
+    const keys = quantizationKeys(JSON.parse(await readFile(join(dir, "config.json"), "utf8")) as Json);
+    return keys.length > 0
+      ? [{ level: "ok", code: "fuse.dequantize", message: `the base model is quantized (${keys.join(", ")}): fuse de-quantizes it and the config is cleaned at every depth` }]
+      : [];
+  },
   async run(ctx) {
     const base = await modelDir(ctx.upstream("model"));
     const dequantize = await isQuantized(base);

@@ -3,7 +3,10 @@
 import { readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
-import type { Json, NodeSpec, RunCtx } from "../engine/types.ts";
+import { existsSync } from "node:fs";
+import type { Json, NodeSpec, RunCtx, Verdict } from "../engine/types.ts";
+import { converterVerdicts, tokenizerVerdicts } from "../guard/verdicts.ts";
+import { bundledRelease, converterRegistry, converterSource, guardModelDir } from "./lib/guard-inputs.ts";
 import { UserError } from "../engine/types.ts";
 import { assertSuccess } from "../engine/exec.ts";
 import { readGgufHeader, llamaCppGreedy } from "./lib/gguf-check.ts";
@@ -56,7 +59,26 @@ export function ggufNode(config: PipelineConfig): NodeSpec<PipelineConfig> {
       tools: await toolVersions(ctx.upstream("llama-cpp"), ["llama_cpp", "torch", "transformers"]),
       command: ["convert_hf_to_gguf.py --outtype", ctx.config.gguf.outtype, ...(ctx.config.gguf.quantize ? ["llama-quantize", ctx.config.gguf.quantize] : [])],
     }),
-    guard: () => [],
+    async guard(ctx) {
+      const verdicts: Verdict[] = [];
+      const dir = await guardModelDir(ctx);
+      const source = converterSource(ctx);
+      const registry = converterRegistry(source, ctx.config.python);
+      const converter = ctx.config.llama_cpp ?? process.env.LLAMA_CPP_DIR ? `llama.cpp at ${source}` : `llama.cpp ${bundledRelease()}`;
+      if (!registry.outtypes.includes(ctx.config.gguf.outtype)) {
+        verdicts.push({
+          level: "error",
+          code: "export.outtype",
+          message: `gguf.outtype ${ctx.config.gguf.outtype} is not a type ${converter}'s converter writes.`,
+          fix: `Use one of ${registry.outtypes.join(", ")}; for K-quants such as Q4_K_M set gguf.quantize instead.`,
+        });
+      }
+      if (dir && existsSync(join(dir, "config.json"))) {
+        const config = JSON.parse(await readFile(join(dir, "config.json"), "utf8")) as Record<string, unknown>;
+        verdicts.push(...converterVerdicts(config, registry.architectures, converter), ...tokenizerVerdicts(dir));
+      }
+      return verdicts;
+    },
     async run(ctx) {
       const out = join(ctx.staging, GGUF_FILE);
       const type = ctx.config.gguf.quantize;

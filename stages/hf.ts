@@ -6,6 +6,9 @@ import { join } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
 import type { Json, NodeSpec } from "../engine/types.ts";
 import { UserError } from "../engine/types.ts";
+import { isMoE } from "../guard/architectures.ts";
+import { readModelFacts } from "../guard/verdicts.ts";
+import { guardModelDir } from "./lib/guard-inputs.ts";
 import { quantizationKeys } from "./lib/clean-config.ts";
 import { modelDir } from "./lib/model-ref.ts";
 import { pyScript, runPython, toolVersions } from "./lib/tools.ts";
@@ -33,7 +36,20 @@ export const hfNode: NodeSpec<PipelineConfig> = {
     tools: await toolVersions(ctx.upstream("llama-cpp"), ["transformers", "torch"]),
     command: ["copy fused weights + config", "copy base tokenizer files", "hf_verify.py"],
   }),
-  guard: () => [],
+  async guard(ctx) {
+    const dir = await guardModelDir(ctx);
+    if (!dir) return [];
+    const { shape } = await readModelFacts(dir);
+    if (!isMoE(shape)) return [];
+    return [
+      {
+        level: "error",
+        code: "export.moe-stacked",
+        message: `${shape.textModelType} is a mixture of experts: mlx-lm's fused model keeps its experts stacked in switch_mlp tensors, which transformers and llama.cpp's converter do not read, and this tool does not unstack them yet.`,
+        fix: "Build up to `fused` (npx tsx pipeline.ts fused) and use the fused model with mlx-lm, or train a dense model for a GGUF.",
+      },
+    ];
+  },
   async run(ctx) {
     const fused = ctx.upstream("fused");
     const base = await modelDir(ctx.upstream("model"));

@@ -3,13 +3,14 @@
 // model is the version that then loads it; a user's own checkout may replace it.
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
-import { mkdir, rename, rm, writeFile } from "node:fs/promises";
+import { writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
-import type { BaseCtx, NodeSpec, RunCtx, Verdict } from "../engine/types.ts";
+import type { BaseCtx, NodeSpec, Verdict } from "../engine/types.ts";
 import { UserError } from "../engine/types.ts";
 import { assertSuccess } from "../engine/exec.ts";
-import { toolFile, userCacheDir } from "./lib/paths.ts";
+import { bundledRelease, bundledSource } from "./lib/guard-inputs.ts";
+import { toolFile } from "./lib/paths.ts";
 import { findPython, pythonVerdicts, resolvePython } from "./lib/python.ts";
 import { pyScript } from "./lib/tools.ts";
 import { ensureVenv, TOOLCHAIN_FILE, toolchainGone, venvPython, type ToolchainInfo } from "./lib/venv.ts";
@@ -17,7 +18,6 @@ import { ensureVenv, TOOLCHAIN_FILE, toolchainGone, venvPython, type ToolchainIn
 const REQUIREMENTS = toolFile("stages", "requirements", "converter.txt");
 const INFO = pyScript("toolchain_info.py");
 const BUNDLE = toolFile("node_modules", "node-llama-cpp", "llama", "gitRelease.bundle");
-const BUNDLE_INFO = toolFile("node_modules", "node-llama-cpp", "llama", "llama.cpp.info.json");
 const PACKAGES = ["torch", "transformers", "sentencepiece", "numpy"];
 
 /** The user's own llama.cpp checkout, when pipeline.yaml or LLAMA_CPP_DIR names one. */
@@ -39,24 +39,6 @@ function checkoutCommit(dir: string): string {
   } catch {
     return "unknown";
   }
-}
-
-function bundledRelease(): string {
-  return (JSON.parse(readFileSync(BUNDLE_INFO, "utf8")) as { tag: string }).tag;
-}
-
-/** Clones the bundled release once per user: it is the same for every project. */
-async function bundledSource(ctx: RunCtx<PipelineConfig>): Promise<string> {
-  const dir = userCacheDir("llama.cpp", bundledRelease());
-  if (existsSync(join(dir, "convert_hf_to_gguf.py"))) return dir;
-  const tmp = `${dir}.tmp-${process.pid}`;
-  await rm(tmp, { recursive: true, force: true });
-  await mkdir(userCacheDir("llama.cpp"), { recursive: true });
-  ctx.progress(`unpacking llama.cpp ${bundledRelease()} from node-llama-cpp's bundle`);
-  assertSuccess(await ctx.exec("git", ["clone", "--quiet", BUNDLE, tmp]), "git clone of node-llama-cpp's llama.cpp bundle");
-  await rm(dir, { recursive: true, force: true });
-  await rename(tmp, dir);
-  return dir;
 }
 
 function sourceVerdicts(ctx: BaseCtx<PipelineConfig>): Verdict[] {
@@ -99,7 +81,8 @@ export const llamaCppNode: NodeSpec<PipelineConfig> = {
   async run(ctx) {
     const { path } = findPython(ctx.config.python);
     if (!path) throw new UserError("Python not found: run `check` for what to do.");
-    const source = userCheckout(ctx) ?? (await bundledSource(ctx));
+    if (!userCheckout(ctx)) ctx.progress(`unpacking llama.cpp ${bundledRelease()} from node-llama-cpp's bundle`);
+    const source = userCheckout(ctx) ?? bundledSource();
     const venv = await ensureVenv(ctx, "llama-cpp-convert", REQUIREMENTS, path);
     const probe = await ctx.exec(venvPython(venv), [INFO, ...PACKAGES]);
     assertSuccess(probe, "reading the converter environment's versions");

@@ -1,4 +1,5 @@
 // Node mlx-env: the Python environment with mlx-lm, built from stages/requirements/mlx.txt.
+import { readFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
@@ -29,6 +30,25 @@ function glibcVerdicts(): Verdict[] {
     : [{ level: "error", code: "mlx.glibc", message: `glibc ${glibc}: MLX's Linux wheels need glibc 2.35 or newer.`, fix: "Use a newer Linux (Ubuntu 22.04+, Debian 12+)." }];
 }
 
+function versionAtLeast(version: string, minimum: string): boolean {
+  const a = version.split(".").map(Number);
+  const b = minimum.split(".").map(Number);
+  for (let i = 0; i < Math.max(a.length, b.length); i++) {
+    const d = (a[i] ?? 0) - (b[i] ?? 0);
+    if (d !== 0) return d > 0;
+  }
+  return true;
+}
+
+/** The pinned mlx-lm must be new enough to fuse a quantized model correctly. */
+function pinVerdicts(): Verdict[] {
+  const pins = [...readFileSync(REQUIREMENTS, "utf8").matchAll(/^mlx-lm(?:\[\w+\])?==([\d.]+)/gm)].map((m) => m[1]!);
+  const old = pins.filter((v) => !versionAtLeast(v, MIN_MLX_LM));
+  if (pins.length === 0) return [{ level: "error", code: "mlx.unpinned", message: `${REQUIREMENTS} pins no mlx-lm version.`, fix: `Pin mlx-lm==X (X ≥ ${MIN_MLX_LM}).` }];
+  if (old.length > 0) return [{ level: "error", code: "mlx.old", message: `${REQUIREMENTS} pins mlx-lm ${old.join(", ")}; before ${MIN_MLX_LM} a de-quantizing fuse leaves quantization_config behind and the result does not load.`, fix: `Pin mlx-lm ${MIN_MLX_LM} or newer.` }];
+  return [{ level: "ok", code: "mlx.pin", message: `mlx-lm ${pins[0]} pinned` }];
+}
+
 export const mlxEnv: NodeSpec<PipelineConfig> = {
   id: "mlx-env",
   deps: [],
@@ -43,7 +63,7 @@ export const mlxEnv: NodeSpec<PipelineConfig> = {
       command: ["python -m venv", "pip install -r mlx.txt"],
     };
   },
-  guard: (ctx) => [...pythonVerdicts(ctx.config.python), ...glibcVerdicts()],
+  guard: (ctx) => [...pythonVerdicts(ctx.config.python), ...glibcVerdicts(), ...pinVerdicts()],
   async run(ctx) {
     const { path } = findPython(ctx.config.python);
     if (!path) throw new UserError("Python not found: run `check` for what to do.");

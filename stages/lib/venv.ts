@@ -1,5 +1,5 @@
 // Virtual environments built from pinned requirement files, shared by every project of this user.
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { arch, platform } from "node:os";
 import { join } from "node:path";
@@ -47,12 +47,23 @@ export function venvPython(venv: string): string {
   return join(venv, "bin", "python");
 }
 
+/** Where the environment for these pinned requirements and this Python lives (whether or not it exists yet). */
+export function venvPath(name: string, requirements: string, python: string): string {
+  const key = sha256(`${requirements}\n${pythonVersion(python)}\n${platform()}-${arch()}`).slice(0, 16);
+  return userCacheDir("venvs", `${name}-${key}`);
+}
+
+/** The environment, if a build (of any project) has already completed it. */
+export function existingVenv(name: string, requirementsPath: string, python: string): string | undefined {
+  const venv = venvPath(name, readFileSync(requirementsPath, "utf8"), python);
+  return existsSync(join(venv, COMPLETE)) ? venv : undefined;
+}
+
 /** Creates (once per user, per pinned requirements and Python version) a virtual environment. */
 export async function ensureVenv<C>(ctx: RunCtx<C>, name: string, requirementsPath: string, python: string): Promise<string> {
   const requirements = await readFile(requirementsPath, "utf8");
   const version = pythonVersion(python);
-  const key = sha256(`${requirements}\n${version}\n${platform()}-${arch()}`).slice(0, 16);
-  const venv = userCacheDir("venvs", `${name}-${key}`);
+  const venv = venvPath(name, requirements, python);
   if (existsSync(join(venv, COMPLETE))) {
     ctx.note(`reusing the environment ${venv}`);
     return venv;
