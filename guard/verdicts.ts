@@ -87,7 +87,9 @@ export function probeVerdicts(probe: ProbeResult, modelType: string, mlxLm: stri
       },
     ];
   }
-  const proof = probe.lora ? `, and one LoRA step on a cut-down copy trained ${probe.lora.trainable.toLocaleString("en")} parameters` : "";
+  const proof = probe.lora
+    ? `, and one LoRA step on a cut-down copy trained ${probe.lora.trainable.toLocaleString("en")} parameters`
+    : " (too large for a quick LoRA probe: its module is the answer)";
   return [{ level: "ok", code: "arch.mlx", message: `mlx-lm ${mlxLm} builds it as ${probe.module}${proof}` }];
 }
 

@@ -115,6 +115,17 @@ export const formattedNode: NodeSpec<PipelineConfig> = {
     const template = await loadChatTemplate(dir);
     const splits = await loadSplits(ctx.config, ctx.root).catch(() => undefined);
     if (!splits) return verdicts; // the data node's guard reports why
+    if (!template && splits.train[0]?.value.format !== "text") {
+      return [
+        ...verdicts,
+        {
+          level: "error",
+          code: "template.missing",
+          message: `${dir} has no chat template (neither chat_template.jinja nor chat_template in tokenizer_config.json), so chat-form data cannot be rendered.`,
+          fix: "Use an instruct model (it ships a template), add chat_template.jinja to the folder, or give the data as {\"text\"} lines.",
+        },
+      ];
+    }
     const rules = template ? probeRules(template) : null;
     const problems: string[] = [];
     let changed = 0;

@@ -25,21 +25,27 @@ export async function guardModelDir(ctx: BaseCtx<PipelineConfig>): Promise<strin
  * mlx-lm's own verdict on an architecture: its model module (after its remapping), and one LoRA step on
  * a cut-down copy. Cached per config and mlx-lm version, since the step takes seconds.
  */
-export async function probeArchitecture(ctx: BaseCtx<PipelineConfig>, configPath: string): Promise<{ probe: ProbeResult; mlxLm: string } | undefined> {
+export async function probeArchitecture(
+  ctx: BaseCtx<PipelineConfig>,
+  configPath: string,
+  withStep: boolean,
+): Promise<{ probe: ProbeResult; mlxLm: string } | undefined> {
   const info = await mlxToolchain(ctx);
   if (!info) return undefined;
   const mlxLm = info.versions.mlx_lm ?? "unknown";
   const config = readFileSync(configPath, "utf8");
-  const cache = userCacheDir("arch-probes", `${sha256(`${config}\n${mlxLm}`).slice(0, 24)}.json`);
+  const cache = userCacheDir("arch-probes", `${sha256(`${config}\n${mlxLm}\n${withStep}`).slice(0, 24)}.json`);
   if (existsSync(cache)) return { probe: JSON.parse(readFileSync(cache, "utf8")) as ProbeResult, mlxLm };
-  const out = execFileSync(info.python, [pyScript("arch_probe.py"), configPath, "--lora-step"], {
+  const out = execFileSync(info.python, [pyScript("arch_probe.py"), configPath, ...(withStep ? ["--lora-step"] : [])], {
     encoding: "utf8",
     env: { ...process.env, ...PY_ENV, ...info.env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const probe = JSON.parse(out.trim().split("\n").at(-1) ?? "{}") as ProbeResult;
   mkdirSync(userCacheDir("arch-probes"), { recursive: true });
-  writeFileSync(cache, JSON.stringify(probe));
+  // Written whole, then renamed: concurrent builds may probe the same config.
+  writeFileSync(`${cache}.${process.pid}`, JSON.stringify(probe));
+  renameSync(`${cache}.${process.pid}`, cache);
   return { probe, mlxLm };
 }
 
