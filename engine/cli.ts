@@ -133,7 +133,12 @@ async function build<C>(
   const emit = (ok: boolean, nodes: readonly NodeReport[], extra: Record<string, Json> = {}) => {
     if (options.json) process.stdout.write(JSON.stringify({ target, ok, nodes, ...extra }) + "\n");
   };
-  const lock = RunLock.acquire(join(engine.cacheDir, "build.lock"), `${app.name} ${target}`);
+  let lock: RunLock;
+  try {
+    lock = RunLock.acquire(join(engine.cacheDir, "build.lock"), `${app.name} ${target}`);
+  } catch (e) {
+    throw e instanceof UserError ? new UserError(`Another build is running in this project. ${e.message}`) : e;
+  }
   const controller = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => {
     controller.abort(); // kills the running tool's process group synchronously

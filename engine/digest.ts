@@ -1,9 +1,9 @@
 // Content digests with a persistent stat cache, so an unchanged file is never read twice.
+import { createHash } from "node:crypto";
 import { availableParallelism } from "node:os";
 import { mkdir, readdir, readFile, rename, stat, writeFile } from "node:fs/promises";
 import { dirname, join, relative, resolve } from "node:path";
 import type { Piscina } from "piscina";
-import { hashSync } from "hasha";
 import type { FileDigest, TreeDigest } from "./types.ts";
 
 /** Stat-cache key: a file whose bytes changed cannot keep all five of these. */
@@ -22,7 +22,14 @@ let pool: Promise<Piscina> | undefined;
 function workers(): Promise<Piscina> {
   pool ??= import("piscina").then(
     ({ Piscina }) =>
-      new Piscina({ filename: new URL("./hash-worker.mjs", import.meta.url).href, maxThreads: availableParallelism(), idleTimeout: 200 }),
+      new Piscina({
+        filename: new URL("./hash-worker.mjs", import.meta.url).href,
+        maxThreads: availableParallelism(),
+        idleTimeout: 200,
+        // Not the parent's flags: under `node --import tsx` every thread would load tsx (and its own loader
+        // thread) first, ~150 ms of CPU per thread; the worker is plain JavaScript.
+        execArgv: [],
+      }),
   );
   return pool;
 }
@@ -32,6 +39,8 @@ export const hashStats = { files: 0, bytes: 0 };
 
 export class Digester {
   private readonly entries = new Map<StatKey, FileDigest>();
+  /** Files being hashed now: two patterns naming the same file (hashed at once) read it once. */
+  private readonly hashing = new Map<StatKey, Promise<FileDigest>>();
   private dirty = false;
 
   private constructor(private readonly cachePath: string) {}
@@ -57,9 +66,19 @@ export class Digester {
       this.entries.set(key, cached);
       return cached;
     }
-    const digest = (await (await workers()).run(abs)) as FileDigest;
-    hashStats.files++;
-    hashStats.bytes += Number(st.size);
+    let pending = this.hashing.get(key);
+    if (!pending) {
+      pending = (async () => {
+        const digest = (await (await workers()).run(abs)) as FileDigest;
+        hashStats.files++;
+        hashStats.bytes += Number(st.size);
+        return digest;
+      })();
+      this.hashing.set(key, pending);
+      const done = () => this.hashing.delete(key);
+      pending.then(done, done);
+    }
+    const digest = await pending;
     if (st.mtimeNs < scanStartNs) {
       this.entries.set(key, digest);
       this.dirty = true;
@@ -80,27 +99,28 @@ export class Digester {
     return { digest: manifestDigest(files), files };
   }
 
-  /** Expands files, folders and globs (relative to root, or absolute) into per-file digests. */
+  /**
+   * Expands files, folders and globs (relative to root, or absolute) into per-file digests. All the
+   * patterns are expanded and hashed at once, so several named files hash on several cores.
+   */
   async inputs(root: string, patterns: readonly string[]): Promise<Record<string, FileDigest>> {
     const scanStart = scanStartNow();
-    const out: Record<string, FileDigest> = {};
     const label = (p: string) => (p.startsWith(root + "/") ? relative(root, p) : p);
-    for (const pattern of patterns) {
+    const expand = async (pattern: string): Promise<[string, FileDigest][]> => {
       const abs = resolve(root, pattern);
       const st = await stat(abs).catch(() => undefined);
-      if (st?.isFile()) {
-        out[label(abs)] = await this.file(abs, scanStart);
-      } else if (st?.isDirectory()) {
+      if (st?.isFile()) return [[label(abs), await this.file(abs, scanStart)]];
+      if (st?.isDirectory()) {
         const { files } = await this.tree(abs);
-        for (const [rel, d] of Object.entries(files)) out[label(join(abs, rel))] = d;
-      } else if ((fg ??= (await import("fast-glob")).default).isDynamicPattern(pattern)) {
-        const matches = (await fg(pattern, { cwd: root, absolute: true, onlyFiles: true })).sort();
-        const digests = await Promise.all(matches.map((m) => this.file(m, scanStart)));
-        matches.forEach((m, i) => (out[label(m)] = digests[i]!));
-      } else {
-        out[label(abs)] = MISSING;
+        return Object.entries(files).map(([rel, d]) => [label(join(abs, rel)), d]);
       }
-    }
+      const matches = await glob(root, pattern);
+      if (!matches) return [[label(abs), MISSING]];
+      const digests = await Promise.all(matches.map((m) => this.file(m, scanStart)));
+      return matches.map((m, i) => [label(m), digests[i]!]);
+    };
+    const out: Record<string, FileDigest> = {};
+    for (const entries of await Promise.all(patterns.map(expand))) for (const [k, d] of entries) out[k] = d;
     return out;
   }
 
@@ -116,6 +136,40 @@ export class Digester {
 }
 
 let fg: typeof import("fast-glob") | undefined;
+
+/** `dir/*.ext`-like patterns: a literal folder, then one name with only `*` and `?` wildcards. */
+const SIMPLE_GLOB = /^((?:[\w.\- ]+\/)*|\/(?:[\w.\- ]+\/)*)([\w.\- *?]*[*?][\w.\- *?]*)$/;
+
+/**
+ * Absolute paths of the files a glob matches, sorted, or undefined when the pattern is not a glob.
+ * The common simple case is matched here with one readdir, to the same rules as fast-glob's defaults
+ * (wildcards do not match a leading dot, case-sensitive, symlinks followed): fast-glob and its
+ * dependencies cost tens of milliseconds to load, which a no-op build of a `data/*.jsonl` input paid.
+ */
+async function glob(root: string, pattern: string): Promise<string[] | undefined> {
+  const simple = SIMPLE_GLOB.exec(pattern);
+  if (simple && !simple[2]!.includes("**") && !simple[1]!.split("/").some((seg) => seg === "." || seg === "..")) {
+    const dir = resolve(root, simple[1]! || ".");
+    const name = simple[2]!;
+    const re = new RegExp(`^${name.replace(/[.\-]/g, "\\$&").replace(/\*/g, "[^/]*").replace(/\?/g, "[^/]")}$`);
+    const entries = await readdir(dir, { withFileTypes: true }).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === "ENOENT") return [];
+      throw e;
+    });
+    const hits = await Promise.all(
+      entries.map(async (e) => {
+        if ((e.name.startsWith(".") && !name.startsWith(".")) || !re.test(e.name)) return undefined;
+        const path = join(dir, e.name);
+        const isFile = e.isFile() || (e.isSymbolicLink() && (await stat(path).then((s) => s.isFile(), () => false)));
+        return isFile ? path : undefined;
+      }),
+    );
+    return hits.filter((h): h is string => h !== undefined).sort();
+  }
+  fg ??= (await import("fast-glob")).default;
+  if (!fg.isDynamicPattern(pattern)) return undefined;
+  return (await fg(pattern, { cwd: root, absolute: true, onlyFiles: true })).sort();
+}
 
 /** Stands in for the digest of a declared input that does not exist. */
 export const MISSING = "missing" as FileDigest;
@@ -133,7 +187,7 @@ export function manifestDigest(files: Readonly<Record<string, FileDigest>>): Tre
 }
 
 export function sha256(text: string): string {
-  return hashSync(text, { algorithm: "sha256" });
+  return createHash("sha256").update(text).digest("hex");
 }
 
 export async function closeHashWorkers(): Promise<void> {

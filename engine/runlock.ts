@@ -34,8 +34,8 @@ export class RunLock {
       }
       if (holder.pid !== undefined && alive(holder.pid)) {
         throw new UserError(
-          `Another build is running in this project (pid ${holder.pid}: ${holder.command ?? "?"}). ` +
-            `Wait for it to finish, or stop it with \`kill ${holder.pid}\`. Lock: ${path}`,
+          `Another build holds ${path} (pid ${holder.pid}: ${holder.command ?? "?"}). ` +
+            `Wait for it to finish, or stop it with \`kill ${holder.pid}\`.`,
         );
       }
       rmSync(path, { force: true }); // the holder is dead: take the lock over

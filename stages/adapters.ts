@@ -35,6 +35,19 @@ export async function memoryFor(ctx: BaseCtx<PipelineConfig>): Promise<(MemoryRe
   return { ...memoryReport(facts, plan, ctx.config.memory), facts };
 }
 
+/** mlx-lm refuses prompt masking on pre-rendered text, but only once training has loaded everything. */
+function maskVerdicts(config: PipelineConfig): Verdict[] {
+  if (config.format !== "text" || !config.lora.mask_prompt) return [];
+  return [
+    {
+      level: "error",
+      code: "format.mask-text",
+      message: "lora.mask_prompt is true but format is text: mlx-lm cannot tell prompt from answer in pre-rendered text and refuses it.",
+      fix: "Set `format: messages` (recommended), or `lora.mask_prompt: false`.",
+    },
+  ];
+}
+
 /** Layers the probe keeps (more for layer patterns such as Gemma 3's), and the size it still trains quickly. */
 const PROBE_LAYERS = 6;
 const PROBE_MAX_PARAMS = 150e6;
@@ -49,10 +62,10 @@ async function adaptersGuard(ctx: BaseCtx<PipelineConfig>): Promise<Verdict[]> {
     throw e;
   }
   if (!report) {
-    return [{ level: "ok", code: "memory.later", message: "the base model is not built yet: its architecture and memory are checked right before training" }];
+    return [...maskVerdicts(ctx.config), { level: "ok", code: "memory.later", message: "the base model is not built yet: its architecture and memory are checked right before training" }];
   }
   const { facts } = report;
-  const verdicts = [...architectureVerdicts(facts), ...report.verdicts];
+  const verdicts = [...maskVerdicts(ctx.config), ...architectureVerdicts(facts), ...report.verdicts];
   // One LoRA step proves training works, but on a cut-down copy of a large model it costs more than a
   // guard should: there mlx-lm's own module lookup is the answer.
   const perLayer = countParameters(facts.shape).blocks / facts.shape.numLayers;
@@ -162,7 +175,12 @@ async function train(ctx: RunCtx<PipelineConfig>): Promise<{ lastTrain?: TrainRe
   const pending: Promise<void>[] = [];
   const onLine = (line: string) => {
     if (!line.startsWith(METRICS_PREFIX)) return;
-    const report = JSON.parse(line.slice(METRICS_PREFIX.length)) as Report;
+    let report: Report;
+    try {
+      report = JSON.parse(line.slice(METRICS_PREFIX.length)) as Report;
+    } catch {
+      return; // a mangled line costs one progress update, never the build
+    }
     report.iteration += start;
     pending.push(appendFile(metricsFile, JSON.stringify(report) + "\n"));
     if (report.type === "val") {

@@ -84,20 +84,6 @@ async function templateDirForGuard(ctx: BaseCtx<PipelineConfig>): Promise<string
   }
 }
 
-function formatVerdicts(config: PipelineConfig): Verdict[] {
-  if (config.format === "text" && config.lora.mask_prompt) {
-    return [
-      {
-        level: "error",
-        code: "format.mask-text",
-        message: "lora.mask_prompt is true but format is text: mlx-lm cannot tell prompt from answer in pre-rendered text and refuses it.",
-        fix: "Set `format: messages` (recommended), or `lora.mask_prompt: false`.",
-      },
-    ];
-  }
-  return [];
-}
-
 export const formattedNode: NodeSpec<PipelineConfig> = {
   id: "formatted",
   deps: ["data", "model", "mlx-env"],
@@ -109,7 +95,7 @@ export const formattedNode: NodeSpec<PipelineConfig> = {
     command: "render with the chat template",
   }),
   async guard(ctx) {
-    const verdicts = formatVerdicts(ctx.config);
+    const verdicts: Verdict[] = [];
     const dir = await templateDirForGuard(ctx);
     if (!dir) return [...verdicts, { level: "ok", code: "template.later", message: "the chat template is checked once the model is fetched" }];
     const template = await loadChatTemplate(dir);

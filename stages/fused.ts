@@ -67,7 +67,7 @@ export const fusedNode: NodeSpec<PipelineConfig> = {
     if (removed.length > 0) ctx.note(`removed ${removed.join(", ")} from config.json`);
     ctx.progress("loading the fused model and generating");
     const prompt = await smokePrompt(base);
-    const smoke = (await runPython(ctx, "mlx-env", [SMOKE, "--model", ctx.staging, "--prompt", prompt, "--max-tokens", String(SMOKE_TOKENS)], "loading the fused model")) as SmokeResult;
+    const smoke = (await runPython(ctx, "mlx-env", [SMOKE, "--model", ctx.staging, "--prompt", prompt, "--max-tokens", String(SMOKE_TOKENS), "--ignore-eos"], "loading the fused model")) as SmokeResult;
     await writeFile(join(ctx.staging, SMOKE_FILE), JSON.stringify({ ...smoke, prompt }, null, 2) + "\n");
     ctx.note(`the fused model loads and generates: ${JSON.stringify(smoke.text)}`);
   },

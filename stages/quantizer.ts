@@ -95,8 +95,8 @@ export const quantizerNode: NodeSpec<PipelineConfig> = {
         ctx.progress(`building ${BINARY} (a few minutes, once)`);
         const onLine = (line: string) => /^\[\s*\d+%\]/.test(line) && ctx.progress(`building ${BINARY}: ${line.slice(0, 60)}`);
         assertSuccess(await ctx.exec("cmake", ["--build", tmp, "--target", BINARY, "-j", "2"], { onLine }), `cmake --build (${BINARY})`);
-        await rm(buildDir, { recursive: true, force: true });
-        await rename(tmp, buildDir);
+        // Another build may have finished the same binary meanwhile: keep theirs.
+        await rename(tmp, buildDir).catch(() => rm(tmp, { recursive: true, force: true }));
       }
     }
     await writeFile(join(ctx.staging, QUANTIZER_FILE), JSON.stringify({ binary }, null, 2) + "\n");

@@ -54,9 +54,9 @@ export async function llamaCppGreedy(path: string, prompt: string, n: number): P
     const promptTokens = model.tokenize(prompt, true);
     const input = model.tokens.bos != null && model.tokens.shouldPrependBosToken && promptTokens[0] !== model.tokens.bos ? [model.tokens.bos, ...promptTokens] : promptTokens;
     const out: number[] = [];
-    // Like mlx-lm's generation, stop before an end-of-generation token and leave it out.
+    // Exactly n tokens, end-of-generation ones included (the fused model's smoke run ignores EOS too),
+    // so the comparison always has tokens to compare.
     for await (const token of context.getSequence().evaluate(input, { temperature: 0 })) {
-      if (model.isEogToken(token)) break;
       out.push(Number(token));
       if (out.length >= n) break;
     }

@@ -81,8 +81,12 @@ export function bundledSource(): string {
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(userCacheDir("llama.cpp"), { recursive: true });
   execFileSync("git", ["clone", "--quiet", BUNDLE, tmp], { stdio: "ignore" });
-  rmSync(dir, { recursive: true, force: true });
-  renameSync(tmp, dir);
+  try {
+    renameSync(tmp, dir);
+  } catch {
+    // Another build unpacked it meanwhile (rename onto a non-empty folder fails): use theirs.
+    rmSync(tmp, { recursive: true, force: true });
+  }
   return dir;
 }
 

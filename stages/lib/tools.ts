@@ -11,8 +11,19 @@ export function pyScript(name: string): string {
   return toolFile("stages", "py", name);
 }
 
-/** Environment for every Python tool: offline hub, unbuffered, no colour. */
-export const PY_ENV = { HF_HUB_OFFLINE: "1", PYTHONUNBUFFERED: "1", NO_COLOR: "1", TERM: "dumb", TOKENIZERS_PARALLELISM: "false" };
+/**
+ * Environment for every Python tool: offline hub, unbuffered, no colour. FORCE_COLOR (set by many CI
+ * systems) makes rich treat the pipe as an 80-column terminal and wrap long lines, so it is removed.
+ */
+export const PY_ENV: Readonly<Record<string, string | undefined>> = {
+  HF_HUB_OFFLINE: "1",
+  PYTHONUNBUFFERED: "1",
+  NO_COLOR: "1",
+  TERM: "dumb",
+  TTY_COMPATIBLE: "0",
+  FORCE_COLOR: undefined,
+  TOKENIZERS_PARALLELISM: "false",
+};
 
 /** Runs a Python module or script in the environment a toolchain node published; returns its last JSON line. */
 export async function runPython<C>(

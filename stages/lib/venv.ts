@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { arch, platform } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";
 import { sha256 } from "../../engine/digest.ts";
 import { assertSuccess } from "../../engine/exec.ts";
@@ -59,6 +60,19 @@ export function existingVenv(name: string, requirementsPath: string, python: str
   return existsSync(join(venv, COMPLETE)) ? venv : undefined;
 }
 
+/** Another project may be creating the same environment: wait for it rather than fail. */
+async function waitForLock<C>(ctx: RunCtx<C>, path: string, what: string): Promise<RunLock> {
+  for (;;) {
+    try {
+      return RunLock.acquire(path, what);
+    } catch (e) {
+      if (!(e instanceof UserError)) throw e;
+      ctx.progress(`waiting for another build that is creating this environment (${path})`);
+      await sleep(2000, undefined, { signal: ctx.signal });
+    }
+  }
+}
+
 /** Creates (once per user, per pinned requirements and Python version) a virtual environment. */
 export async function ensureVenv<C>(ctx: RunCtx<C>, name: string, requirementsPath: string, python: string): Promise<string> {
   const requirements = await readFile(requirementsPath, "utf8");
@@ -69,8 +83,9 @@ export async function ensureVenv<C>(ctx: RunCtx<C>, name: string, requirementsPa
     return venv;
   }
   await mkdir(userCacheDir("venvs"), { recursive: true });
-  const lock = RunLock.acquire(`${venv}.lock`, `creating ${venv}`);
+  const lock = await waitForLock(ctx, `${venv}.lock`, `creating ${venv}`);
   try {
+    if (existsSync(join(venv, COMPLETE))) return venv; // another build made it while this one waited
     await rm(venv, { recursive: true, force: true }); // a half-made environment from a killed build
     ctx.progress(`creating ${venv} with Python ${version}`);
     assertSuccess(await ctx.exec(python, ["-m", "venv", venv]), `${python} -m venv`);

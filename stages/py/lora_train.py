@@ -2,10 +2,10 @@
 
 Usage: python lora_train.py -c config.yaml [any other `mlx_lm lora` flag]
 
-Every train and validation report is printed to stdout as one line
+Every train and validation report is printed to stderr as one line
     @@metrics {"type": "train", "iteration": ..., "train_loss": ..., ...}
     @@metrics {"type": "val", "iteration": ..., "val_loss": ..., "val_time": ...}
-while mlx-lm's own screen UI (rich, format changed in 0.32) goes on beside it and can be ignored.
+while mlx-lm's own screen UI (rich, format changed in 0.32) goes to stdout and can be ignored.
 
 mlx_lm.lora.run() obtains its callback by calling the module-level name
 `get_reporting_callbacks` at call time (checked in mlx-lm 0.26.4 to 0.32.2), so replacing that
@@ -38,9 +38,9 @@ class JsonLinesCallback(TrainingCallback):
 
     def _emit(self, kind, info):
         line = json.dumps({"type": kind, **{k: _plain(v) for k, v in info.items()}})
-        # One write + flush per line so a reader never sees a partial record.
-        sys.stdout.write(PREFIX + line + "\n")
-        sys.stdout.flush()
+        # stderr, one write + flush per line: mlx-lm's rich UI owns stdout and may wrap or recolour it.
+        sys.stderr.write(PREFIX + line + "\n")
+        sys.stderr.flush()
 
     def on_train_loss_report(self, train_info):
         self._emit("train", train_info)
