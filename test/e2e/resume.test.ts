@@ -1,0 +1,91 @@
+// A training run killed with SIGKILL after its first checkpoint resumes from that checkpoint on the next build,
+// and its metrics continue where the killed run stopped.
+import { execFileSync } from "node:child_process";
+import { readdirSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { pipelineYaml, Project, ran, sample, waitFor } from "../helpers/project.ts";
+
+/** Every descendant of `pid` (children, grandchildren, ...), from `ps`: works on Linux and macOS. */
+function descendants(pid: number): number[] {
+  const rows = execFileSync("ps", ["-A", "-o", "pid=,ppid="], { encoding: "utf8" })
+    .split("\n")
+    .map((l) => l.trim().split(/\s+/).map(Number))
+    .filter((r) => r.length === 2 && !r.some(Number.isNaN)) as [number, number][];
+  const out: number[] = [];
+  const queue = [pid];
+  while (queue.length > 0) {
+    const parent = queue.shift()!;
+    for (const [child, ppid] of rows) {
+      if (ppid === parent) {
+        out.push(child);
+        queue.push(child);
+      }
+    }
+  }
+  return out;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The checkpoint mlx-lm writes at iteration 5, in the scratch folder of the adapters build (keyed by fingerprint). */
+function checkpoint(p: Project, iteration: number): boolean {
+  const root = p.path("cache", "scratch", "adapters");
+  const name = `${String(iteration).padStart(7, "0")}_adapters.safetensors`;
+  try {
+    return readdirSync(root).some((fp) => readdirSync(join(root, fp, "run")).includes(name));
+  } catch {
+    return false;
+  }
+}
+
+describe("resuming interrupted training", () => {
+  it("kill -9 after the first checkpoint, then rebuild: resumes from iteration 5", async () => {
+    const lora = { iters: 15, save_every: 5, steps_per_report: 5, steps_per_eval: 15, val_batches: 1 };
+    const p = new Project(pipelineYaml({ lora }), { "data/train.jsonl": sample(40) });
+
+    // Kill the engine (SIGKILL: no handler runs), then the training process it started, by pid. Not by name:
+    // another test file may be training at the same time.
+    let python: number[] = [];
+    const killed = await p.run(["adapters", "--json"], (child) => {
+      void waitFor(() => checkpoint(p, 5), 400_000).then(() => {
+        python = descendants(child.pid!);
+        child.kill("SIGKILL");
+        for (const pid of python) {
+          try {
+            process.kill(pid, "SIGKILL");
+          } catch {
+            // Already gone.
+          }
+        }
+      });
+    });
+    expect(killed.signal).toBe("SIGKILL");
+    expect(python.length).toBeGreaterThan(0);
+    await waitFor(() => python.every((pid) => !alive(pid)), 10_000);
+    expect(p.exists("models/adapters")).toBe(false);
+    expect(checkpoint(p, 5)).toBe(true);
+
+    const resumed = await p.build("adapters");
+    expect(resumed.code, resumed.stderr.slice(-3000)).toBe(0);
+    expect(ran(resumed)).toEqual(["adapters"]);
+    expect(p.lock().adapters!.facts).toMatchObject({ resumed_from_iteration: 5 });
+    const said = /resuming from the checkpoint at iteration 5\b/;
+    expect(said.test(resumed.stderr) || said.test(p.read("cache/logs/adapters.log"))).toBe(true);
+
+    const metrics = p.readJsonl<{ type: string; iteration: number }>("models/adapters/metrics.jsonl");
+    const train = metrics.filter((m) => m.type === "train").map((m) => m.iteration);
+    // 5 from the killed run, then 10 and 15 from the resumed one: the count continues, it does not restart at 5.
+    expect(train).toEqual([5, 10, 15]);
+    expect(p.readJson<{ iters: number }>("models/adapters/adapter_config.json").iters).toBe(15);
+    // The scratch folder (checkpoints) is removed once the build succeeds.
+    expect(checkpoint(p, 5)).toBe(false);
+  });
+});

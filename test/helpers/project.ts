@@ -1,0 +1,226 @@
+// A throwaway project for the real pipeline (pipeline.ts with the real tools), and ways to run its CLI as a
+// subprocess and read what it built. The Python environments come from the per-user cache (built on first use).
+import { spawn, type ChildProcess } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import YAML from "yaml";
+
+export const REPO = resolve(import.meta.dirname, "../..");
+/** Run as `node --import tsx`, not through the tsx wrapper, so the child's pid is the engine's own. */
+const NODE_ARGS = ["--import", pathToFileURL(join(REPO, "node_modules/tsx/dist/loader.mjs")).href];
+export const PIPELINE = join(REPO, "pipeline.ts");
+
+/** The repository's sample data, one JSON line per example. */
+export const SAMPLE_LINES: readonly string[] = readFileSync(join(REPO, "data/conversions.jsonl"), "utf8").split("\n").filter(Boolean);
+
+/** The first `n` sample lines as a jsonl file's text. */
+export function sample(n: number, from = 0): string {
+  return SAMPLE_LINES.slice(from, from + n).join("\n") + "\n";
+}
+
+/** A small, fast training setup: enough for mlx-lm to run, report, evaluate and checkpoint. */
+export const FAST_LORA = {
+  rank: 4,
+  scale: 20,
+  num_layers: -1,
+  batch_size: 4,
+  iters: 6,
+  learning_rate: 0.001,
+  max_seq_length: 128,
+  mask_prompt: true,
+  save_every: 3,
+  steps_per_report: 3,
+  steps_per_eval: 3,
+  val_batches: 1,
+  seed: 0,
+};
+
+export interface ConfigOptions {
+  model?: string;
+  format?: "messages" | "text";
+  data?: Record<string, unknown>;
+  lora?: Record<string, unknown>;
+  gguf?: Record<string, unknown>;
+  [key: string]: unknown;
+}
+
+/** pipeline.yaml text: a comment line, then the config (small data splits, fast LoRA settings). */
+export function pipelineYaml(options: ConfigOptions = {}): string {
+  const { model = "tiny:llama", data, lora, gguf, ...rest } = options;
+  const config = {
+    model,
+    ...rest,
+    data: { files: ["data/*.jsonl"], valid_fraction: 0.1, test_fraction: 0, seed: 0, ...data },
+    lora: { ...FAST_LORA, ...lora },
+    gguf: { outtype: "f16", ...gguf },
+  };
+  return `# an end-to-end test project\n${YAML.stringify(config)}`;
+}
+
+export interface NodeReport {
+  id: string;
+  status: string;
+  reason: string;
+  ms: number;
+}
+
+export interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  json: { ok: boolean; nodes: NodeReport[]; error?: string; verdicts?: { node: string; level: string; code: string; message: string }[]; [k: string]: unknown };
+  /** node id → status, for the nodes in the report. */
+  statuses: Record<string, string>;
+  ms: number;
+}
+
+export interface LockEntry {
+  fingerprint: string;
+  params: unknown;
+  facts?: Record<string, unknown>;
+  output: { digest: string; files: Record<string, string> };
+  [k: string]: unknown;
+}
+
+export class Project {
+  readonly dir: string;
+
+  /** A temp folder with pipeline.yaml and `files` (relative paths → text). */
+  constructor(config: string = pipelineYaml(), files: Record<string, string> = { "data/train.jsonl": sample(40) }) {
+    this.dir = mkdtempSync(join(tmpdir(), "mlx-pipeline-e2e-"));
+    this.write("pipeline.yaml", config);
+    for (const [name, text] of Object.entries(files)) this.write(name, text);
+  }
+
+  path(...parts: string[]): string {
+    return join(this.dir, ...parts);
+  }
+
+  write(rel: string, text: string): void {
+    mkdirSync(dirname(this.path(rel)), { recursive: true });
+    writeFileSync(this.path(rel), text);
+  }
+
+  read(rel: string): string {
+    return readFileSync(this.path(rel), "utf8");
+  }
+
+  readJson<T = Record<string, unknown>>(rel: string): T {
+    return JSON.parse(this.read(rel)) as T;
+  }
+
+  /** Every line of a jsonl file, parsed. */
+  readJsonl<T = Record<string, unknown>>(rel: string): T[] {
+    return this.read(rel)
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as T);
+  }
+
+  exists(rel: string): boolean {
+    return existsSync(this.path(rel));
+  }
+
+  sha256(rel: string): string {
+    return createHash("sha256").update(readFileSync(this.path(rel))).digest("hex");
+  }
+
+  /** pipeline.lock, parsed. */
+  lock(): Record<string, LockEntry> {
+    return (YAML.parse(this.read("pipeline.lock")) as { nodes: Record<string, LockEntry> }).nodes;
+  }
+
+  /** A toolchain node's toolchain.json (python, env, extra.source, ...). */
+  toolchain(node: "mlx-env" | "llama-cpp"): { venv: string; python: string; env: Record<string, string>; extra: Record<string, string>; versions: Record<string, string> } {
+    return this.readJson(`models/${node}/toolchain.json`);
+  }
+
+  /** Extra environment for every run of this project (undefined removes a variable). */
+  env: Record<string, string | undefined> = {};
+
+  spawn(args: string[], env: Record<string, string | undefined> = {}): ChildProcess {
+    // FORCE_COLOR is removed: see the "FORCE_COLOR" test in training.test.ts for what it does to training.
+    return spawn(process.execPath, [...NODE_ARGS, PIPELINE, ...args], {
+      cwd: this.dir,
+      env: { ...process.env, CI: "true", FORCE_COLOR: undefined, ...this.env, ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+  }
+
+  /** Runs the CLI and returns its exit code, output and the parsed --json document (when there is one). */
+  run(args: string[], onSpawn?: (child: ChildProcess) => void, env: Record<string, string | undefined> = {}): Promise<RunResult> {
+    const started = Date.now();
+    return new Promise((resolvePromise) => {
+      const child = this.spawn(args, env);
+      onSpawn?.(child);
+      let stdout = "";
+      let stderr = "";
+      child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
+      child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+      child.on("close", (code, signal) => {
+        let json = { ok: false, nodes: [] } as RunResult["json"];
+        try {
+          json = JSON.parse(stdout) as RunResult["json"];
+        } catch {
+          // Not a --json run, or killed before it printed.
+        }
+        const statuses = Object.fromEntries((json.nodes ?? []).map((n) => [n.id, n.status]));
+        resolvePromise({ code, signal, stdout, stderr, json, statuses, ms: Date.now() - started });
+      });
+    });
+  }
+
+  /** Builds `target` with --json. */
+  async build(target: string, ...extra: string[]): Promise<RunResult> {
+    for (;;) {
+      const result = await this.run([target, "--json", ...extra]);
+      // WORKAROUND for a tool bug (stages/lib/venv.ts ensureVenv): a second process that needs a Python environment
+      // another process is creating fails at once ("Another build is running in this project ... creating
+      // .../venvs/...") instead of waiting for it. On a fresh machine two test files start together and both build
+      // mlx-env; wait for the creator to finish, then build again.
+      const held = /Another build is running in this project \(pid \d+: creating [^)]*venvs[^)]*\)[\s\S]*?Lock: (\S+)/.exec(result.stderr);
+      if (result.code === 0 || !held) return result;
+      await waitFor(() => !existsSync(held[1]!), 1_200_000);
+    }
+  }
+
+  /** Builds `target`, and throws with the output when it fails (for setup steps). */
+  async mustBuild(target: string, ...extra: string[]): Promise<RunResult> {
+    const result = await this.build(target, ...extra);
+    if (result.code !== 0) throw new Error(`building ${target} exited ${result.code}:\n${result.stderr.slice(-4000)}\n${result.stdout.slice(-2000)}`);
+    return result;
+  }
+}
+
+/** The node ids whose status is "ran", sorted. */
+export function ran(result: RunResult): string[] {
+  return result.json.nodes
+    .filter((n) => n.status === "ran")
+    .map((n) => n.id)
+    .sort();
+}
+
+/** Every key path under `value` whose last key is one of `keys`. */
+export function keyPaths(value: unknown, keys: readonly string[], at = ""): string[] {
+  if (value === null || typeof value !== "object") return [];
+  const out: string[] = [];
+  for (const [k, v] of Object.entries(value)) {
+    const path = at ? `${at}.${k}` : k;
+    if (keys.includes(k)) out.push(path);
+    out.push(...keyPaths(v, keys, path));
+  }
+  return out;
+}
+
+/** Resolves once `predicate` holds, polling every 200 ms, or rejects after `ms`. */
+export async function waitFor(predicate: () => boolean, ms = 300_000): Promise<void> {
+  const start = Date.now();
+  while (!predicate()) {
+    if (Date.now() - start > ms) throw new Error("timed out waiting");
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
