@@ -180,7 +180,8 @@ async function build<C>(
       emit(false, [], { verdicts: verdicts as unknown as Json });
       return 1;
     }
-    const observer = await createObserver(engine.project.graph.order([target]));
+    // The live task list only when something will run: a no-op build need not load it.
+    const observer = await createObserver(engine.project.graph.order([target]), willRun.size > 0);
     const reports = await engine.build(target, { force: options.force, signal: controller.signal, observer });
     await observer.done();
     const ok = reports.every((r) => r.status !== "failed");

@@ -137,35 +137,9 @@ export class Digester {
 
 let fg: typeof import("fast-glob") | undefined;
 
-/** `dir/*.ext`-like patterns: a literal folder, then one name with only `*` and `?` wildcards. */
-const SIMPLE_GLOB = /^((?:[\w.\- ]+\/)*|\/(?:[\w.\- ]+\/)*)([\w.\- *?]*[*?][\w.\- *?]*)$/;
-
-/**
- * Absolute paths of the files a glob matches, sorted, or undefined when the pattern is not a glob.
- * The common simple case is matched here with one readdir, to the same rules as fast-glob's defaults
- * (wildcards do not match a leading dot, case-sensitive, symlinks followed): fast-glob and its
- * dependencies cost tens of milliseconds to load, which a no-op build of a `data/*.jsonl` input paid.
- */
+/** Absolute paths of the files a glob matches, sorted, or undefined when the pattern is not a glob. */
 async function glob(root: string, pattern: string): Promise<string[] | undefined> {
-  const simple = SIMPLE_GLOB.exec(pattern);
-  if (simple && !simple[2]!.includes("**") && !simple[1]!.split("/").some((seg) => seg === "." || seg === "..")) {
-    const dir = resolve(root, simple[1]! || ".");
-    const name = simple[2]!;
-    const re = new RegExp(`^${name.replace(/[.\-]/g, "\\$&").replace(/\*/g, "[^/]*").replace(/\?/g, "[^/]")}$`);
-    const entries = await readdir(dir, { withFileTypes: true }).catch((e: NodeJS.ErrnoException) => {
-      if (e.code === "ENOENT") return [];
-      throw e;
-    });
-    const hits = await Promise.all(
-      entries.map(async (e) => {
-        if ((e.name.startsWith(".") && !name.startsWith(".")) || !re.test(e.name)) return undefined;
-        const path = join(dir, e.name);
-        const isFile = e.isFile() || (e.isSymbolicLink() && (await stat(path).then((s) => s.isFile(), () => false)));
-        return isFile ? path : undefined;
-      }),
-    );
-    return hits.filter((h): h is string => h !== undefined).sort();
-  }
+  // Loaded on first use: a build whose inputs are all plain paths never pays for it.
   fg ??= (await import("fast-glob")).default;
   if (!fg.isDynamicPattern(pattern)) return undefined;
   return (await fg(pattern, { cwd: root, absolute: true, onlyFiles: true })).sort();

@@ -31,8 +31,8 @@ function summary(r: NodeReport): string {
   }
 }
 
-export async function createObserver(order: readonly string[]): Promise<Observer> {
-  const interactive = process.stderr.isTTY === true && !process.env.CI;
+export async function createObserver(order: readonly string[], work: boolean): Promise<Observer> {
+  const interactive = work && process.stderr.isTTY === true && !process.env.CI;
   return interactive ? listrObserver(order, await import("listr2")) : plainObserver();
 }
 

@@ -3,7 +3,7 @@
 // logits over a 128k-262k vocabulary), so every mlx process gets OpenBLAS (from PyPI's cmeel-openblas)
 // preloaded. Its libgfortran dependency is met by the copy mlx-cpu itself ships.
 import { existsSync } from "node:fs";
-import { mkdir, readdir, rm, symlink } from "node:fs/promises";
+import { mkdir, readdir, symlink } from "node:fs/promises";
 import { join } from "node:path";
 import { execFileSync } from "node:child_process";
 
@@ -28,8 +28,13 @@ export async function openblasEnv(venv: string): Promise<Record<string, string>>
   const gfortran = (await readdir(mlxLibs)).find((n) => n.startsWith("libgfortran-"));
   if (!gfortran) return {};
   const shim = join(venv, "openblas-shim");
-  await rm(shim, { recursive: true, force: true });
-  await mkdir(shim);
-  await symlink(join(mlxLibs, gfortran), join(shim, "libgfortran.so.5"));
+  const link = join(shim, "libgfortran.so.5");
+  if (!existsSync(link)) {
+    // Several builds may get here at once: whoever makes the link first wins, the others use it.
+    await mkdir(shim, { recursive: true });
+    await symlink(join(mlxLibs, gfortran), link).catch((e: NodeJS.ErrnoException) => {
+      if (e.code !== "EEXIST") throw e;
+    });
+  }
   return { LD_PRELOAD: openblas, LD_LIBRARY_PATH: `${shim}:${mlxLibs}` };
 }

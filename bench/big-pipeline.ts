@@ -1,0 +1,77 @@
+// A bench-only graph shaped like test/fixtures/fake-pipeline.ts (same imports, same CLI), whose outputs
+// can be as big as its inputs: `weights` splits every input file into parts, like a model saved in shards.
+//
+//   weights (input/*.bin, split in 4) ─► manifest (sizes) ─► report (title)
+//
+// The fake pipeline cannot hold gigabytes: its `report` node reads its upstream file into one string.
+import { writeFile } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { z } from "zod";
+import { runCli } from "../engine/cli.ts";
+import { loadYamlConfig } from "../engine/config.ts";
+import { Graph } from "../engine/graph.ts";
+import { assertSuccess } from "../engine/exec.ts";
+import type { NodeSpec, RunCtx } from "../engine/types.ts";
+
+export const bigSchema = z
+  .object({
+    inputs: z.string().default("input/*.bin"),
+    parts: z.number().int().min(1).default(4),
+    report: z.object({ title: z.string().min(1) }).strict(),
+    tools: z.object({ fake: z.string() }).strict(),
+  })
+  .strict();
+export type BigConfig = z.output<typeof bigSchema>;
+
+async function shell(ctx: RunCtx<BigConfig>, what: string, script: string): Promise<void> {
+  assertSuccess(await ctx.exec("sh", ["-c", script], { cwd: ctx.root }), `${what}'s command`);
+}
+
+const weights: NodeSpec<BigConfig> = {
+  id: "weights",
+  deps: [],
+  description: "splits every input file into parts",
+  inputs: (ctx) => ({ files: [ctx.config.inputs], params: { inputs: ctx.config.inputs, parts: ctx.config.parts }, tools: {}, command: "split" }),
+  guard: () => [],
+  run: async (ctx) => {
+    const files = Object.keys(ctx.inputDigests);
+    const script = files
+      .map((f) => `split --number=${ctx.config.parts} --numeric-suffixes=1 '${f}' '${join(ctx.staging, basename(f, ".bin"))}.part'`)
+      .join(" && ");
+    await shell(ctx, "weights", script || "true");
+  },
+};
+
+const manifest: NodeSpec<BigConfig> = {
+  id: "manifest",
+  deps: ["weights"],
+  description: "lists the parts and their sizes",
+  inputs: (ctx) => ({ files: [], params: {}, tools: { fake: ctx.config.tools.fake }, command: "wc -c" }),
+  guard: () => [],
+  run: (ctx) => shell(ctx, "manifest", `cd '${ctx.upstream("weights")}/' && wc -c * > '${ctx.staging}/manifest.txt'`),
+};
+
+const report: NodeSpec<BigConfig> = {
+  id: "report",
+  deps: ["manifest"],
+  description: "adds a title",
+  inputs: (ctx) => ({ files: [], params: { title: ctx.config.report.title }, tools: {}, command: "report" }),
+  guard: () => [],
+  run: async (ctx) => {
+    await writeFile(join(ctx.staging, "report.txt"), `# ${ctx.config.report.title}\n`);
+  },
+};
+
+export const bigApp = {
+  name: "big-pipeline",
+  defaultConfig: "pipeline.yaml",
+  usage: "usage: big-pipeline <node> | status | check | graph | verify\n",
+  async loadProject(configPath: string) {
+    const config = await loadYamlConfig(configPath, bigSchema);
+    return { root: dirname(configPath), config, graph: new Graph([weights, manifest, report]) };
+  },
+};
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  process.exitCode = await runCli(bigApp, process.argv.slice(2));
+}

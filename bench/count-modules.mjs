@@ -1,0 +1,20 @@
+// `node --import ./count-modules.mjs --import tsx …`: prints, at exit, how many ES modules went through the
+// loader, by package. With tsx every one of them is a round trip to its hooks thread.
+import { register } from "node:module";
+import { MessageChannel } from "node:worker_threads";
+
+const { port1, port2 } = new MessageChannel();
+const urls = [];
+port1.on("message", (url) => urls.push(url));
+port1.unref();
+const hooks = "let port; export function initialize(d) { port = d.port; } export async function load(url, context, next) { port.postMessage(url); return next(url, context); }";
+register(`data:text/javascript,${encodeURIComponent(hooks)}`, { parentURL: import.meta.url, data: { port: port2 }, transferList: [port2] });
+process.on("exit", () => {
+  const byPackage = {};
+  for (const url of urls) {
+    const m = /node_modules\/((@[^/]+\/)?[^/]+)/.exec(url);
+    const key = m ? m[1] : url.startsWith("node:") ? "node:*" : "project";
+    byPackage[key] = (byPackage[key] ?? 0) + 1;
+  }
+  process.stderr.write(`@@modules ${JSON.stringify({ total: urls.length, byPackage })}\n`);
+});

@@ -1,0 +1,76 @@
+// `npm run bench [-- noop|hashing]`: the engine's benchmarks, as ratios measured side by side in one run.
+// They are not timed tests: a shared machine moves every number, which is why each contender runs
+// interleaved with its reference, several times, and the load average is printed.
+//
+// Env: BENCH_GIB (size of the big file, default 4), BENCH_NOOP_REPS (default 11), BENCH_HASH_REPS (default 3).
+import { randomBytes } from "node:crypto";
+import { rmSync } from "node:fs";
+import { mkdtemp, open } from "node:fs/promises";
+import { availableParallelism, cpus, tmpdir } from "node:os";
+import { join } from "node:path";
+import { fmtBytes, GiB, load, log, printTable, type Row } from "./lib.ts";
+import { makeBigProject, noopBench, weightParts } from "./noop.ts";
+import { hashingBench } from "./hashing.ts";
+
+const which = new Set(process.argv.slice(2));
+const selected = (name: string) => which.size === 0 || which.has(name);
+const gib = Number(process.env.BENCH_GIB ?? 4);
+const noopReps = Number(process.env.BENCH_NOOP_REPS ?? 11);
+const hashReps = Number(process.env.BENCH_HASH_REPS ?? 3);
+
+/** `bytes` of incompressible data: one random 64 MiB block, each copy stamped with its index. */
+async function writeBigFile(path: string, bytes: number): Promise<void> {
+  const block = randomBytes(64 << 20);
+  const fh = await open(path, "w");
+  try {
+    for (let off = 0, i = 0; off < bytes; off += block.length, i++) {
+      block.writeUInt32LE(i, 0);
+      await fh.write(block, 0, Math.min(block.length, bytes - off));
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+const tmp = await mkdtemp(join(tmpdir(), "engine-bench-"));
+const cleanup = () => rmSync(tmp, { recursive: true, force: true });
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.on(signal, () => {
+    cleanup();
+    process.exit(130);
+  });
+}
+
+const started = performance.now();
+const loadStart = load();
+const rows: Row[] = [];
+const notes: string[] = [];
+try {
+  const bigFile = join(tmp, "big.bin");
+  const bytes = Math.round(gib * GiB);
+  log(`writing ${fmtBytes(bytes)} to ${bigFile}`);
+  await writeBigFile(bigFile, bytes);
+  log("building the big project once (its input is that file, hard-linked; its outputs split it in 4)");
+  const big = await makeBigProject(tmp, `big-pipeline, ${fmtBytes(bytes)} in + ${fmtBytes(bytes)} out`, { file: bigFile });
+
+  if (selected("noop")) {
+    const r = await noopBench(tmp, big, noopReps);
+    rows.push(...r.rows);
+    notes.push(...r.notes);
+  }
+  if (selected("hashing")) {
+    const r = await hashingBench(tmp, bigFile, await weightParts(big), hashReps);
+    rows.push(...r.rows);
+    notes.push(...r.notes);
+  }
+} finally {
+  cleanup();
+}
+
+const cpu = cpus()[0]?.model ?? "?";
+process.stdout.write(
+  `\nnode ${process.version}, ${availableParallelism()} cores (${cpu}); "node --import tsx" = node --import node_modules/tsx/dist/loader.mjs\n` +
+    `load average (1, 5, 15 min): ${loadStart} at the start, ${load()} at the end; ${((performance.now() - started) / 1000).toFixed(0)} s in all\n\n`,
+);
+printTable(rows);
+if (notes.length > 0) process.stdout.write(`\n${notes.map((n) => `- ${n}`).join("\n")}\n`);
