@@ -1,4 +1,4 @@
-// `npm run bench [-- noop|hashing]`: the engine's benchmarks, as ratios measured side by side in one run.
+// `npm run bench [-- noop|hashing|check]`: the engine's benchmarks, as ratios measured side by side in one run.
 // They are not timed tests: a shared machine moves every number, which is why each contender runs
 // interleaved with its reference, several times, and the load average is printed.
 //
@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { fmtBytes, GiB, load, log, printTable, type Row } from "./lib.ts";
 import { makeBigProject, noopBench, weightParts } from "./noop.ts";
 import { hashingBench } from "./hashing.ts";
+import { checkBench } from "./check.ts";
 
 const which = new Set(process.argv.slice(2));
 const selected = (name: string) => which.size === 0 || which.has(name);
@@ -46,6 +47,17 @@ const loadStart = load();
 const rows: Row[] = [];
 const notes: string[] = [];
 try {
+  if (selected("check")) {
+    const r = await checkBench(tmp, 3);
+    rows.push(...r.rows);
+    notes.push(...r.notes);
+  }
+  if (selected("noop") || selected("hashing")) await bigFileBenches();
+} finally {
+  cleanup();
+}
+
+async function bigFileBenches(): Promise<void> {
   const bigFile = join(tmp, "big.bin");
   const bytes = Math.round(gib * GiB);
   log(`writing ${fmtBytes(bytes)} to ${bigFile}`);
@@ -63,8 +75,6 @@ try {
     rows.push(...r.rows);
     notes.push(...r.notes);
   }
-} finally {
-  cleanup();
 }
 
 const cpu = cpus()[0]?.model ?? "?";
