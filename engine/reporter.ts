@@ -98,6 +98,8 @@ function listrObserver(order: readonly string[], { Listr, ListrLogger, ProcessOu
     },
   );
   const running = list.run().catch(() => undefined);
+  /** Notes (a final loss, a file size) outlive the task list's transient output lines. */
+  const notes: string[] = [];
   return {
     nodeStarted: () => undefined,
     progress(id, line) {
@@ -106,6 +108,7 @@ function listrObserver(order: readonly string[], { Listr, ListrLogger, ProcessOu
       if (task) task.output = line;
     },
     note(id, line) {
+      if (!line.startsWith("rebuilding:")) notes.push(`${id}: ${line}`);
       this.progress(id, line);
     },
     nodeFinished(r) {
@@ -115,6 +118,7 @@ function listrObserver(order: readonly string[], { Listr, ListrLogger, ProcessOu
     },
     async done() {
       await running;
+      if (notes.length > 0) process.stderr.write(`\n${notes.join("\n")}\n`);
       // Failures are also printed in full, after the list, where long messages stay readable.
       for (const s of states.values()) if (s.report?.status === "failed") process.stderr.write(`\n${s.report.reason}\n`);
     },
