@@ -174,10 +174,12 @@ async function train(ctx: RunCtx<PipelineConfig>): Promise<{ lastTrain?: TrainRe
   const started = performance.now();
   const pending: Promise<void>[] = [];
   const onLine = (line: string) => {
-    if (!line.startsWith(METRICS_PREFIX)) return;
+    // Anywhere in the line: another write on the same stream may have left a partial line before it.
+    const at = line.indexOf(METRICS_PREFIX);
+    if (at < 0) return;
     let report: Report;
     try {
-      report = JSON.parse(line.slice(METRICS_PREFIX.length)) as Report;
+      report = JSON.parse(line.slice(at + METRICS_PREFIX.length)) as Report;
     } catch {
       return; // a mangled line costs one progress update, never the build
     }
