@@ -9,7 +9,6 @@ import { converterVerdicts, tokenizerVerdicts } from "../guard/verdicts.ts";
 import { bundledRelease, converterRegistry, converterSource, guardModelDir } from "./lib/guard-inputs.ts";
 import { UserError } from "../engine/types.ts";
 import { assertSuccess } from "../engine/exec.ts";
-import { readGgufHeader, llamaCppGreedy } from "./lib/gguf-check.ts";
 import { PY_ENV, toolVersions } from "./lib/tools.ts";
 import { readToolchain, venvPython } from "./lib/venv.ts";
 import { QUANTIZER_FILE } from "./quantizer.ts";
@@ -91,6 +90,8 @@ export function ggufNode(config: PipelineConfig): NodeSpec<PipelineConfig> {
         await convert(ctx, out, ctx.config.gguf.outtype);
       }
 
+      // Loaded here: the GGUF parser and llama.cpp bindings weigh more than the rest of the CLI.
+      const { readGgufHeader, llamaCppGreedy } = await import("./lib/gguf-check.ts");
       const header = await readGgufHeader(out);
       const missing = [!header.tokenizerModel && "a tokenizer", !header.hasChatTemplate && "a chat template"].filter(Boolean);
       if (header.tensorCount === 0 || !header.tokenizerModel) throw new UserError(`${out} has ${header.tensorCount} tensors and ${missing.join(" and ") || "?"}: the conversion is broken.`);

@@ -11,7 +11,7 @@ import { UserError } from "../engine/types.ts";
 import { assertSuccess } from "../engine/exec.ts";
 import { bundledRelease, bundledSource } from "./lib/guard-inputs.ts";
 import { toolFile } from "./lib/paths.ts";
-import { findPython, pythonVerdicts, resolvePython } from "./lib/python.ts";
+import { findPython, pythonVerdicts, pythonIdentity } from "./lib/python.ts";
 import { pyScript } from "./lib/tools.ts";
 import { ensureVenv, TOOLCHAIN_FILE, toolchainGone, venvPython, type ToolchainInfo } from "./lib/venv.ts";
 
@@ -66,13 +66,13 @@ export const llamaCppNode: NodeSpec<PipelineConfig> = {
   inputs(ctx) {
     const own = userCheckout(ctx);
     const { path } = findPython(ctx.config.python);
-    const python = path ? resolvePython(path) : undefined;
+    const python = path ? pythonIdentity(path) : { files: [], tools: { python: "missing" } };
     return {
-      files: [REQUIREMENTS, INFO, ...(own ? [] : [BUNDLE])],
+      files: [REQUIREMENTS, INFO, ...python.files, ...(own ? [] : [BUNDLE])],
       params: { llama_cpp: own ?? "bundled" },
       tools: {
         llama_cpp: own ? checkoutCommit(own) : bundledRelease(),
-        python: python ? `${python.version} (${python.executable})` : "missing",
+        ...python.tools,
       },
       command: ["python -m venv", "pip install -r converter.txt"],
     };

@@ -6,7 +6,7 @@ import type { PipelineConfig } from "../config/schema.ts";
 import type { NodeSpec, Verdict } from "../engine/types.ts";
 import { UserError } from "../engine/types.ts";
 import { toolFile } from "./lib/paths.ts";
-import { findPython, pythonVerdicts, resolvePython } from "./lib/python.ts";
+import { findPython, pythonVerdicts, pythonIdentity } from "./lib/python.ts";
 import { pyScript } from "./lib/tools.ts";
 import { openblasEnv } from "./lib/openblas.ts";
 import { ensureVenv, TOOLCHAIN_FILE, toolchainGone, venvPython, type ToolchainInfo } from "./lib/venv.ts";
@@ -55,11 +55,11 @@ export const mlxEnv: NodeSpec<PipelineConfig> = {
   description: "Python environment with mlx-lm",
   inputs(ctx) {
     const { path } = findPython(ctx.config.python);
-    const python = path ? resolvePython(path) : undefined;
+    const python = path ? pythonIdentity(path) : { files: [], tools: { python: "missing" } };
     return {
-      files: [REQUIREMENTS, INFO],
+      files: [REQUIREMENTS, INFO, ...python.files],
       params: { python: ctx.config.python ?? process.env.PYTHON ?? "python3" },
-      tools: { python: python ? `${python.version} (${python.executable})` : "missing" },
+      tools: python.tools,
       command: ["python -m venv", "pip install -r mlx.txt"],
     };
   },

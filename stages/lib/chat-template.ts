@@ -2,7 +2,6 @@
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { Template } from "@huggingface/jinja";
 import type { Message } from "./dataset.ts";
 
 export interface ChatTemplate {
@@ -44,6 +43,7 @@ export async function loadChatTemplate(modelDir: string): Promise<ChatTemplate |
     text = Array.isArray(raw) ? (raw as { name?: string; template?: string }[]).find((t) => t.name === "default")?.template : (raw as string | undefined);
   }
   if (!text) return undefined;
+  const { Template } = await import("@huggingface/jinja"); // only builds that render pay for it
   const template = new Template(text);
   const bosToken = tokenText(config.bos_token);
   const eosToken = tokenText(config.eos_token);

@@ -1,6 +1,6 @@
 // Finding a usable Python interpreter without starting it (inputs are computed on every build).
 import { execFileSync } from "node:child_process";
-import { accessSync, constants, realpathSync } from "node:fs";
+import { accessSync, closeSync, constants, openSync, readSync, realpathSync } from "node:fs";
 import { delimiter, isAbsolute, join } from "node:path";
 import type { Verdict } from "../../engine/types.ts";
 
@@ -41,6 +41,22 @@ export function resolvePython(path: string): { executable: string; version: stri
     resolved.set(path, found);
   }
   return found;
+}
+
+/**
+ * What identifies the interpreter in a fingerprint without starting it when possible: a real binary is
+ * identified by its bytes (a file input, stat-cached); a shim script (pyenv, asdf) picks the Python behind
+ * it at run time, so only asking Python says which one.
+ */
+export function pythonIdentity(path: string): { files: string[]; tools: Record<string, string> } {
+  const real = realpathSync(path);
+  const fd = openSync(real, "r");
+  const head = Buffer.alloc(2);
+  readSync(fd, head, 0, 2, 0);
+  closeSync(fd);
+  if (head.toString("latin1") !== "#!") return { files: [real], tools: {} };
+  const python = resolvePython(path);
+  return { files: [], tools: { python: `${python.version} (${python.executable})` } };
 }
 
 export function pythonVersion(path: string): string {
