@@ -67,11 +67,7 @@ describe("tiny:gemma3 with system prompts", () => {
     expect(p.readJsonl<{ type: string }>("models/adapters/metrics.jsonl").some((m) => m.type === "train")).toBe(true);
   });
 
-  // BUG (stages/formatted.ts formatVerdicts): the format.mask-text guard lives on the formatted node, whose params
-  // are only {format, max_seq_length}. Switching lora.mask_prompt to true with format text leaves formatted fresh,
-  // so its guard is skipped, adapters reruns and mlx-lm fails after loading ("Prompt masking not supported for text
-  // dataset."). Proposed fix: give the mask-text verdict to the adapters node's guard (which reruns on any lora
-  // change), or add mask_prompt to formatted's params.
+  // Checked by the adapters guard: a mask_prompt change leaves formatted fresh, so its guard would not run.
   it("format text with mask_prompt true is refused before anything runs", async () => {
     p.write("pipeline.yaml", pipelineYaml({ model: "tiny:gemma3", format: "text", lora: { ...LORA, mask_prompt: true } }));
     const result = await p.build("adapters");

@@ -175,17 +175,8 @@ export class Project {
   }
 
   /** Builds `target` with --json. */
-  async build(target: string, ...extra: string[]): Promise<RunResult> {
-    for (;;) {
-      const result = await this.run([target, "--json", ...extra]);
-      // WORKAROUND for a tool bug (stages/lib/venv.ts ensureVenv): a second process that needs a Python environment
-      // another process is creating fails at once ("Another build is running in this project ... creating
-      // .../venvs/...") instead of waiting for it. On a fresh machine two test files start together and both build
-      // mlx-env; wait for the creator to finish, then build again.
-      const held = /Another build is running in this project \(pid \d+: creating [^)]*venvs[^)]*\)[\s\S]*?Lock: (\S+)/.exec(result.stderr);
-      if (result.code === 0 || !held) return result;
-      await waitFor(() => !existsSync(held[1]!), 1_200_000);
-    }
+  build(target: string, ...extra: string[]): Promise<RunResult> {
+    return this.run([target, "--json", ...extra]);
   }
 
   /** Builds `target`, and throws with the output when it fails (for setup steps). */
