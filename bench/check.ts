@@ -6,7 +6,7 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { median, REPO, timed, TSX_ARGS, type Row } from "./lib.ts";
 
-const CONFIGS = join(REPO, "..", "shared", "model-configs");
+const CONFIGS = join(REPO, "test", "fixtures", "model-configs");
 const DATA = readFileSync(join(REPO, "data", "conversions.jsonl"), "utf8").split("\n").slice(0, 40).join("\n") + "\n";
 const YAML = "model: ./m\nlora:\n  batch_size: 1\n  max_seq_length: 1024\n  rank: 8\n  num_layers: 12\ndata:\n  test_fraction: 0\n";
 

@@ -1,5 +1,5 @@
 // What a model family means for training and export, stated once so guards can warn early.
-// Facts are from mlx-lm 0.32 and llama.cpp's converter (see /work/shared/TOOL-FACTS.md).
+// Facts are from mlx-lm 0.32 and llama.cpp's converter (see shared/TOOL-FACTS.md).
 
 import type { ModelShape } from "./model-shape.ts";
 

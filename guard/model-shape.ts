@@ -122,7 +122,7 @@ const topSchema = textSchema.extend({
 type TextFields = z.infer<typeof textSchema>;
 
 // transformers' Gemma3TextConfig defaults: Gemma 3's text_config omits these and relies on them
-// (checked against /work/shared/model-configs/google--gemma-3-4b-it.resolved-text_config.json).
+// (checked against test/fixtures/model-configs/google--gemma-3-4b-it.resolved-text_config.json).
 const FAMILY_DEFAULTS: Readonly<Record<string, Partial<TextFields>>> = {
   gemma3_text: {
     num_attention_heads: 8,

@@ -7,7 +7,7 @@ import { readModelShape } from "./model-shape.ts";
 import { countParameters } from "./parameters.ts";
 import { estimateTrainingMemory, parseMemorySize, suggestFits, type TrainingPlan, usableMemory } from "./memory.ts";
 
-const folder = process.argv[2] ?? "/work/shared/model-configs";
+const folder = process.argv[2] ?? join(import.meta.dirname, "../test/fixtures/model-configs");
 const plan: TrainingPlan = { batchSize: 1, maxSeqLength: 1024, rank: 8, numLayers: 12, gradCheckpoint: false };
 const usable = usableMemory({ os: "macos", totalBytes: parseMemorySize("16GB") });
 const gib = (bytes: number): string => (bytes / 2 ** 30).toFixed(2);

@@ -4,8 +4,9 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { pipelineYaml, Project, sample } from "../helpers/project.ts";
+import { CONFIGS_DIR } from "./fixtures.ts";
 
-const sharedConfigs = () => readdirSync(join(import.meta.dirname, "../../../shared/model-configs")).filter((f) => f.endsWith(".json"));
+const sharedConfigs = () => readdirSync(CONFIGS_DIR).filter((f) => f.endsWith(".json"));
 
 /** A project whose model is a folder holding only `config` (as config.json) and, optionally, tokenizer files. */
 function projectWith(config: string, options: Record<string, unknown> = {}): Project {
@@ -19,7 +20,7 @@ function projectWith(config: string, options: Record<string, unknown> = {}): Pro
 }
 
 function configText(name: string): string {
-  return readFileSync(join(import.meta.dirname, "../../../shared/model-configs", name), "utf8");
+  return readFileSync(join(CONFIGS_DIR, name), "utf8");
 }
 
 interface CheckJson {

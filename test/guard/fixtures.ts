@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type ModelShape, readModelShape } from "../../guard/model-shape.ts";
 
-export const CONFIGS_DIR = "/work/shared/model-configs";
+export const CONFIGS_DIR = join(import.meta.dirname, "../fixtures/model-configs");
 
 export interface ConfigFolder {
   readonly name: string;
