@@ -12,7 +12,7 @@ import { layerBlock, type Matrix, matrixParams, modelLevel } from "./parameters.
  * Tunable constants. The activation and logit ones were fitted (least squares, worst point 0.5%
  * off) to mx.get_peak_memory() of one compiled mlx-lm 0.32.2 training step on the mlx CPU
  * backend: bf16 random-weight Llama blocks, rank 8, batch 1, sweeping vocabulary, trained
- * layers, sequence length and MLP width. Measured with guard/calibrate_memory.py; the points
+ * layers, sequence length and MLP width. Measured with guard/calibration/calibrate_memory.py; the points
  * are in test/guard/calibration.test.ts.
  * Metal's fused attention may keep less; re-fit from a Mac's numbers when they are available.
  */

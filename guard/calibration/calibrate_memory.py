@@ -2,7 +2,7 @@
 # constants in guard/memory.ts (CALIBRATION). Mirrors mlx_lm.tuner.trainer.train: LoRA on every
 # linear of the trained layers, default_loss, optional grad_checkpoint, value_and_grad + Adam in
 # mx.compile. Prints one JSON line; "extra" = peak minus what was resident before the step.
-# Usage: python guard/calibrate_memory.py '{"h":1024,"inter":2816,"heads":16,"kv":4,"layers":6,"vocab":1000,"B":1,"S":1024,"trained":6,"ckpt":false}'
+# Usage: python guard/calibration/calibrate_memory.py '{"h":1024,"inter":2816,"heads":16,"kv":4,"layers":6,"vocab":1000,"B":1,"S":1024,"trained":6,"ckpt":false}'
 import sys, json
 from functools import partial
 import mlx.core as mx, mlx.nn as nn, mlx.optimizers as optim
