@@ -173,6 +173,7 @@ export class Engine<C> {
     return verdicts;
   }
 
+  /** Runs the stale nodes on the way to `target`. The caller first runs the guards of the nodes that will run. */
   async build(target: string, options: { force: ReadonlySet<string>; signal: AbortSignal; observer: BuildObserver }): Promise<NodeReport[]> {
     await this.store.sweep();
     const reports: NodeReport[] = [];
@@ -203,10 +204,12 @@ export class Engine<C> {
           continue;
         }
         const reason = forced ? "forced with --force" : evaluation.reasons.join("; ");
-        // Guarded again now that its dependencies exist: what could not be checked before the build
-        // started (a downloaded model's config, the data's token counts) is checked before it runs.
-        const late = (await node.guard(this.ctx())).filter((v) => v.level === "error");
-        if (late.length > 0) throw new UserError(formatVerdicts(late.map((v) => ({ node: id, ...v }))));
+        // Guarded again when a dependency was rebuilt in this build: what could not be checked before the
+        // build started (a downloaded model's config, the data's token counts) is checked before it runs.
+        if (node.deps.some((d) => ran.has(d))) {
+          const late = (await node.guard(this.ctx())).filter((v) => v.level === "error");
+          if (late.length > 0) throw new UserError(formatVerdicts(late.map((v) => ({ node: id, ...v }))));
+        }
         options.observer.note(id, `rebuilding: ${reason}`);
         await this.runNode(node, evaluation, options);
         ran.add(id);

@@ -7,6 +7,7 @@ import type { BaseCtx, NodeSpec, Verdict } from "../engine/types.ts";
 import { UserError } from "../engine/types.ts";
 import { loadChatTemplate, normalizeMessages, probeRules, type ChatTemplate, type TemplateRules } from "./lib/chat-template.ts";
 import { DataErrors, parseExample, toJsonl, type Example, type Message } from "./lib/dataset.ts";
+import { guardModelDir } from "./lib/guard-inputs.ts";
 import { modelDir, parseModelRef } from "./lib/model-ref.ts";
 import { pyScript, runPython, toolVersions } from "./lib/tools.ts";
 import { loadSplits, ORIGINS, SPLITS, type Split } from "./data.ts";
@@ -67,21 +68,12 @@ export function renderExample(example: Example, template: ChatTemplate | undefin
   return { line, text, changed: normalized.changed };
 }
 
-/** The base model folder, if it can be read now (guards run before the model node is built). */
+/** Where the chat template can be read now: the model folder, or for a tiny model not yet built its npm package. */
 async function templateDirForGuard(ctx: BaseCtx<PipelineConfig>): Promise<string | undefined> {
+  const dir = await guardModelDir(ctx);
+  if (dir) return dir;
   const ref = parseModelRef(ctx.config.model, ctx.root);
-  switch (ref.kind) {
-    case "tiny":
-      return tinyTokenizerDir(ref.family);
-    case "local":
-      return ref.path;
-    case "hub":
-      return ctx.isBuilt("model") ? modelDir(ctx.upstream("model")).catch(() => undefined) : undefined;
-    default: {
-      const never: never = ref;
-      return never;
-    }
-  }
+  return ref.kind === "tiny" ? tinyTokenizerDir(ref.family) : undefined;
 }
 
 export const formattedNode: NodeSpec<PipelineConfig> = {

@@ -34,9 +34,9 @@ async function smokePrompt(base: string): Promise<string> {
   return template.bosToken && text.startsWith(template.bosToken) ? text.slice(template.bosToken.length) : text;
 }
 
-async function isQuantized(dir: string): Promise<boolean> {
-  const config = JSON.parse(await readFile(join(dir, "config.json"), "utf8")) as Json;
-  return quantizationKeys(config).length > 0;
+/** The quantization keys of a model folder's config.json (none for a float model). */
+async function quantizationKeysOf(dir: string): Promise<string[]> {
+  return quantizationKeys(JSON.parse(await readFile(join(dir, "config.json"), "utf8")) as Json);
 }
 
 export const fusedNode: NodeSpec<PipelineConfig> = {
@@ -52,14 +52,14 @@ export const fusedNode: NodeSpec<PipelineConfig> = {
   async guard(ctx) {
     const dir = await guardModelDir(ctx);
     if (!dir || !existsSync(join(dir, "config.json"))) return [];
-    const keys = quantizationKeys(JSON.parse(await readFile(join(dir, "config.json"), "utf8")) as Json);
+    const keys = await quantizationKeysOf(dir);
     return keys.length > 0
       ? [{ level: "ok", code: "fuse.dequantize", message: `the base model is quantized (${keys.join(", ")}): fuse de-quantizes it and the config is cleaned at every depth` }]
       : [];
   },
   async run(ctx) {
     const base = await modelDir(ctx.upstream("model"));
-    const dequantize = await isQuantized(base);
+    const dequantize = (await quantizationKeysOf(base)).length > 0;
     const args = ["-m", "mlx_lm", "fuse", "--model", base, "--adapter-path", ctx.upstream("adapters"), "--save-path", ctx.staging];
     ctx.progress(dequantize ? "fusing and de-quantizing" : "fusing");
     await runPython(ctx, "mlx-env", dequantize ? [...args, "--dequantize"] : args, "mlx_lm fuse");

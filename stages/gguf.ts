@@ -6,7 +6,7 @@ import type { PipelineConfig } from "../config/schema.ts";
 import { existsSync } from "node:fs";
 import type { Json, NodeSpec, RunCtx, Verdict } from "../engine/types.ts";
 import { converterVerdicts, tokenizerVerdicts } from "../guard/verdicts.ts";
-import { bundledRelease, converterRegistry, converterSource, guardModelDir } from "./lib/guard-inputs.ts";
+import { bundledRelease, converterRegistry, converterSource, guardModelDir, userCheckout } from "./lib/guard-inputs.ts";
 import { UserError } from "../engine/types.ts";
 import { assertSuccess } from "../engine/exec.ts";
 import { PY_ENV, toolVersions } from "./lib/tools.ts";
@@ -63,7 +63,7 @@ export function ggufNode(config: PipelineConfig): NodeSpec<PipelineConfig> {
       const dir = await guardModelDir(ctx);
       const source = converterSource(ctx);
       const registry = converterRegistry(source, ctx.config.python);
-      const converter = ctx.config.llama_cpp ?? process.env.LLAMA_CPP_DIR ? `llama.cpp at ${source}` : `llama.cpp ${bundledRelease()}`;
+      const converter = userCheckout(ctx) ? `llama.cpp at ${source}` : `llama.cpp ${bundledRelease()}`;
       if (!registry.outtypes.includes(ctx.config.gguf.outtype)) {
         verdicts.push({
           level: "error",

@@ -3,28 +3,17 @@
 // model is the version that then loads it; a user's own checkout may replace it.
 import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
-import { writeFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
 import type { BaseCtx, NodeSpec, Verdict } from "../engine/types.ts";
-import { UserError } from "../engine/types.ts";
-import { assertSuccess } from "../engine/exec.ts";
-import { bundledRelease, bundledSource } from "./lib/guard-inputs.ts";
+import { bundledRelease, converterSource, userCheckout } from "./lib/guard-inputs.ts";
 import { toolFile } from "./lib/paths.ts";
-import { findPython, pythonVerdicts, pythonIdentity } from "./lib/python.ts";
-import { pyScript } from "./lib/tools.ts";
-import { ensureVenv, TOOLCHAIN_FILE, toolchainGone, venvPython, type ToolchainInfo } from "./lib/venv.ts";
+import { pythonVerdicts } from "./lib/python.ts";
+import { ensureVenv, interpreterInputs, publishToolchain, requirePython, TOOLCHAIN_FILE, TOOLCHAIN_INFO, toolchainGone, type ToolchainInfo } from "./lib/venv.ts";
 
 const REQUIREMENTS = toolFile("stages", "requirements", "converter.txt");
-const INFO = pyScript("toolchain_info.py");
 const BUNDLE = toolFile("node_modules", "node-llama-cpp", "llama", "gitRelease.bundle");
 const PACKAGES = ["torch", "transformers", "sentencepiece", "numpy"];
-
-/** The user's own llama.cpp checkout, when pipeline.yaml or LLAMA_CPP_DIR names one. */
-function userCheckout(ctx: BaseCtx<PipelineConfig>): string | undefined {
-  const dir = ctx.config.llama_cpp ?? process.env.LLAMA_CPP_DIR;
-  return dir ? resolve(ctx.root, dir) : undefined;
-}
 
 /** The checkout's commit, read from .git without starting git (inputs are computed on every build). */
 function checkoutCommit(dir: string): string {
@@ -65,10 +54,9 @@ export const llamaCppNode: NodeSpec<PipelineConfig> = {
   description: "llama.cpp's converter and its Python environment",
   inputs(ctx) {
     const own = userCheckout(ctx);
-    const { path } = findPython(ctx.config.python);
-    const python = path ? pythonIdentity(path) : { files: [], tools: { python: "missing" } };
+    const python = interpreterInputs(ctx.config.python);
     return {
-      files: [REQUIREMENTS, INFO, ...python.files, ...(own ? [] : [BUNDLE])],
+      files: [REQUIREMENTS, TOOLCHAIN_INFO, ...python.files, ...(own ? [] : [BUNDLE])],
       params: { llama_cpp: own ?? "bundled" },
       tools: {
         llama_cpp: own ? checkoutCommit(own) : bundledRelease(),
@@ -79,16 +67,11 @@ export const llamaCppNode: NodeSpec<PipelineConfig> = {
   },
   guard: (ctx) => [...pythonVerdicts(ctx.config.python).filter((v) => v.level !== "ok"), ...sourceVerdicts(ctx)],
   async run(ctx) {
-    const { path } = findPython(ctx.config.python);
-    if (!path) throw new UserError("Python not found: run `check` for what to do.");
-    if (!userCheckout(ctx)) ctx.progress(`unpacking llama.cpp ${bundledRelease()} from node-llama-cpp's bundle`);
-    const source = userCheckout(ctx) ?? bundledSource();
-    const venv = await ensureVenv(ctx, "llama-cpp-convert", REQUIREMENTS, path);
-    const probe = await ctx.exec(venvPython(venv), [INFO, ...PACKAGES]);
-    assertSuccess(probe, "reading the converter environment's versions");
-    const versions = { ...(JSON.parse(probe.tail.at(-1) ?? "{}") as Record<string, string>), llama_cpp: userCheckout(ctx) ? checkoutCommit(source) : bundledRelease() };
-    const info: ToolchainInfo = { venv, python: venvPython(venv), versions, extra: { source }, env: {} };
-    await writeFile(join(ctx.staging, TOOLCHAIN_FILE), JSON.stringify(info, null, 2) + "\n");
+    const own = userCheckout(ctx);
+    if (!own) ctx.progress(`unpacking llama.cpp ${bundledRelease()} from node-llama-cpp's bundle`);
+    const source = converterSource(ctx);
+    const venv = await ensureVenv(ctx, "llama-cpp-convert", REQUIREMENTS, requirePython(ctx.config.python));
+    await publishToolchain(ctx, venv, PACKAGES, { versions: { llama_cpp: own ? checkoutCommit(source) : bundledRelease() }, extra: { source } });
   },
   intact: async (dir) => {
     const gone = await toolchainGone(dir);

@@ -1,19 +1,14 @@
 // Node mlx-env: the Python environment with mlx-lm, built from stages/requirements/mlx.txt.
 import { readFileSync } from "node:fs";
-import { writeFile } from "node:fs/promises";
-import { join } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
 import type { NodeSpec, Verdict } from "../engine/types.ts";
-import { UserError } from "../engine/types.ts";
-import { toolFile } from "./lib/paths.ts";
-import { findPython, pythonVerdicts, pythonIdentity } from "./lib/python.ts";
-import { pyScript } from "./lib/tools.ts";
-import { openblasEnv } from "./lib/openblas.ts";
-import { ensureVenv, TOOLCHAIN_FILE, toolchainGone, venvPython, type ToolchainInfo } from "./lib/venv.ts";
 import { assertSuccess } from "../engine/exec.ts";
+import { toolFile } from "./lib/paths.ts";
+import { pythonVerdicts } from "./lib/python.ts";
+import { openblasEnv } from "./lib/openblas.ts";
+import { ensureVenv, interpreterInputs, publishToolchain, requirePython, TOOLCHAIN_INFO, toolchainGone, venvPython } from "./lib/venv.ts";
 
 const REQUIREMENTS = toolFile("stages", "requirements", "mlx.txt");
-const INFO = pyScript("toolchain_info.py");
 /** mlx-lm before 0.29 leaves quantization_config behind after a dequantizing fuse. */
 export const MIN_MLX_LM = "0.29.0";
 const PACKAGES = ["mlx", "mlx-lm", "transformers", "huggingface_hub"];
@@ -54,10 +49,9 @@ export const mlxEnv: NodeSpec<PipelineConfig> = {
   deps: [],
   description: "Python environment with mlx-lm",
   inputs(ctx) {
-    const { path } = findPython(ctx.config.python);
-    const python = path ? pythonIdentity(path) : { files: [], tools: { python: "missing" } };
+    const python = interpreterInputs(ctx.config.python);
     return {
-      files: [REQUIREMENTS, INFO, ...python.files],
+      files: [REQUIREMENTS, TOOLCHAIN_INFO, ...python.files],
       params: { python: ctx.config.python ?? process.env.PYTHON ?? "python3" },
       tools: python.tools,
       command: ["python -m venv", "pip install -r mlx.txt"],
@@ -65,17 +59,12 @@ export const mlxEnv: NodeSpec<PipelineConfig> = {
   },
   guard: (ctx) => [...pythonVerdicts(ctx.config.python), ...glibcVerdicts(), ...pinVerdicts()],
   async run(ctx) {
-    const { path } = findPython(ctx.config.python);
-    if (!path) throw new UserError("Python not found: run `check` for what to do.");
-    const venv = await ensureVenv(ctx, "mlx", REQUIREMENTS, path);
+    const venv = await ensureVenv(ctx, "mlx", REQUIREMENTS, requirePython(ctx.config.python));
     const env = await openblasEnv(venv);
     // Proves the preload works (and that mlx imports at all) before anything relies on it.
     const probe = await ctx.exec(venvPython(venv), ["-c", "import mlx.core as mx; mx.eval(mx.ones((2, 2)) @ mx.ones((2, 2)))"], { env });
     assertSuccess(probe, "importing mlx in the new environment");
-    const versions = await ctx.exec(venvPython(venv), [INFO, ...PACKAGES]);
-    assertSuccess(versions, "reading the environment's versions");
-    const info: ToolchainInfo = { venv, python: venvPython(venv), versions: JSON.parse(versions.tail.at(-1) ?? "{}"), extra: {}, env };
-    await writeFile(join(ctx.staging, TOOLCHAIN_FILE), JSON.stringify(info, null, 2) + "\n");
+    await publishToolchain(ctx, venv, PACKAGES, { env });
   },
   intact: toolchainGone,
 };

@@ -3,19 +3,15 @@
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, rename, rm, writeFile, readFile } from "node:fs/promises";
-import { delimiter, join } from "node:path";
+import { join } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
 import type { NodeSpec, Verdict } from "../engine/types.ts";
 import { assertSuccess } from "../engine/exec.ts";
-import { userCacheDir } from "./lib/paths.ts";
+import { onPath, userCacheDir } from "./lib/paths.ts";
 import { readToolchain } from "./lib/venv.ts";
 
 export const QUANTIZER_FILE = "quantizer.json";
 const BINARY = "llama-quantize";
-
-function onPath(name: string): string | undefined {
-  return (process.env.PATH ?? "").split(delimiter).map((d) => join(d, name)).find((p) => existsSync(p));
-}
 
 function has(command: string, args: string[] = ["--version"]): boolean {
   try {

@@ -11,7 +11,7 @@ import { modelDir, parseModelRef } from "./model-ref.ts";
 import { toolFile, userCacheDir } from "./paths.ts";
 import { findPython } from "./python.ts";
 import { pyScript, PY_ENV } from "./tools.ts";
-import { existingVenv, readToolchain, venvPython } from "./venv.ts";
+import { existingVenv, readToolchain, TOOLCHAIN_INFO, venvPython } from "./venv.ts";
 import { openblasEnv } from "./openblas.ts";
 
 /** The base model folder, if it can be read now. */
@@ -59,7 +59,7 @@ async function mlxToolchain(ctx: BaseCtx<PipelineConfig>): Promise<{ python: str
   const venv = python ? existingVenv("mlx", MLX_REQUIREMENTS, python) : undefined;
   if (!venv) return undefined;
   const version = (pkg: string) => {
-    const dist = execFileSync(venvPython(venv), [pyScript("toolchain_info.py"), pkg], { encoding: "utf8" });
+    const dist = execFileSync(venvPython(venv), [TOOLCHAIN_INFO, pkg], { encoding: "utf8" });
     return (JSON.parse(dist) as Record<string, string>)[pkg.replace("-", "_")] ?? "unknown";
   };
   return { python: venvPython(venv), env: await openblasEnv(venv), versions: { mlx_lm: version("mlx-lm") } };
@@ -90,9 +90,14 @@ export function bundledSource(): string {
   return dir;
 }
 
+/** The user's own llama.cpp checkout, when pipeline.yaml or LLAMA_CPP_DIR names one. */
+export function userCheckout(ctx: BaseCtx<PipelineConfig>): string | undefined {
+  const dir = ctx.config.llama_cpp ?? process.env.LLAMA_CPP_DIR;
+  return dir ? resolve(ctx.root, dir) : undefined;
+}
+
 export function converterSource(ctx: BaseCtx<PipelineConfig>): string {
-  const own = ctx.config.llama_cpp ?? process.env.LLAMA_CPP_DIR;
-  return own ? resolve(ctx.root, own) : bundledSource();
+  return userCheckout(ctx) ?? bundledSource();
 }
 
 export interface ConverterRegistry {

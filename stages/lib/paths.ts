@@ -1,12 +1,28 @@
 // Where the tool's own files and its per-user caches live.
+import { accessSync, constants } from "node:fs";
 import { homedir } from "node:os";
-import { join, resolve } from "node:path";
+import { delimiter, join, resolve } from "node:path";
 
 /** The repository's root: stage scripts and requirement files are found relative to it. */
 export const TOOL_ROOT = resolve(import.meta.dirname, "../..");
 
 export function toolFile(...parts: string[]): string {
   return join(TOOL_ROOT, ...parts);
+}
+
+/** Whether a file exists and may be run. */
+export function executable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The first executable named `name` on PATH, like `which`. */
+export function onPath(name: string): string | undefined {
+  return (process.env.PATH ?? "").split(delimiter).map((dir) => join(dir, name)).find(executable);
 }
 
 /**

@@ -1,8 +1,9 @@
 // Finding a usable Python interpreter without starting it (inputs are computed on every build).
 import { execFileSync } from "node:child_process";
-import { accessSync, closeSync, constants, openSync, readSync, realpathSync } from "node:fs";
-import { delimiter, isAbsolute, join } from "node:path";
+import { closeSync, openSync, readSync, realpathSync } from "node:fs";
+import { isAbsolute } from "node:path";
 import type { Verdict } from "../../engine/types.ts";
+import { executable, onPath } from "./paths.ts";
 
 export const MIN_PYTHON: readonly [number, number] = [3, 10];
 
@@ -10,20 +11,7 @@ export const MIN_PYTHON: readonly [number, number] = [3, 10];
 export function findPython(configured?: string): { name: string; path: string | undefined } {
   const name = configured ?? process.env.PYTHON ?? "python3";
   if (isAbsolute(name) || name.includes("/")) return { name, path: executable(name) ? name : undefined };
-  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
-    const candidate = join(dir, name);
-    if (executable(candidate)) return { name, path: candidate };
-  }
-  return { name, path: undefined };
-}
-
-function executable(path: string): boolean {
-  try {
-    accessSync(path, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
+  return { name, path: onPath(name) };
 }
 
 const resolved = new Map<string, { executable: string; version: string }>();

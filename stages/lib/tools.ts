@@ -1,5 +1,4 @@
 // Reading tool versions and running small Python helpers in a toolchain's environment.
-import { join } from "node:path";
 import type { ExecOptions, RunCtx } from "../../engine/types.ts";
 import { UserError } from "../../engine/types.ts";
 import { assertSuccess } from "../../engine/exec.ts";
@@ -52,8 +51,4 @@ export async function runPython<C>(
 export async function toolVersions(dir: string, names: readonly string[]): Promise<Record<string, string>> {
   const info = await readToolchain(dir);
   return Object.fromEntries(names.map((n) => [n, info.versions[n] ?? "unknown"]));
-}
-
-export function upstreamFile<C>(ctx: { upstream(id: string): string }, node: string, ...parts: string[]): string {
-  return join(ctx.upstream(node), ...parts);
 }

@@ -10,8 +10,8 @@ import { assertSuccess } from "../../engine/exec.ts";
 import { RunLock } from "../../engine/runlock.ts";
 import type { RunCtx } from "../../engine/types.ts";
 import { UserError } from "../../engine/types.ts";
-import { userCacheDir } from "./paths.ts";
-import { pythonVersion } from "./python.ts";
+import { toolFile, userCacheDir } from "./paths.ts";
+import { findPython, pythonIdentity, pythonVersion } from "./python.ts";
 
 const COMPLETE = ".complete";
 
@@ -46,6 +46,36 @@ export async function toolchainGone(dir: string): Promise<string | undefined> {
 
 export function venvPython(venv: string): string {
   return join(venv, "bin", "python");
+}
+
+/** The interpreter's part of a toolchain node's inputs. */
+export function interpreterInputs(configured?: string): { files: string[]; tools: Record<string, string> } {
+  const { path } = findPython(configured);
+  return path ? pythonIdentity(path) : { files: [], tools: { python: "missing" } };
+}
+
+/** The interpreter to create an environment with; its absence was reported by the guard. */
+export function requirePython(configured?: string): string {
+  const { path } = findPython(configured);
+  if (!path) throw new UserError("Python not found: run `check` for what to do.");
+  return path;
+}
+
+/** The helper that reports an environment's versions; every toolchain node declares it as an input. */
+export const TOOLCHAIN_INFO = toolFile("stages", "py", "toolchain_info.py");
+
+/** Publishes toolchain.json: the environment, the versions of `packages` in it, and what else the node adds. */
+export async function publishToolchain<C>(
+  ctx: RunCtx<C>,
+  venv: string,
+  packages: readonly string[],
+  more: { versions?: Record<string, string>; extra?: Record<string, string>; env?: Record<string, string> } = {},
+): Promise<void> {
+  const probe = await ctx.exec(venvPython(venv), [TOOLCHAIN_INFO, ...packages], { env: more.env });
+  assertSuccess(probe, "reading the environment's versions");
+  const versions = { ...(JSON.parse(probe.tail.at(-1) ?? "{}") as Record<string, string>), ...more.versions };
+  const info: ToolchainInfo = { venv, python: venvPython(venv), versions, extra: more.extra ?? {}, env: more.env ?? {} };
+  await writeFile(join(ctx.staging, TOOLCHAIN_FILE), JSON.stringify(info, null, 2) + "\n");
 }
 
 /** Where the environment for these pinned requirements and this Python lives (whether or not it exists yet). */
