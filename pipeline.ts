@@ -1,5 +1,4 @@
 // Entry point: `npx tsx pipeline.ts <node>`. Wires the config, the stages and the engine's CLI.
-import { existsSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { z } from "zod";
@@ -72,13 +71,7 @@ const app: CliApp<PipelineConfig> = {
     const root = dirname(configPath);
     return { root, config: withMemory, graph: buildGraph(withMemory, root) };
   },
-  async checkReport(project) {
-    const ctx = {
-      config: project.config,
-      root: project.root,
-      upstream: (id: string) => join(project.root, "models", id),
-      isBuilt: (id: string) => existsSync(join(project.root, "models", id)),
-    };
+  async checkReport(ctx) {
     const report = await memoryFor(ctx).catch(() => undefined);
     if (!report) return undefined;
     const b = report.estimate.breakdown;

@@ -2,7 +2,7 @@
 // guard failure, 2 bad usage or config, 130 interrupted.
 import { parseArgs } from "node:util";
 import { dirname, join, resolve } from "node:path";
-import type { Json } from "./types.ts";
+import type { BaseCtx, Json } from "./types.ts";
 import { UserError } from "./types.ts";
 import { Engine, type NodeReport, type NodeState, type Project } from "./runner.ts";
 import { RunLock } from "./runlock.ts";
@@ -20,7 +20,7 @@ export interface CliApp<C> {
   /** App-specific commands that need no graph (e.g. writing a JSON schema). */
   readonly commands?: Readonly<Record<string, (root: string) => Promise<string>>>;
   /** Adds app-specific sections to `check` (e.g. the memory breakdown). */
-  checkReport?(project: Project<C>, target: string): Promise<{ json: Record<string, Json>; text: string } | undefined>;
+  checkReport?(ctx: BaseCtx<C>, target: string): Promise<{ json: Record<string, Json>; text: string } | undefined>;
 }
 
 const SUBCOMMANDS = new Set(["status", "check", "graph", "verify"]);
@@ -79,7 +79,7 @@ export async function runCli<C>(app: CliApp<C>, argv: readonly string[]): Promis
         case "verify":
           return printStates(target, await engine.verify(), json, "changed");
         case "check":
-          return await check(app, project, engine, target, json);
+          return await check(app, engine, target, json);
         default:
           return await build(app, project, engine, target, { force, json, frozen: values.frozen === true, dryRun: values["dry-run"] === true });
       }
@@ -110,9 +110,9 @@ function printStates(target: string, states: NodeState[], json: boolean, word: s
   return word === "changed" && !ok ? 1 : 0;
 }
 
-async function check<C>(app: CliApp<C>, project: Project<C>, engine: Engine<C>, target: string, json: boolean): Promise<number> {
+async function check<C>(app: CliApp<C>, engine: Engine<C>, target: string, json: boolean): Promise<number> {
   const verdicts = await engine.guards(target);
-  const extra = await app.checkReport?.(project, target);
+  const extra = await app.checkReport?.(engine.ctx(), target);
   const ok = !verdicts.some((v) => v.level === "error");
   if (json) {
     process.stdout.write(JSON.stringify({ target, ok, verdicts, ...extra?.json }) + "\n");

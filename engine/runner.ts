@@ -75,7 +75,8 @@ export class Engine<C> {
     return engine;
   }
 
-  private ctx(): BaseCtx<C> {
+  /** What guards and inputs see: the config, the root, and the published outputs. */
+  ctx(): BaseCtx<C> {
     return {
       config: this.project.config,
       root: this.project.root,
