@@ -7,7 +7,7 @@ import type { BaseCtx, Fingerprint, Json, NodeSpec, NodeVerdict, RunCtx, TreeDig
 import { UserError } from "./types.ts";
 import { Graph } from "./graph.ts";
 import { Digester, RACY_MARGIN_MS } from "./digest.ts";
-import { explainChange, fingerprintOf, type FingerprintParts } from "./fingerprint.ts";
+import { canonicalJson, explainChange, fingerprintOf, type FingerprintParts } from "./fingerprint.ts";
 import { readLock, writeLockEntries, type LockEntry, type LockNodes } from "./lockfile.ts";
 import { OutputStore } from "./outputs.ts";
 import { execLogged } from "./exec.ts";
@@ -56,6 +56,8 @@ export class Engine<C> {
   private lock: LockNodes = {};
   /** Output digests known in this process: from the lock for fresh nodes, from the build for rebuilt ones. */
   private readonly outputDigests = new Map<string, TreeDigest>();
+  /** Evaluations made by `status`, reused by `build` when the upstream outputs are still the same. */
+  private readonly planned = new Map<string, { upstream: string; evaluation: Evaluation }>();
   /** The staging folder being written, removed by the signal handler. */
   currentStaging: string | undefined;
 
@@ -141,7 +143,11 @@ export class Engine<C> {
       const upstream = Object.fromEntries(node.deps.map((d) => [d, this.lock[d]?.output.digest ?? ("none" as TreeDigest)]));
       let reasons: string[];
       try {
-        reasons = (await this.evaluate(node, upstream)).reasons;
+        // The plan already evaluated this node against the same upstream outputs: a no-op build stats once.
+        const plan = this.planned.get(id);
+        const evaluation = plan?.upstream === canonicalJson(upstream) ? plan.evaluation : await this.evaluate(node, upstream);
+        this.planned.set(id, { upstream: canonicalJson(upstream), evaluation });
+        reasons = [...evaluation.reasons];
       } catch (e) {
         // A node's inputs may only be readable once its dependencies are built.
         reasons = staleDeps.length > 0 ? [] : [`cannot read its inputs: ${(e as Error).message}`];
@@ -195,7 +201,9 @@ export class Engine<C> {
       options.observer.nodeStarted(id);
       const upstream = Object.fromEntries(node.deps.map((d) => [d, this.outputDigests.get(d)!]));
       try {
-        const evaluation = await this.evaluate(node, upstream);
+        // The plan already evaluated this node against the same upstream outputs: a no-op build stats once.
+        const plan = this.planned.get(id);
+        const evaluation = plan?.upstream === canonicalJson(upstream) ? plan.evaluation : await this.evaluate(node, upstream);
         const forced = options.force.has(id);
         if (evaluation.reasons.length === 0 && !forced) {
           this.outputDigests.set(id, this.lock[id]!.output.digest);
