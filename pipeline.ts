@@ -1,22 +1,15 @@
 // Entry point: `npx tsx pipeline.ts <node>`. Wires the config, the stages and the engine's CLI.
+//
+// The engine and the stages are imported where they are used, not at the top: a warm no-op is mostly
+// module loading, and the interpreter question below is asked while they load.
 import { writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { z } from "zod";
-import { pipelineSchema, type PipelineConfig } from "./config/schema.ts";
-import { runCli, type CliApp } from "./engine/cli.ts";
-import { loadYamlConfig } from "./engine/config.ts";
+import type { PipelineConfig, pipelineSchema } from "./config/schema.ts";
+import type { CliApp } from "./engine/cli.ts";
+import { loadYamlConfig, type ConfigSchema } from "./engine/config.ts";
 import { Graph } from "./engine/graph.ts";
 import type { NodeSpec } from "./engine/types.ts";
-import { mlxEnv } from "./stages/mlx-env.ts";
-import { modelNode } from "./stages/model.ts";
-import { dataNode } from "./stages/data.ts";
-import { formattedNode } from "./stages/formatted.ts";
-import { adaptersNode, memoryFor } from "./stages/adapters.ts";
-import { fusedNode } from "./stages/fused.ts";
-import { llamaCppNode } from "./stages/llama-cpp.ts";
-import { quantizerNode } from "./stages/quantizer.ts";
-import { hfNode } from "./stages/hf.ts";
-import { ggufNode } from "./stages/gguf.ts";
+import { prefetchPython } from "./stages/lib/python.ts";
 
 const USAGE = `usage: npx tsx pipeline.ts <node> [options]     build a node and the stale nodes it needs
        npx tsx pipeline.ts status [node]            what would run, and exactly why
@@ -37,7 +30,20 @@ options:
   --os macos|linux   check: plan for this OS
 `;
 
-export function buildGraph(config: PipelineConfig, root: string): Graph<PipelineConfig> {
+export async function buildGraph(config: PipelineConfig, root: string): Promise<Graph<PipelineConfig>> {
+  const [{ mlxEnv }, { llamaCppNode }, { quantizerNode }, { modelNode }, { dataNode }, { formattedNode }, { adaptersNode }, { fusedNode }, { hfNode }, { ggufNode }] =
+    await Promise.all([
+      import("./stages/mlx-env.ts"),
+      import("./stages/llama-cpp.ts"),
+      import("./stages/quantizer.ts"),
+      import("./stages/model.ts"),
+      import("./stages/data.ts"),
+      import("./stages/formatted.ts"),
+      import("./stages/adapters.ts"),
+      import("./stages/fused.ts"),
+      import("./stages/hf.ts"),
+      import("./stages/gguf.ts"),
+    ]);
   const nodes: NodeSpec<PipelineConfig>[] = [
     mlxEnv,
     llamaCppNode,
@@ -53,11 +59,10 @@ export function buildGraph(config: PipelineConfig, root: string): Graph<Pipeline
   return new Graph(nodes);
 }
 
-export const SCHEMA_FILE = "pipeline.schema.json";
-
-export function jsonSchema(): string {
-  return JSON.stringify(z.toJSONSchema(pipelineSchema, { io: "input" }), null, 2) + "\n";
-}
+const CONFIG: ConfigSchema<typeof pipelineSchema> = {
+  load: async () => (await import("./config/schema.ts")).pipelineSchema,
+  code: [join(import.meta.dirname, "config", "schema.ts")],
+};
 
 const app: CliApp<PipelineConfig> = {
   name: "pipeline.ts",
@@ -65,13 +70,16 @@ const app: CliApp<PipelineConfig> = {
   extraOptions: ["memory", "os"],
   usage: USAGE,
   async loadProject(configPath, extra) {
-    const config = await loadYamlConfig(configPath, pipelineSchema);
-    const memory = { ...config.memory, ...(extra.memory ? { total: extra.memory } : {}), ...(extra.os ? { os: extra.os } : {}) };
-    const withMemory = pipelineSchema.parse({ ...config, memory });
+    let config = await loadYamlConfig(configPath, CONFIG);
+    if (extra.memory || extra.os) {
+      const memory = { ...config.memory, ...(extra.memory ? { total: extra.memory } : {}), ...(extra.os ? { os: extra.os } : {}) };
+      config = (await CONFIG.load()).parse({ ...config, memory });
+    }
     const root = dirname(configPath);
-    return { root, config: withMemory, graph: buildGraph(withMemory, root) };
+    return { root, config, graph: await buildGraph(config, root) };
   },
   async checkReport(ctx) {
+    const { memoryFor } = await import("./stages/adapters.ts");
     const report = await memoryFor(ctx).catch(() => undefined);
     if (!report) return undefined;
     const b = report.estimate.breakdown;
@@ -84,6 +92,7 @@ const app: CliApp<PipelineConfig> = {
   },
   commands: {
     async schema(root) {
+      const { jsonSchema, SCHEMA_FILE } = await import("./config/schema.ts");
       await writeFile(join(root, SCHEMA_FILE), jsonSchema());
       return `wrote ${join(root, SCHEMA_FILE)}`;
     },
@@ -91,5 +100,7 @@ const app: CliApp<PipelineConfig> = {
 };
 
 if (import.meta.url === `file://${process.argv[1]}`) {
+  prefetchPython();
+  const { runCli } = await import("./engine/cli.ts");
   process.exitCode = await runCli(app, process.argv.slice(2));
 }

@@ -6,22 +6,17 @@
 // The fake pipeline cannot hold gigabytes: its `report` node reads its upstream file into one string.
 import { writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { z } from "zod";
 import { runCli } from "../engine/cli.ts";
-import { loadYamlConfig } from "../engine/config.ts";
+import { loadYamlConfig, type ConfigSchema } from "../engine/config.ts";
+import type { BigConfig, bigSchema } from "./big-schema.ts";
 import { Graph } from "../engine/graph.ts";
 import { assertSuccess } from "../engine/exec.ts";
 import type { NodeSpec, RunCtx } from "../engine/types.ts";
 
-export const bigSchema = z
-  .object({
-    inputs: z.string().default("input/*.bin"),
-    parts: z.number().int().min(1).default(4),
-    report: z.object({ title: z.string().min(1) }).strict(),
-    tools: z.object({ fake: z.string() }).strict(),
-  })
-  .strict();
-export type BigConfig = z.output<typeof bigSchema>;
+const CONFIG: ConfigSchema<typeof bigSchema> = {
+  load: async () => (await import("./big-schema.ts")).bigSchema,
+  code: [join(import.meta.dirname, "big-schema.ts")],
+};
 
 async function shell(ctx: RunCtx<BigConfig>, what: string, script: string): Promise<void> {
   assertSuccess(await ctx.exec("sh", ["-c", script], { cwd: ctx.root }), `${what}'s command`);
@@ -67,7 +62,7 @@ export const bigApp = {
   defaultConfig: "pipeline.yaml",
   usage: "usage: big-pipeline <node> | status | check | graph | verify\n",
   async loadProject(configPath: string) {
-    const config = await loadYamlConfig(configPath, bigSchema);
+    const config = await loadYamlConfig(configPath, CONFIG);
     return { root: dirname(configPath), config, graph: new Graph([weights, manifest, report]) };
   },
 };

@@ -242,7 +242,7 @@ interface Profile {
 /** Self time by package from one `--cpu-prof` no-op (every thread's profile), plus the ES modules loaded. */
 async function modulesAndProfile(p: Project, parent: string): Promise<string[]> {
   const notes: string[] = [];
-  const counted = await timed(process.execPath, ["--import", join(REPO, "bench/count-modules.mjs"), ...TSX_ARGS, p.script, "report", "--json"], { cwd: p.dir, env: ENV });
+  const counted = await timed(process.execPath, ["--import", join(REPO, "test/helpers/count-modules.mjs"), ...TSX_ARGS, p.script, "report", "--json"], { cwd: p.dir, env: ENV });
   const m = /@@modules (.*)/.exec(counted.stderr);
   if (m) {
     const { total, byPackage } = JSON.parse(m[1]!) as { total: number; byPackage: Record<string, number> };

@@ -2,9 +2,6 @@
 // Keys mirror mlx-lm's own YAML names (num_layers, batch_size, ...) so nothing new has to be learned.
 import { z } from "zod";
 
-export const TINY_FAMILIES = ["llama", "qwen3", "gemma3"] as const;
-export type TinyFamily = (typeof TINY_FAMILIES)[number];
-
 const modelRef = z
   .string()
   .min(1)
@@ -95,3 +92,10 @@ export const pipelineSchema = z
 
 export type PipelineConfig = z.output<typeof pipelineSchema>;
 export type LoraConfig = PipelineConfig["lora"];
+
+/** The editor schema written by `npx tsx pipeline.ts schema`; a test checks the committed file is current. */
+export const SCHEMA_FILE = "pipeline.schema.json";
+
+export function jsonSchema(): string {
+  return JSON.stringify(z.toJSONSchema(pipelineSchema, { io: "input" }), null, 2) + "\n";
+}

@@ -1,8 +1,18 @@
 // Loads a YAML config and validates it with a zod schema; errors name the file, line, key path and value.
+// yaml and zod are loaded only when the file or the schema changed since the last load (see parse-cache.ts).
 import { readFile } from "node:fs/promises";
-import { isNode, LineCounter, parseDocument } from "yaml";
+import { dirname, join } from "node:path";
 import type { z } from "zod";
+import { parseCached } from "./parse-cache.ts";
+import type { Json } from "./types.ts";
 import { UserError } from "./types.ts";
+
+export interface ConfigSchema<S extends z.ZodType> {
+  /** Loads the schema: kept out of the static imports so that a warm run never loads zod. */
+  load(): Promise<S>;
+  /** The source files that define the schema: an edit to them invalidates the stored parse. */
+  readonly code: readonly string[];
+}
 
 function describe(value: unknown): string {
   if (value === undefined) return "nothing";
@@ -10,13 +20,20 @@ function describe(value: unknown): string {
   return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }
 
-export async function loadYamlConfig<S extends z.ZodType>(path: string, schema: S): Promise<z.output<S>> {
+/** The config at `path`, validated; parses are stored under the project's cache/ folder. */
+export async function loadYamlConfig<S extends z.ZodType>(path: string, schema: ConfigSchema<S>): Promise<z.output<S>> {
   let text: string;
   try {
     text = await readFile(path, "utf8");
   } catch {
     throw new UserError(`Config file ${path} not found. Create it, or pass another with --config FILE.`, 2);
   }
+  const parser = { id: "config", code: [import.meta.filename, ...schema.code], packages: ["yaml", "zod"], parse: () => validate(path, text, schema) };
+  return parseCached(join(dirname(path), "cache"), parser, path, text) as Promise<z.output<S>>;
+}
+
+async function validate<S extends z.ZodType>(path: string, text: string, schema: ConfigSchema<S>): Promise<Json> {
+  const { isNode, LineCounter, parseDocument } = await import("yaml");
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: true });
   if (doc.errors.length > 0) {
@@ -27,8 +44,8 @@ export async function loadYamlConfig<S extends z.ZodType>(path: string, schema: 
     throw new UserError(`${path} is not valid YAML:\n  ${messages.join("\n  ")}`, 2);
   }
   const data: unknown = doc.toJS() ?? {};
-  const result = schema.safeParse(data);
-  if (result.success) return result.data;
+  const result = (await schema.load()).safeParse(data);
+  if (result.success) return result.data as Json;
 
   const messages = result.error.issues.map((issue) => {
     const keys = issue.path.map(String);

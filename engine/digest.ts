@@ -1,5 +1,7 @@
-// Content digests with a persistent stat cache, so an unchanged file is never read twice.
+// Content digests with a persistent stat cache, so an unchanged file is never read twice, and glob
+// expansions memoized by the folders they listed, so a warm build neither lists nor loads fast-glob.
 import { createHash } from "node:crypto";
+import { readdir as readdirCallback, stat as statCallback, type BigIntStats } from "node:fs";
 import { availableParallelism } from "node:os";
 import { mkdir, readdir, readFile, rename, stat, writeFile } from "node:fs/promises";
 import { dirname, join, relative, resolve } from "node:path";
@@ -37,8 +39,26 @@ function workers(): Promise<Piscina> {
 /** Counters the benchmark and tests read to show a no-op build reads no file contents. */
 export const hashStats = { files: 0, bytes: 0 };
 
+/**
+ * A glob's matches and the folders it listed, each with its identity and mtime when listed. Adding,
+ * removing or renaming an entry changes its folder's mtime, so while none has changed the matches stand.
+ */
+interface GlobMemo {
+  readonly dirs: Record<string, string>;
+  readonly matches: string[];
+}
+
+interface CacheFile {
+  readonly version: 2;
+  readonly files: Record<StatKey, FileDigest>;
+  readonly globs: Record<string, GlobMemo>;
+}
+
+const dirKey = (st: BigIntStats) => `${st.dev}:${st.ino}:${st.mtimeNs}`;
+
 export class Digester {
   private readonly entries = new Map<StatKey, FileDigest>();
+  private readonly globs = new Map<string, GlobMemo>();
   /** Files being hashed now: two patterns naming the same file (hashed at once) read it once. */
   private readonly hashing = new Map<StatKey, Promise<FileDigest>>();
   private dirty = false;
@@ -48,8 +68,11 @@ export class Digester {
   static async open(cachePath: string): Promise<Digester> {
     const d = new Digester(cachePath);
     try {
-      const raw = JSON.parse(await readFile(cachePath, "utf8")) as Record<StatKey, FileDigest>;
-      for (const [key, digest] of Object.entries(raw)) d.entries.set(key, digest);
+      const raw = JSON.parse(await readFile(cachePath, "utf8")) as CacheFile;
+      if (raw.version === 2) {
+        for (const [key, digest] of Object.entries(raw.files)) d.entries.set(key, digest);
+        for (const [key, memo] of Object.entries(raw.globs)) d.globs.set(key, memo);
+      }
     } catch {
       // No cache or an unreadable one: start empty, it is only an accelerator.
     }
@@ -114,7 +137,7 @@ export class Digester {
         const { files } = await this.tree(abs);
         return Object.entries(files).map(([rel, d]) => [label(join(abs, rel)), d]);
       }
-      const matches = await glob(root, pattern);
+      const matches = await this.glob(root, pattern, scanStart);
       if (!matches) return [[label(abs), MISSING]];
       const digests = await Promise.all(matches.map((m) => this.file(m, scanStart)));
       return matches.map((m, i) => [label(m), digests[i]!]);
@@ -124,25 +147,48 @@ export class Digester {
     return out;
   }
 
+  /** Absolute paths of the files a glob matches, sorted, or undefined when the pattern is not a glob. */
+  private async glob(root: string, pattern: string, scanStartNs: bigint): Promise<string[] | undefined> {
+    const key = `${root}\0${pattern}`;
+    const memo = this.globs.get(key);
+    if (memo && (await unchanged(memo.dirs))) return memo.matches;
+    // Loaded on first use: a warm build, or one whose inputs are all plain paths, never pays for it.
+    const fg = (await import("fast-glob")).default;
+    if (!fg.isDynamicPattern(pattern)) return undefined;
+    // Each folder is stat'ed before it is listed: a change after the stat shows as a new mtime next time.
+    const dirs: Record<string, string> = {};
+    let racy = false;
+    const readdir = (path: string, options: object, callback: (...args: unknown[]) => void) =>
+      statCallback(path, { bigint: true }, (error, st) => {
+        if (error) dirs[path] = "gone"; // listing fails too; the folder appearing changes the key
+        else {
+          dirs[path] = dirKey(st);
+          racy ||= st.mtimeNs >= scanStartNs;
+        }
+        readdirCallback(path, options as { withFileTypes: true }, callback);
+      });
+    const matches = (await fg(pattern, { cwd: root, absolute: true, onlyFiles: true, fs: { readdir: readdir as never } })).sort();
+    if (racy) this.globs.delete(key);
+    else this.globs.set(key, { dirs, matches });
+    this.dirty = true;
+    return matches;
+  }
+
   async save(): Promise<void> {
     if (!this.dirty) return;
     await mkdir(dirname(this.cachePath), { recursive: true });
     const tmp = `${this.cachePath}.${process.pid}.tmp`;
-    const kept = [...this.entries].slice(-MAX_ENTRIES);
-    await writeFile(tmp, JSON.stringify(Object.fromEntries(kept)));
+    const file: CacheFile = { version: 2, files: Object.fromEntries([...this.entries].slice(-MAX_ENTRIES)), globs: Object.fromEntries(this.globs) };
+    await writeFile(tmp, JSON.stringify(file));
     await rename(tmp, this.cachePath);
     this.dirty = false;
   }
 }
 
-let fg: typeof import("fast-glob") | undefined;
-
-/** Absolute paths of the files a glob matches, sorted, or undefined when the pattern is not a glob. */
-async function glob(root: string, pattern: string): Promise<string[] | undefined> {
-  // Loaded on first use: a build whose inputs are all plain paths never pays for it.
-  fg ??= (await import("fast-glob")).default;
-  if (!fg.isDynamicPattern(pattern)) return undefined;
-  return (await fg(pattern, { cwd: root, absolute: true, onlyFiles: true })).sort();
+/** Whether every folder a glob listed is still the same folder with the same mtime. */
+async function unchanged(dirs: Readonly<Record<string, string>>): Promise<boolean> {
+  const now = await Promise.all(Object.keys(dirs).map((d) => stat(d, { bigint: true }).then(dirKey, () => "gone")));
+  return Object.values(dirs).every((k, i) => k === now[i]);
 }
 
 /** Stands in for the digest of a declared input that does not exist. */
@@ -160,7 +206,7 @@ export function manifestDigest(files: Readonly<Record<string, FileDigest>>): Tre
   return sha256(manifest) as TreeDigest;
 }
 
-export function sha256(text: string): string {
+export function sha256(text: string | Buffer): string {
   return createHash("sha256").update(text).digest("hex");
 }
 

@@ -1,9 +1,9 @@
 // pipeline.lock: what was built from what, in sorted YAML that diffs well. Users commit it.
+// yaml and zod are loaded only when the lock's text changed since the last run (see parse-cache.ts).
 import { readFile, rename, writeFile } from "node:fs/promises";
-import YAML from "yaml";
-import { z } from "zod";
 import type { FileDigest, Fingerprint, Json, TreeDigest } from "./types.ts";
 import type { FingerprintParts } from "./fingerprint.ts";
+import { parseCached, type CachedParser } from "./parse-cache.ts";
 import { UserError } from "./types.ts";
 
 export interface LockEntry extends FingerprintParts {
@@ -15,33 +15,46 @@ export interface LockEntry extends FingerprintParts {
 
 export type LockNodes = Readonly<Record<string, LockEntry>>;
 
-const digestMap = z.record(z.string(), z.string());
-const entrySchema = z.object({
-  fingerprint: z.string(),
-  params: z.unknown(),
-  files: digestMap,
-  upstream: digestMap,
-  tools: z.record(z.string(), z.string()),
-  command: z.unknown(),
-  output: z.object({ digest: z.string(), files: digestMap }),
-  facts: z.record(z.string(), z.unknown()).optional(),
-});
-const lockSchema = z.object({ version: z.literal(1), nodes: z.record(z.string(), entrySchema) });
+async function parseLock(text: string): Promise<Json> {
+  const [{ default: YAML }, { z }] = await Promise.all([import("yaml"), import("zod")]);
+  const digestMap = z.record(z.string(), z.string());
+  const entrySchema = z.object({
+    fingerprint: z.string(),
+    params: z.unknown(),
+    files: digestMap,
+    upstream: digestMap,
+    tools: z.record(z.string(), z.string()),
+    command: z.unknown(),
+    output: z.object({ digest: z.string(), files: digestMap }),
+    facts: z.record(z.string(), z.unknown()).optional(),
+  });
+  const parsed = z.object({ version: z.literal(1), nodes: z.record(z.string(), entrySchema) }).safeParse(YAML.parse(text));
+  if (!parsed.success) throw new Error(parsed.error.issues[0]?.message);
+  return parsed.data.nodes as Json;
+}
+
+function lockParser(path: string): CachedParser<Json> {
+  return {
+    id: "lock",
+    code: [import.meta.filename],
+    packages: ["yaml", "zod"],
+    parse: (text) =>
+      parseLock(text).catch((e: unknown) => {
+        throw new UserError(`${path} is not a valid lock file (${(e as Error).message}). Delete it to rebuild everything.`, 2);
+      }),
+  };
+}
 
 const HEADER = "# pipeline.lock: written by `npx tsx pipeline.ts`. Commit it: it records what each output was built from.\n";
 
-export async function readLock(path: string): Promise<LockNodes> {
+export async function readLock(path: string, cacheDir: string): Promise<LockNodes> {
   let text: string;
   try {
     text = await readFile(path, "utf8");
   } catch {
     return {};
   }
-  const parsed = lockSchema.safeParse(YAML.parse(text));
-  if (!parsed.success) {
-    throw new UserError(`${path} is not a valid lock file (${parsed.error.issues[0]?.message}). Delete it to rebuild everything.`, 2);
-  }
-  return parsed.data.nodes as unknown as LockNodes;
+  return (await parseCached(cacheDir, lockParser(path), path, text)) as unknown as LockNodes;
 }
 
 function sortDeep(value: Json): Json {
@@ -53,10 +66,13 @@ function sortDeep(value: Json): Json {
 }
 
 /** Rewrites only the given entries, keeping every other node's entry as it was. */
-export async function writeLockEntries(path: string, updates: LockNodes): Promise<void> {
-  const merged = { ...(await readLock(path)), ...updates };
-  const doc = { version: 1, nodes: sortDeep(merged as unknown as Json) };
+export async function writeLockEntries(path: string, cacheDir: string, updates: LockNodes): Promise<void> {
+  const { default: YAML } = await import("yaml");
+  const merged = { ...(await readLock(path, cacheDir)), ...updates };
+  const nodes = sortDeep(merged as unknown as Json);
+  const text = HEADER + YAML.stringify({ version: 1, nodes }, { lineWidth: 0, sortMapEntries: true });
   const tmp = `${path}.${process.pid}.tmp`;
-  await writeFile(tmp, HEADER + YAML.stringify(doc, { lineWidth: 0, sortMapEntries: true }));
+  await writeFile(tmp, text);
   await rename(tmp, path);
+  await parseCached(cacheDir, lockParser(path), path, text); // stored now, so the next run need not parse it
 }

@@ -73,7 +73,7 @@ export class Engine<C> {
   static async open<C>(project: Project<C>): Promise<Engine<C>> {
     const digester = await Digester.open(join(project.root, "cache", "stat-cache.json"));
     const engine = new Engine(project, digester);
-    engine.lock = await readLock(engine.lockPath);
+    engine.lock = await readLock(engine.lockPath, engine.cacheDir);
     return engine;
   }
 
@@ -135,19 +135,29 @@ export class Engine<C> {
 
   /** What a build of `target` would run and why, without running anything. */
   async status(target: string): Promise<NodeState[]> {
-    const states: NodeState[] = [];
-    const stale = new Set<string>();
-    for (const id of this.project.graph.order([target])) {
-      const node = this.project.graph.node(id);
-      const staleDeps = node.deps.filter((d) => stale.has(d));
-      const upstream = Object.fromEntries(node.deps.map((d) => [d, this.lock[d]?.output.digest ?? ("none" as TreeDigest)]));
-      let reasons: string[];
-      try {
+    const order = this.project.graph.order([target]);
+    // Every node is evaluated at once: the upstream digests come from the lock, so the evaluations are
+    // independent reads, and a slow one (a Python shim asked its version) overlaps the others.
+    const evaluations = new Map(
+      order.map((id) => {
+        const node = this.project.graph.node(id);
+        const upstream = Object.fromEntries(node.deps.map((d) => [d, this.lock[d]?.output.digest ?? ("none" as TreeDigest)]));
+        const key = canonicalJson(upstream);
         // The plan already evaluated this node against the same upstream outputs: a no-op build stats once.
         const plan = this.planned.get(id);
-        const evaluation = plan?.upstream === canonicalJson(upstream) ? plan.evaluation : await this.evaluate(node, upstream);
-        this.planned.set(id, { upstream: canonicalJson(upstream), evaluation });
-        reasons = [...evaluation.reasons];
+        const evaluation = plan?.upstream === key ? Promise.resolve(plan.evaluation) : this.evaluate(node, upstream);
+        const recorded = evaluation.then((e) => (this.planned.set(id, { upstream: key, evaluation: e }), e));
+        recorded.catch(() => undefined); // handled below, in order; not an unhandled rejection meanwhile
+        return [id, recorded];
+      }),
+    );
+    const states: NodeState[] = [];
+    const stale = new Set<string>();
+    for (const id of order) {
+      const staleDeps = this.project.graph.node(id).deps.filter((d) => stale.has(d));
+      let reasons: string[];
+      try {
+        reasons = [...(await evaluations.get(id)!).reasons];
       } catch (e) {
         // A node's inputs may only be readable once its dependencies are built.
         reasons = staleDeps.length > 0 ? [] : [`cannot read its inputs: ${(e as Error).message}`];
@@ -271,7 +281,7 @@ export class Engine<C> {
         output,
         ...(Object.keys(facts).length > 0 ? { facts } : {}),
       };
-      await writeLockEntries(this.lockPath, { [node.id]: entry });
+      await writeLockEntries(this.lockPath, this.cacheDir, { [node.id]: entry });
       this.lock = { ...this.lock, [node.id]: entry };
       this.outputDigests.set(node.id, output.digest);
       await rm(scratch, { recursive: true, force: true });

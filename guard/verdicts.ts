@@ -8,9 +8,8 @@ import { UserError } from "../engine/types.ts";
 import { architectureNotes } from "./architectures.ts";
 import { plannedMachine, type PlannedMachine } from "./machine.ts";
 import { estimateTrainingMemory, suggestFits, type MemoryEstimate, type OperatingSystem, type TrainingPlan } from "./memory.ts";
-import { readModelShape, type ModelShape } from "./model-shape.ts";
+import type { ModelShape } from "./model-shape.ts";
 import { countParameters } from "./parameters.ts";
-import { readWeightBytes } from "./safetensors.ts";
 
 const GIB = 2 ** 30;
 const gib = (bytes: number) => `${(bytes / GIB).toFixed(2)} GiB`;
@@ -27,6 +26,8 @@ export interface ModelFacts {
 
 /** Reads a model folder's config.json (and its safetensors headers when present). */
 export async function readModelFacts(dir: string): Promise<ModelFacts> {
+  // Both readers validate with zod: loaded when a guard reads a model, never while a no-op plans.
+  const [{ readModelShape }, { readWeightBytes }] = await Promise.all([import("./model-shape.ts"), import("./safetensors.ts")]);
   const path = join(dir, "config.json");
   if (!existsSync(path)) throw new UserError(`${path} is missing: ${dir} is not a model folder.`);
   let config: Record<string, unknown>;

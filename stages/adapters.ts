@@ -3,7 +3,6 @@
 import { existsSync } from "node:fs";
 import { appendFile, copyFile, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import YAML from "yaml";
 import type { PipelineConfig } from "../config/schema.ts";
 import type { BaseCtx, Json, NodeSpec, RunCtx, Verdict } from "../engine/types.ts";
 import { architectureVerdicts, memoryReport, probeVerdicts, readModelFacts, trainingPlan, type MemoryReport, type ModelFacts } from "../guard/verdicts.ts";
@@ -167,7 +166,7 @@ async function train(ctx: RunCtx<PipelineConfig>): Promise<{ lastTrain?: TrainRe
     ...(resumeFile ? { resume_adapter_file: resumeFile } : {}),
   };
   const configPath = join(ctx.scratch, "lora.yaml");
-  await writeFile(configPath, YAML.stringify(yaml));
+  await writeFile(configPath, (await import("yaml")).stringify(yaml));
 
   let lastTrain: TrainReport | undefined;
   let lastVal: ValReport | undefined;

@@ -6,7 +6,7 @@ import type { PipelineConfig } from "../config/schema.ts";
 import type { BaseCtx, NodeSpec, Verdict } from "../engine/types.ts";
 import { UserError } from "../engine/types.ts";
 import { loadChatTemplate, normalizeMessages, probeRules, type ChatTemplate, type TemplateRules } from "./lib/chat-template.ts";
-import { DataErrors, parseExample, toJsonl, type Example, type Message } from "./lib/dataset.ts";
+import { DataErrors, exampleParser, toJsonl, type Example, type Message } from "./lib/dataset.ts";
 import { guardModelDir } from "./lib/guard-inputs.ts";
 import { modelDir, parseModelRef } from "./lib/model-ref.ts";
 import { pyScript, runPython, toolVersions } from "./lib/tools.ts";
@@ -139,6 +139,7 @@ export const formattedNode: NodeSpec<PipelineConfig> = {
     const rendered: string[] = [];
     const examples: Record<string, number> = {};
     let changed = 0;
+    const parseExample = await exampleParser();
     for (const split of SPLITS) {
       const lines = origins[split];
       if (!lines) continue;

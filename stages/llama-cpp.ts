@@ -52,9 +52,9 @@ export const llamaCppNode: NodeSpec<PipelineConfig> = {
   id: "llama-cpp",
   deps: [],
   description: "llama.cpp's converter and its Python environment",
-  inputs(ctx) {
+  async inputs(ctx) {
     const own = userCheckout(ctx);
-    const python = interpreterInputs(ctx.config.python);
+    const python = await interpreterInputs(ctx.config.python);
     return {
       files: [REQUIREMENTS, TOOLCHAIN_INFO, ...python.files, ...(own ? [] : [BUNDLE])],
       params: { llama_cpp: own ?? "bundled" },
@@ -65,7 +65,7 @@ export const llamaCppNode: NodeSpec<PipelineConfig> = {
       command: ["python -m venv", "pip install -r converter.txt"],
     };
   },
-  guard: (ctx) => [...pythonVerdicts(ctx.config.python).filter((v) => v.level !== "ok"), ...sourceVerdicts(ctx)],
+  guard: async (ctx) => [...(await pythonVerdicts(ctx.config.python)).filter((v) => v.level !== "ok"), ...sourceVerdicts(ctx)],
   async run(ctx) {
     const own = userCheckout(ctx);
     if (!own) ctx.progress(`unpacking llama.cpp ${bundledRelease()} from node-llama-cpp's bundle`);

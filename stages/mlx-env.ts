@@ -48,8 +48,8 @@ export const mlxEnv: NodeSpec<PipelineConfig> = {
   id: "mlx-env",
   deps: [],
   description: "Python environment with mlx-lm",
-  inputs(ctx) {
-    const python = interpreterInputs(ctx.config.python);
+  async inputs(ctx) {
+    const python = await interpreterInputs(ctx.config.python);
     return {
       files: [REQUIREMENTS, TOOLCHAIN_INFO, ...python.files],
       params: { python: ctx.config.python ?? process.env.PYTHON ?? "python3" },
@@ -57,7 +57,7 @@ export const mlxEnv: NodeSpec<PipelineConfig> = {
       command: ["python -m venv", "pip install -r mlx.txt"],
     };
   },
-  guard: (ctx) => [...pythonVerdicts(ctx.config.python), ...glibcVerdicts(), ...pinVerdicts()],
+  guard: async (ctx) => [...(await pythonVerdicts(ctx.config.python)), ...glibcVerdicts(), ...pinVerdicts()],
   async run(ctx) {
     const venv = await ensureVenv(ctx, "mlx", REQUIREMENTS, requirePython(ctx.config.python));
     const env = await openblasEnv(venv);

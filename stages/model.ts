@@ -3,10 +3,10 @@
 import { existsSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { PipelineConfig, TinyFamily } from "../config/schema.ts";
+import type { PipelineConfig } from "../config/schema.ts";
 import type { DeclaredInputs, NodeSpec, Verdict } from "../engine/types.ts";
 import { UserError } from "../engine/types.ts";
-import { MODEL_INFO, parseModelRef, type ModelInfo } from "./lib/model-ref.ts";
+import { MODEL_INFO, parseModelRef, type ModelInfo, type TinyFamily } from "./lib/model-ref.ts";
 import { toolFile } from "./lib/paths.ts";
 import { pyScript, runPython, toolVersions } from "./lib/tools.ts";
 

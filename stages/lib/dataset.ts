@@ -1,22 +1,24 @@
 // Reading and validating jsonl training data: every bad line is reported with its file and line.
 import { readFile } from "node:fs/promises";
 import { relative } from "node:path";
-import { z } from "zod";
+import type { z } from "zod";
 
 export const ROLES = ["system", "user", "assistant", "tool"] as const;
 
-const messageSchema = z
-  .object({
-    role: z.string(),
-    content: z.string(),
-    tool_calls: z.array(z.unknown()).optional(),
-  })
-  .passthrough();
+function messageSchema(zod: typeof z) {
+  return zod
+    .object({
+      role: zod.string(),
+      content: zod.string(),
+      tool_calls: zod.array(zod.unknown()).optional(),
+    })
+    .passthrough();
+}
 
 /** The three forms mlx-lm trains on (it detects the form from a dataset's first line). */
 export type DataFormat = "messages" | "completions" | "text";
 
-export type Message = z.output<typeof messageSchema>;
+export type Message = z.output<ReturnType<typeof messageSchema>>;
 
 export type Example =
   | { readonly format: "messages"; readonly messages: readonly Message[]; readonly tools?: readonly unknown[] }
@@ -45,15 +47,23 @@ function show(value: unknown): string {
   return text === undefined ? "nothing" : text.length > 40 ? `${text.slice(0, 37)}...` : text;
 }
 
+export type ExampleParser = (raw: unknown) => Example | string;
+
+/** The line checker; zod is loaded here, by the nodes that read data, so planning a build never loads it. */
+export async function exampleParser(): Promise<ExampleParser> {
+  const schema = messageSchema((await import("zod")).z);
+  return (raw) => parseExample(schema, raw);
+}
+
 /** Why one parsed line is not a training example, or the example. */
-export function parseExample(raw: unknown): Example | string {
+function parseExample(schema: ReturnType<typeof messageSchema>, raw: unknown): Example | string {
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) return `expected a JSON object, got ${show(raw)}`;
   const obj = raw as Record<string, unknown>;
   if ("messages" in obj) {
     if (!Array.isArray(obj.messages) || obj.messages.length === 0) return `"messages" must be a non-empty list, got ${show(obj.messages)}`;
     const messages: Message[] = [];
     for (const [i, m] of obj.messages.entries()) {
-      const parsed = messageSchema.safeParse(m);
+      const parsed = schema.safeParse(m);
       if (!parsed.success) {
         const key = parsed.error.issues[0]?.path.join(".") ?? "";
         const value = key ? (m as Record<string, unknown> | null)?.[key] : m;
@@ -82,6 +92,7 @@ export function parseExample(raw: unknown): Example | string {
 
 /** Reads jsonl files; one format across all of them. Throws DataErrors listing every bad line. */
 export async function readExamples(files: readonly string[], root: string): Promise<Located<Example>[]> {
+  const parseExample = await exampleParser();
   const problems: string[] = [];
   const examples: Located<Example>[] = [];
   let first: Located<Example> | undefined;

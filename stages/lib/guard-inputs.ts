@@ -56,7 +56,7 @@ export async function probeArchitecture(
 async function mlxToolchain(ctx: BaseCtx<PipelineConfig>): Promise<{ python: string; env: Record<string, string>; versions: Record<string, string> } | undefined> {
   if (ctx.isBuilt("mlx-env")) return readToolchain(ctx.upstream("mlx-env"));
   const python = findPython(ctx.config.python).path;
-  const venv = python ? existingVenv("mlx", MLX_REQUIREMENTS, python) : undefined;
+  const venv = python ? await existingVenv("mlx", MLX_REQUIREMENTS, python) : undefined;
   if (!venv) return undefined;
   const version = (pkg: string) => {
     const dist = execFileSync(venvPython(venv), [TOOLCHAIN_INFO, pkg], { encoding: "utf8" });

@@ -1,11 +1,13 @@
 // What `model:` in pipeline.yaml names, and where the resolved base model folder is.
 import { existsSync } from "node:fs";
-import { readFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { isAbsolute, join, resolve } from "node:path";
-import { z } from "zod";
-import { TINY_FAMILIES, type TinyFamily } from "../../config/schema.ts";
 import { UserError } from "../../engine/types.ts";
+import { jsonFile, readJsonFile, type JsonOf } from "./json-file.ts";
+
+/** The families of `tiny:` models make_tiny_model.py builds. */
+export const TINY_FAMILIES = ["llama", "qwen3", "gemma3"] as const;
+export type TinyFamily = (typeof TINY_FAMILIES)[number];
 
 export type ModelRef =
   | { readonly kind: "tiny"; readonly family: TinyFamily }
@@ -33,18 +35,20 @@ export function parseModelRef(model: string, root: string): ModelRef {
 }
 
 /** model.json: what the model node publishes. */
-export const modelInfoSchema = z.object({
-  ref: z.string(),
-  kind: z.enum(["tiny", "local", "hub"]),
-  /** Absolute, or relative to the model node's output folder (tiny models live inside it). */
-  path: z.string(),
-  revision: z.string().optional(),
-});
-export type ModelInfo = z.output<typeof modelInfoSchema>;
+const modelInfoFile = jsonFile("model-info", import.meta.filename, (z) =>
+  z.object({
+    ref: z.string(),
+    kind: z.enum(["tiny", "local", "hub"]),
+    /** Absolute, or relative to the model node's output folder (tiny models live inside it). */
+    path: z.string(),
+    revision: z.string().optional(),
+  }),
+);
+export type ModelInfo = JsonOf<typeof modelInfoFile>;
 export const MODEL_INFO = "model.json";
 
 /** The base model folder (config.json, weights, tokenizer files) published by the model node. */
 export async function modelDir(modelOutput: string): Promise<string> {
-  const info = modelInfoSchema.parse(JSON.parse(await readFile(join(modelOutput, MODEL_INFO), "utf8")));
+  const info = await readJsonFile(join(modelOutput, MODEL_INFO), modelInfoFile);
   return isAbsolute(info.path) ? info.path : join(modelOutput, info.path);
 }

@@ -1,7 +1,8 @@
 // Finding a usable Python interpreter without starting it (inputs are computed on every build).
-import { execFileSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import { closeSync, openSync, readSync, realpathSync } from "node:fs";
 import { isAbsolute } from "node:path";
+import { promisify } from "node:util";
 import type { Verdict } from "../../engine/types.ts";
 import { executable, onPath } from "./paths.ts";
 
@@ -14,18 +15,20 @@ export function findPython(configured?: string): { name: string; path: string | 
   return { name, path: onPath(name) };
 }
 
-const resolved = new Map<string, { executable: string; version: string }>();
+const resolved = new Map<string, Promise<{ executable: string; version: string }>>();
 
 /**
  * The interpreter a name really runs and its version. Asked of Python itself, since `python3` is often
- * a shim (pyenv, asdf) whose own file says nothing of the version behind it.
+ * a shim (pyenv, asdf) whose own file says nothing of the version behind it. Asynchronous and asked once
+ * per process: through pyenv's shim the answer takes ~100 ms, which planning spends on other nodes.
  */
-export function resolvePython(path: string): { executable: string; version: string } {
+export function resolvePython(path: string): Promise<{ executable: string; version: string }> {
   let found = resolved.get(path);
   if (!found) {
-    const out = execFileSync(path, ["-c", "import sys; print(sys.executable); print('%d.%d.%d' % sys.version_info[:3])"], { encoding: "utf8" });
-    const [executable = path, version = "0.0.0"] = out.trim().split("\n");
-    found = { executable: realpathSync(executable), version };
+    found = promisify(execFile)(path, ["-c", "import sys; print(sys.executable); print('%d.%d.%d' % sys.version_info[:3])"], { encoding: "utf8" }).then(({ stdout }) => {
+      const [executable = path, version = "0.0.0"] = stdout.trim().split("\n");
+      return { executable: realpathSync(executable), version };
+    });
     resolved.set(path, found);
   }
   return found;
@@ -36,22 +39,31 @@ export function resolvePython(path: string): { executable: string; version: stri
  * identified by its bytes (a file input, stat-cached); a shim script (pyenv, asdf) picks the Python behind
  * it at run time, so only asking Python says which one.
  */
-export function pythonIdentity(path: string): { files: string[]; tools: Record<string, string> } {
+export async function pythonIdentity(path: string): Promise<{ files: string[]; tools: Record<string, string> }> {
   const real = realpathSync(path);
   const fd = openSync(real, "r");
   const head = Buffer.alloc(2);
   readSync(fd, head, 0, 2, 0);
   closeSync(fd);
   if (head.toString("latin1") !== "#!") return { files: [real], tools: {} };
-  const python = resolvePython(path);
+  const python = await resolvePython(path);
   return { files: [], tools: { python: `${python.version} (${python.executable})` } };
 }
 
-export function pythonVersion(path: string): string {
-  return resolvePython(path).version;
+/**
+ * Starts identifying the default interpreter (`$PYTHON` or python3) now. Through a pyenv or asdf shim the
+ * answer takes ~100 ms, about what loading the tool takes, so the entry point asks before it loads.
+ */
+export function prefetchPython(): void {
+  const { path } = findPython();
+  if (path) pythonIdentity(path).catch(() => undefined); // a failure is reported where the answer is used
 }
 
-export function pythonVerdicts(configured?: string): Verdict[] {
+export async function pythonVersion(path: string): Promise<string> {
+  return (await resolvePython(path)).version;
+}
+
+export async function pythonVerdicts(configured?: string): Promise<Verdict[]> {
   const { name, path } = findPython(configured);
   if (!path) {
     return [
@@ -65,7 +77,7 @@ export function pythonVerdicts(configured?: string): Verdict[] {
   }
   let version: string;
   try {
-    version = pythonVersion(path);
+    version = await pythonVersion(path);
   } catch (e) {
     return [{ level: "error", code: "python.broken", message: `${path} does not run: ${(e as Error).message.split("\n")[0]}`, fix: "Point `python:` at a working Python 3.10+." }];
   }

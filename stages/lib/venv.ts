@@ -4,34 +4,36 @@ import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { arch, platform } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { z } from "zod";
 import { sha256 } from "../../engine/digest.ts";
 import { assertSuccess } from "../../engine/exec.ts";
 import { RunLock } from "../../engine/runlock.ts";
 import type { RunCtx } from "../../engine/types.ts";
 import { UserError } from "../../engine/types.ts";
+import { jsonFile, readJsonFile, type JsonOf } from "./json-file.ts";
 import { toolFile, userCacheDir } from "./paths.ts";
 import { findPython, pythonIdentity, pythonVersion } from "./python.ts";
 
 const COMPLETE = ".complete";
 
 /** What a toolchain node publishes: where its environment is and what versions it holds. */
-export const toolchainInfoSchema = z.object({
-  venv: z.string(),
-  python: z.string(),
-  versions: z.record(z.string(), z.string()),
-  extra: z.record(z.string(), z.string()).default({}),
-  /** Environment every process of this toolchain runs with (e.g. a faster BLAS preloaded). */
-  env: z.record(z.string(), z.string()).default({}),
-});
-export type ToolchainInfo = z.output<typeof toolchainInfoSchema>;
+const toolchainFile = jsonFile("toolchain", import.meta.filename, (z) =>
+  z.object({
+    venv: z.string(),
+    python: z.string(),
+    versions: z.record(z.string(), z.string()),
+    extra: z.record(z.string(), z.string()).default({}),
+    /** Environment every process of this toolchain runs with (e.g. a faster BLAS preloaded). */
+    env: z.record(z.string(), z.string()).default({}),
+  }),
+);
+export type ToolchainInfo = JsonOf<typeof toolchainFile>;
 
 export const TOOLCHAIN_FILE = "toolchain.json";
 
 export async function readToolchain(dir: string): Promise<ToolchainInfo> {
   const path = join(dir, TOOLCHAIN_FILE);
   try {
-    return toolchainInfoSchema.parse(JSON.parse(await readFile(path, "utf8")));
+    return await readJsonFile(path, toolchainFile);
   } catch (e) {
     throw new UserError(`${path} is unreadable (${(e as Error).message}); rebuild it with --force ${dir.split("/").pop()}.`);
   }
@@ -49,7 +51,7 @@ export function venvPython(venv: string): string {
 }
 
 /** The interpreter's part of a toolchain node's inputs. */
-export function interpreterInputs(configured?: string): { files: string[]; tools: Record<string, string> } {
+export async function interpreterInputs(configured?: string): Promise<{ files: string[]; tools: Record<string, string> }> {
   const { path } = findPython(configured);
   return path ? pythonIdentity(path) : { files: [], tools: { python: "missing" } };
 }
@@ -79,14 +81,14 @@ export async function publishToolchain<C>(
 }
 
 /** Where the environment for these pinned requirements and this Python lives (whether or not it exists yet). */
-export function venvPath(name: string, requirements: string, python: string): string {
-  const key = sha256(`${requirements}\n${pythonVersion(python)}\n${platform()}-${arch()}`).slice(0, 16);
+export async function venvPath(name: string, requirements: string, python: string): Promise<string> {
+  const key = sha256(`${requirements}\n${await pythonVersion(python)}\n${platform()}-${arch()}`).slice(0, 16);
   return userCacheDir("venvs", `${name}-${key}`);
 }
 
 /** The environment, if a build (of any project) has already completed it. */
-export function existingVenv(name: string, requirementsPath: string, python: string): string | undefined {
-  const venv = venvPath(name, readFileSync(requirementsPath, "utf8"), python);
+export async function existingVenv(name: string, requirementsPath: string, python: string): Promise<string | undefined> {
+  const venv = await venvPath(name, readFileSync(requirementsPath, "utf8"), python);
   return existsSync(join(venv, COMPLETE)) ? venv : undefined;
 }
 
@@ -106,8 +108,8 @@ async function waitForLock<C>(ctx: RunCtx<C>, path: string, what: string): Promi
 /** Creates (once per user, per pinned requirements and Python version) a virtual environment. */
 export async function ensureVenv<C>(ctx: RunCtx<C>, name: string, requirementsPath: string, python: string): Promise<string> {
   const requirements = await readFile(requirementsPath, "utf8");
-  const version = pythonVersion(python);
-  const venv = venvPath(name, requirements, python);
+  const version = await pythonVersion(python);
+  const venv = await venvPath(name, requirements, python);
   if (existsSync(join(venv, COMPLETE))) {
     ctx.note(`reusing the environment ${venv}`);
     return venv;

@@ -60,14 +60,15 @@ export class FakeProject {
     return this.exists("calls.log") ? this.read("calls.log").split("\n").filter(Boolean) : [];
   }
 
-  spawn(args: string[]): ChildProcess {
-    return spawn(process.execPath, [...NODE_ARGS, FAKE, ...args], { cwd: this.dir, env: { ...process.env, CI: "true" }, stdio: ["ignore", "pipe", "pipe"] });
+  /** `nodeArgs` go before tsx's loader, e.g. another `--import` hook. */
+  spawn(args: string[], nodeArgs: readonly string[] = []): ChildProcess {
+    return spawn(process.execPath, [...nodeArgs, ...NODE_ARGS, FAKE, ...args], { cwd: this.dir, env: { ...process.env, CI: "true" }, stdio: ["ignore", "pipe", "pipe"] });
   }
 
   /** Runs the CLI and returns its exit code, output and the parsed --json document (when there is one). */
-  run(args: string[]): Promise<RunResult> {
+  run(args: string[], nodeArgs: readonly string[] = []): Promise<RunResult> {
     return new Promise((resolvePromise) => {
-      const child = this.spawn(args);
+      const child = this.spawn(args, nodeArgs);
       let stdout = "";
       let stderr = "";
       child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));

@@ -4,8 +4,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import YAML from "yaml";
 import { describe, expect, it } from "vitest";
-import { pipelineSchema } from "../../config/schema.ts";
-import { jsonSchema, SCHEMA_FILE } from "../../pipeline.ts";
+import { jsonSchema, pipelineSchema, SCHEMA_FILE } from "../../config/schema.ts";
 
 const REPO = join(import.meta.dirname, "../..");
 
