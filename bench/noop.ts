@@ -9,6 +9,7 @@ import { fmtBytes, load, log, median, quartiles, REPO, rotated, timed, TSX_ARGS,
 
 export const BIG = join(REPO, "bench/big-pipeline.ts");
 const EMPTY = join(REPO, "bench/empty.ts");
+const DEMO = join(REPO, "pipeline.ts");
 const IMPORT_ONE = join(REPO, "bench/import-one.mjs");
 const TARGET_MS = 150;
 const ENV = { ...process.env, CI: "true" };
@@ -33,8 +34,8 @@ export interface Project {
   readonly bytes: number;
 }
 
-async function build(p: { dir: string; script: string }): Promise<{ ms: number; json: BuildJson }> {
-  const r = await timed(process.execPath, [...TSX_ARGS, p.script, "report", "--json"], { cwd: p.dir, env: ENV });
+async function build(p: { dir: string; script: string; target?: string }): Promise<{ ms: number; json: BuildJson }> {
+  const r = await timed(process.execPath, [...TSX_ARGS, p.script, p.target ?? "report", "--json"], { cwd: p.dir, env: ENV });
   let json: BuildJson;
   try {
     json = JSON.parse(r.stdout) as BuildJson;
@@ -122,6 +123,27 @@ function terminalContender(name: string, command: string, args: readonly string[
   };
 }
 
+/**
+ * The real pipeline's no-op in this checkout (`pipeline.ts gguf`), when its demo is built and fresh: the
+ * engine plus the stages' own inputs (a Python shim asked its version, the toolchains' files).
+ */
+async function demoContender(): Promise<Contender | undefined> {
+  const status = await timed(process.execPath, [...TSX_ARGS, DEMO, "status", "gguf", "--json"], { cwd: REPO, env: ENV });
+  const fresh = status.code === 0 && (JSON.parse(status.stdout) as { nodes: { stale: boolean }[] }).nodes.every((n) => !n.stale);
+  if (!fresh) {
+    log("no-op: the demo is not built and fresh here (run `npx tsx pipeline.ts gguf`): its row is left out");
+    return undefined;
+  }
+  return {
+    name: "demo",
+    command: "node --import tsx pipeline.ts gguf --json",
+    run: async () => {
+      const { ms, json } = await build({ dir: REPO, script: DEMO, target: "gguf" });
+      return { ms, hashedFiles: json.hashed?.files, hashedBytes: json.hashed?.bytes, allFresh: json.nodes.every((n) => n.status === "fresh") };
+    },
+  };
+}
+
 /** Runs every contender once per round, order rotated; returns each one's samples. */
 async function rounds(contenders: readonly Contender[], n: number) {
   const samples = new Map(contenders.map((c) => [c, [] as Awaited<ReturnType<Contender["run"]>>[]]));
@@ -150,7 +172,8 @@ export async function noopBench(parent: string, big: Project, reps: number): Pro
     const noops = projects.map(noopContender);
     const emptyTty = terminalContender("empty .ts", "script -qec 'node --import tsx bench/empty.ts'", [EMPTY]);
     const bigTty = terminalContender("no-op", `script -qec 'node --import tsx bench/big-pipeline.ts report'`, [BIG, "report"], big.dir);
-    const all = [empty, importOnly, ...noops, emptyTty, bigTty];
+    const demo = await demoContender();
+    const all = [empty, importOnly, ...noops, ...(demo ? [demo] : []), emptyTty, bigTty];
     log(`no-op: ${reps} interleaved rounds of ${all.length} commands (load ${load()})`);
     const s = await rounds(all, reps);
     const emptyMs = s.get(empty)!.map((x) => x.ms);
@@ -183,6 +206,17 @@ export async function noopBench(parent: string, big: Project, reps: number): Pro
         ratio: `${med <= TARGET_MS ? "under" : "OVER"} the ${TARGET_MS} ms target`,
       });
     });
+    if (demo) {
+      const runs = s.get(demo)!;
+      const d = share(demo);
+      const zero = runs.every((r) => r.hashedFiles === 0 && r.hashedBytes === 0);
+      rows.push({
+        bench: "no-op: demo pipeline (this checkout)",
+        command: demo.command,
+        numbers: `median ${ms(median(runs.map((r) => r.ms)))}; share over baseline ${ms(median(d))} (IQR ${iqr(d)}); hashed ${zero ? "0 files / 0 B" : "SOME FILES"}${runs.every((r) => r.allFresh) ? ", all nodes fresh" : ", NOT ALL FRESH"}`,
+        ratio: `${median(d) <= TARGET_MS ? "under" : "OVER"} the ${TARGET_MS} ms target (engine + stages' inputs)`,
+      });
+    }
     const ttyShare = s.get(bigTty)!.map((x, i) => x.ms - s.get(emptyTty)!.map((y) => y.ms)[i]!);
     rows.push({
       bench: `no-op in a terminal: ${big.label}`,

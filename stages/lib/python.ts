@@ -20,12 +20,12 @@ const resolved = new Map<string, Promise<{ executable: string; version: string }
 /**
  * The interpreter a name really runs and its version. Asked of Python itself, since `python3` is often
  * a shim (pyenv, asdf) whose own file says nothing of the version behind it. Asynchronous and asked once
- * per process: through pyenv's shim the answer takes ~100 ms, which planning spends on other nodes.
+ * per process (`-S`: no site packages needed to say so): through pyenv's shim the answer takes ~100 ms.
  */
 export function resolvePython(path: string): Promise<{ executable: string; version: string }> {
   let found = resolved.get(path);
   if (!found) {
-    found = promisify(execFile)(path, ["-c", "import sys; print(sys.executable); print('%d.%d.%d' % sys.version_info[:3])"], { encoding: "utf8" }).then(({ stdout }) => {
+    found = promisify(execFile)(path, ["-S", "-c", "import sys; print(sys.executable); print('%d.%d.%d' % sys.version_info[:3])"], { encoding: "utf8" }).then(({ stdout }) => {
       const [executable = path, version = "0.0.0"] = stdout.trim().split("\n");
       return { executable: realpathSync(executable), version };
     });
