@@ -30,7 +30,7 @@ options:
   --os macos|linux   check: plan for this OS
 `;
 
-export async function buildGraph(config: PipelineConfig, root: string): Promise<Graph<PipelineConfig>> {
+async function buildGraph(config: PipelineConfig, root: string): Promise<Graph<PipelineConfig>> {
   const [{ mlxEnv }, { llamaCppNode }, { quantizerNode }, { modelNode }, { dataNode }, { formattedNode }, { adaptersNode }, { fusedNode }, { hfNode }, { ggufNode }] =
     await Promise.all([
       import("./stages/mlx-env.ts"),
