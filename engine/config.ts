@@ -29,7 +29,7 @@ export async function loadYamlConfig<S extends z.ZodType>(path: string, schema: 
     throw new UserError(`Config file ${path} not found. Create it, or pass another with --config FILE.`, 2);
   }
   const parser = { id: "config", code: [import.meta.filename, ...schema.code], packages: ["yaml", "zod"], parse: () => validate(path, text, schema) };
-  return parseCached(join(dirname(path), "cache"), parser, path, text) as Promise<z.output<S>>;
+  return parseCached(join(dirname(path), "cache"), parser, text) as Promise<z.output<S>>;
 }
 
 async function validate<S extends z.ZodType>(path: string, text: string, schema: ConfigSchema<S>): Promise<Json> {

@@ -54,7 +54,7 @@ export async function readLock(path: string, cacheDir: string): Promise<LockNode
   } catch {
     return {};
   }
-  return (await parseCached(cacheDir, lockParser(path), path, text)) as unknown as LockNodes;
+  return (await parseCached(cacheDir, lockParser(path), text)) as unknown as LockNodes;
 }
 
 function sortDeep(value: Json): Json {
@@ -74,5 +74,5 @@ export async function writeLockEntries(path: string, cacheDir: string, updates: 
   const tmp = `${path}.${process.pid}.tmp`;
   await writeFile(tmp, text);
   await rename(tmp, path);
-  await parseCached(cacheDir, lockParser(path), path, text); // stored now, so the next run need not parse it
+  await parseCached(cacheDir, lockParser(path), text); // stored now, so the next run need not parse it
 }

@@ -10,7 +10,7 @@ import { sha256 } from "./digest.ts";
 import type { Json } from "./types.ts";
 
 export interface CachedParser<T extends Json> {
-  /** Names the cache slot: one entry per parser and file, replaced when its key changes. */
+  /** Names the cache slot: the parser's recent parses, whichever file they came from. */
   readonly id: string;
   /** Source files whose code decides the parse (the schema, the loader): their bytes are part of the key. */
   readonly code: readonly string[];
@@ -33,37 +33,47 @@ function codeKey(parser: CachedParser<Json>): string {
   return key;
 }
 
-interface Entry {
-  readonly key: string;
-  readonly value: Json;
-}
+/** A parser's stored parses, oldest first: a few, so files read in turn (two toolchains) do not evict each other. */
+type Slot = Record<string, Json>;
+const KEEP = 8;
+const slots = new Map<string, Promise<Slot>>();
 
-function slotPath(cacheDir: string, parser: CachedParser<Json>, file: string): string {
-  return join(cacheDir, "parsed", `${parser.id}-${sha256(file).slice(0, 16)}.json`);
+/** The slot, read once per process; later parses in this process update the same object. */
+function slot(path: string): Promise<Slot> {
+  let found = slots.get(path);
+  if (!found) {
+    found = readFile(path, "utf8")
+      .then((text) => JSON.parse(text) as Slot)
+      .then((s) => (s !== null && typeof s === "object" && !Array.isArray(s) ? s : {}))
+      .catch(() => ({})); // missing or torn: parse again
+    slots.set(path, found);
+  }
+  return found;
 }
 
 /**
- * `parser.parse(text)` of `file`, or the stored result of the same parse. The result is round-tripped
- * through JSON either way, so a fresh parse and a stored one are indistinguishable. Errors are not stored.
+ * `parser.parse(text)`, or the stored result of the same parse. The result is round-tripped through
+ * JSON either way, so a fresh parse and a stored one are indistinguishable. Failures are not stored.
  */
-export async function parseCached<T extends Json>(cacheDir: string, parser: CachedParser<T>, file: string, text: string): Promise<T> {
+export async function parseCached<T extends Json>(cacheDir: string, parser: CachedParser<T>, text: string): Promise<T> {
   const key = sha256(`${codeKey(parser)}\n${text}`);
-  const slot = slotPath(cacheDir, parser, file);
-  const stored = await readFile(slot, "utf8")
-    .then((s) => JSON.parse(s) as Entry)
-    .catch(() => undefined); // missing or torn: parse again
-  if (stored?.key === key) return stored.value as T;
+  const path = join(cacheDir, "parsed", `${parser.id}.json`);
+  const stored = await slot(path);
+  if (Object.hasOwn(stored, key)) return stored[key] as T;
   const value = JSON.parse(JSON.stringify(await parser.parse(text))) as T;
-  store(slot, { key, value });
+  stored[key] = value;
+  for (const old of Object.keys(stored).slice(0, -KEEP)) delete stored[old];
+  write(path, stored);
   return value;
 }
 
-function store(slot: string, entry: Entry): void {
+/** Synchronous, so parses finishing together in one process write in turn and none is lost. */
+function write(path: string, stored: Slot): void {
   try {
-    mkdirSync(dirname(slot), { recursive: true });
-    const tmp = `${slot}.${process.pid}.tmp`;
-    writeFileSync(tmp, JSON.stringify(entry));
-    renameSync(tmp, slot);
+    mkdirSync(dirname(path), { recursive: true });
+    const tmp = `${path}.${process.pid}.tmp`;
+    writeFileSync(tmp, JSON.stringify(stored));
+    renameSync(tmp, path);
   } catch {
     // A cache: a read-only project folder still builds, it only parses every time.
   }

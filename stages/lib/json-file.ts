@@ -32,5 +32,5 @@ export async function readJsonFile<S extends z.ZodType>(path: string, file: Json
     packages: ["zod"],
     parse: async (t: string) => file.schema((await import("zod")).z).parse(JSON.parse(t)) as Json,
   };
-  return (await parseCached(userCacheDir("parsed"), parser, path, text)) as z.output<S>;
+  return (await parseCached(userCacheDir(), parser, text)) as z.output<S>;
 }

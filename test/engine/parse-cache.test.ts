@@ -37,8 +37,8 @@ beforeEach(() => {
 
 describe("parseCached", () => {
   it("parses a text once, across runs, and returns what a fresh parse returns", async () => {
-    const first = await (await freshModule()).parseCached(join(dir, "cache"), parser(), "/p/a.yaml", "hello");
-    const second = await (await freshModule()).parseCached(join(dir, "cache"), parser(), "/p/a.yaml", "hello");
+    const first = await (await freshModule()).parseCached(join(dir, "cache"), parser(), "hello");
+    const second = await (await freshModule()).parseCached(join(dir, "cache"), parser(), "hello");
     expect(calls).toEqual(["hello"]);
     expect(first).toEqual({ upper: "HELLO" });
     expect(second).toEqual(first);
@@ -46,39 +46,49 @@ describe("parseCached", () => {
 
   it("parses again when the text changes", async () => {
     const { parseCached } = await freshModule();
-    await parseCached(join(dir, "cache"), parser(), "/p/a.yaml", "hello");
-    expect(await parseCached(join(dir, "cache"), parser(), "/p/a.yaml", "world")).toEqual({ upper: "WORLD" });
+    await parseCached(join(dir, "cache"), parser(), "hello");
+    expect(await parseCached(join(dir, "cache"), parser(), "world")).toEqual({ upper: "WORLD" });
     expect(calls).toEqual(["hello", "world"]);
   });
 
   it("parses again when the code that parses changes", async () => {
-    await (await freshModule()).parseCached(join(dir, "cache"), parser(), "/p/a.yaml", "hello");
+    await (await freshModule()).parseCached(join(dir, "cache"), parser(), "hello");
     writeFileSync(join(dir, "code.js"), "v2");
-    await (await freshModule()).parseCached(join(dir, "cache"), parser(), "/p/a.yaml", "hello");
+    await (await freshModule()).parseCached(join(dir, "cache"), parser(), "hello");
     expect(calls).toEqual(["hello", "hello"]);
   });
 
-  it("keeps one slot per file: two files parsed in turn do not evict each other", async () => {
+  it("keeps the last 8 parses: files read in turn do not evict each other, older ones go", async () => {
     const { parseCached } = await freshModule();
-    for (const [file, text] of [["/p/a.yaml", "a"], ["/p/b.yaml", "b"], ["/p/a.yaml", "a"], ["/p/b.yaml", "b"]] as const) {
-      await parseCached(join(dir, "cache"), parser(), file, text);
-    }
+    for (const text of ["a", "b", "a", "b"]) await parseCached(join(dir, "cache"), parser(), text);
     expect(calls).toEqual(["a", "b"]);
+    for (const text of ["c", "d", "e", "f", "g", "h", "i"]) await parseCached(join(dir, "cache"), parser(), text);
+    const fresh = await freshModule(); // reads what was written, as the next run would
+    await fresh.parseCached(join(dir, "cache"), parser(), "b");
+    await fresh.parseCached(join(dir, "cache"), parser(), "a");
+    expect(calls.slice(9)).toEqual(["a"]);
+  });
+
+  it("keeps parses finished together in one run", async () => {
+    const { parseCached } = await freshModule();
+    await Promise.all(["a", "b", "c"].map((t) => parseCached(join(dir, "cache"), parser(), t)));
+    const fresh = await freshModule();
+    await Promise.all(["a", "b", "c"].map((t) => fresh.parseCached(join(dir, "cache"), parser(), t)));
+    expect(calls.sort()).toEqual(["a", "b", "c"]);
   });
 
   it("does not store a failed parse", async () => {
     const { parseCached } = await freshModule();
-    await expect(parseCached(join(dir, "cache"), parser(), "/p/a.yaml", "bad")).rejects.toThrow("bad input");
-    await expect(parseCached(join(dir, "cache"), parser(), "/p/a.yaml", "bad")).rejects.toThrow("bad input");
+    await expect(parseCached(join(dir, "cache"), parser(), "bad")).rejects.toThrow("bad input");
+    await expect(parseCached(join(dir, "cache"), parser(), "bad")).rejects.toThrow("bad input");
     expect(calls).toEqual(["bad", "bad"]);
   });
 
-  it("still parses, every time, when the cache folder cannot be made", async () => {
+  it("still parses, in every run, when the cache folder cannot be made", async () => {
     writeFileSync(join(dir, "a-file"), "");
     const unusable = join(dir, "a-file", "cache"); // below a file: no user, root included, can make it
-    const { parseCached } = await freshModule();
-    expect(await parseCached(unusable, parser(), "/p/a.yaml", "hello")).toEqual({ upper: "HELLO" });
-    expect(await parseCached(unusable, parser(), "/p/a.yaml", "hello")).toEqual({ upper: "HELLO" });
+    expect(await (await freshModule()).parseCached(unusable, parser(), "hello")).toEqual({ upper: "HELLO" });
+    expect(await (await freshModule()).parseCached(unusable, parser(), "hello")).toEqual({ upper: "HELLO" });
     expect(calls).toEqual(["hello", "hello"]);
   });
 });
