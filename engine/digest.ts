@@ -168,7 +168,8 @@ export class Digester {
         readdirCallback(path, options as { withFileTypes: true }, callback);
       });
     const matches = (await fg(pattern, { cwd: root, absolute: true, onlyFiles: true, fs: { readdir: readdir as never } })).sort();
-    if (racy) this.globs.delete(key);
+    // Nothing listed would leave nothing to revalidate the memo by: expand again next time instead.
+    if (racy || Object.keys(dirs).length === 0) this.globs.delete(key);
     else this.globs.set(key, { dirs, matches });
     this.dirty = true;
     return matches;
