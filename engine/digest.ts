@@ -112,8 +112,13 @@ export class Digester {
   /** Digest of every file under a folder, keyed by relative path ("/" separators), sorted. */
   async tree(dir: string, trustCache = true): Promise<{ digest: TreeDigest; files: Record<string, FileDigest> }> {
     const scanStart = scanStartNow();
-    const names = (await readdir(dir, { recursive: true, withFileTypes: true }))
-      .filter((e) => e.isFile())
+    const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+    // A link to a file is that file (a Hugging Face snapshot is all links into blobs/); folder links are not followed.
+    const counted = await Promise.all(
+      entries.map((e) => e.isFile() || (e.isSymbolicLink() && stat(join(e.parentPath, e.name)).then((s) => s.isFile(), () => false))),
+    );
+    const names = entries
+      .filter((_, i) => counted[i])
       .map((e) => relative(dir, join(e.parentPath, e.name)))
       .sort();
     const digests = await Promise.all(names.map((n) => this.file(join(dir, n), scanStart, trustCache)));
