@@ -81,7 +81,7 @@ export async function runCli<C>(app: CliApp<C>, argv: readonly string[]): Promis
         case "check":
           return await check(app, engine, target, json);
         default:
-          return await build(app, project, engine, target, { force, json, frozen: values.frozen === true, dryRun: values["dry-run"] === true });
+          return await build(app, engine, target, { force, json, frozen: values.frozen === true, dryRun: values["dry-run"] === true });
       }
     } finally {
       await engine.saveCaches();
@@ -125,7 +125,6 @@ async function check<C>(app: CliApp<C>, engine: Engine<C>, target: string, json:
 
 async function build<C>(
   app: CliApp<C>,
-  project: Project<C>,
   engine: Engine<C>,
   target: string,
   options: { force: ReadonlySet<string>; json: boolean; frozen: boolean; dryRun: boolean },

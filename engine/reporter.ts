@@ -40,7 +40,7 @@ function plainObserver(): Observer {
   const lastProgress = new Map<string, number>();
   const write = (line: string) => process.stderr.write(line + "\n");
   return {
-    nodeStarted: () => undefined,
+    nodeRunning: (id, reason) => write(`[${id}] rebuilding: ${reason}`),
     progress(id, line) {
       const now = Date.now();
       if (now - (lastProgress.get(id) ?? 0) < PLAIN_THROTTLE_MS) return;
@@ -101,14 +101,16 @@ function listrObserver(order: readonly string[], { Listr, ListrLogger, ProcessOu
   /** Notes (a final loss, a file size) outlive the task list's transient output lines. */
   const notes: string[] = [];
   return {
-    nodeStarted: () => undefined,
+    nodeRunning(id, reason) {
+      this.progress(id, `rebuilding: ${reason}`);
+    },
     progress(id, line) {
       states.get(id)!.output = line;
       const task = tasks.get(id);
       if (task) task.output = line;
     },
     note(id, line) {
-      if (!line.startsWith("rebuilding:")) notes.push(`${id}: ${line}`);
+      notes.push(`${id}: ${line}`);
       this.progress(id, line);
     },
     nodeFinished(r) {

@@ -7,7 +7,7 @@ import type { BaseCtx, Fingerprint, Json, NodeSpec, NodeVerdict, RunCtx, TreeDig
 import { UserError } from "./types.ts";
 import { Graph } from "./graph.ts";
 import { Digester, RACY_MARGIN_MS } from "./digest.ts";
-import { canonicalJson, explainChange, fingerprintOf, type FingerprintParts } from "./fingerprint.ts";
+import { explainChange, fingerprintOf, type FingerprintParts } from "./fingerprint.ts";
 import { readLock, writeLockEntries, type LockEntry, type LockNodes } from "./lockfile.ts";
 import { OutputStore } from "./outputs.ts";
 import { execLogged } from "./exec.ts";
@@ -37,7 +37,8 @@ export interface NodeState {
 
 /** Receives what happens during a build; the CLI renders it. */
 export interface BuildObserver {
-  nodeStarted(id: string): void;
+  /** A node is about to run, and why. */
+  nodeRunning(id: string, reason: string): void;
   progress(id: string, line: string): void;
   note(id: string, line: string): void;
   nodeFinished(report: NodeReport): void;
@@ -56,8 +57,8 @@ export class Engine<C> {
   private lock: LockNodes = {};
   /** Output digests known in this process: from the lock for fresh nodes, from the build for rebuilt ones. */
   private readonly outputDigests = new Map<string, TreeDigest>();
-  /** Evaluations made by `status`, reused by `build` when the upstream outputs are still the same. */
-  private readonly planned = new Map<string, { upstream: string; evaluation: Evaluation }>();
+  /** Evaluations made by `status`, reused by `build` for a node none of whose dependencies ran since. */
+  private readonly planned = new Map<string, Evaluation>();
   /** The staging folder being written, removed by the signal handler. */
   currentStaging: string | undefined;
 
@@ -142,11 +143,7 @@ export class Engine<C> {
       order.map((id) => {
         const node = this.project.graph.node(id);
         const upstream = Object.fromEntries(node.deps.map((d) => [d, this.lock[d]?.output.digest ?? ("none" as TreeDigest)]));
-        const key = canonicalJson(upstream);
-        // The plan already evaluated this node against the same upstream outputs: a no-op build stats once.
-        const plan = this.planned.get(id);
-        const evaluation = plan?.upstream === key ? Promise.resolve(plan.evaluation) : this.evaluate(node, upstream);
-        const recorded = evaluation.then((e) => (this.planned.set(id, { upstream: key, evaluation: e }), e));
+        const recorded = this.evaluate(node, upstream).then((e) => (this.planned.set(id, e), e));
         recorded.catch(() => undefined); // handled below, in order; not an unhandled rejection meanwhile
         return [id, recorded];
       }),
@@ -173,21 +170,27 @@ export class Engine<C> {
   async guards(target: string, only?: ReadonlySet<string>): Promise<NodeVerdict[]> {
     const verdicts: NodeVerdict[] = [];
     for (const id of this.project.graph.order([target]).filter((n) => !only || only.has(n))) {
-      const node = this.project.graph.node(id);
-      try {
-        for (const v of await node.guard(this.ctx())) verdicts.push({ node: id, ...v });
-      } catch (e) {
-        const err = e as Error;
-        verdicts.push({
-          node: id,
+      verdicts.push(...(await this.guard(this.project.graph.node(id))));
+    }
+    return verdicts;
+  }
+
+  /** One node's verdicts; a guard that throws is itself an error verdict. */
+  private async guard(node: NodeSpec<C>): Promise<NodeVerdict[]> {
+    try {
+      return (await node.guard(this.ctx())).map((v) => ({ node: node.id, ...v }));
+    } catch (e) {
+      const err = e as Error;
+      return [
+        {
+          node: node.id,
           level: "error",
           code: "guard.crashed",
           message: err instanceof UserError ? err.message : `the guard itself failed: ${err.message}`,
           fix: err instanceof UserError ? "" : "This is a bug in the tool: please report it with this message.",
-        });
-      }
+        },
+      ];
     }
-    return verdicts;
   }
 
   /** Runs the stale nodes on the way to `target`. The caller first runs the guards of the nodes that will run. */
@@ -208,12 +211,14 @@ export class Engine<C> {
         finish("skipped", "an earlier node failed");
         continue;
       }
-      options.observer.nodeStarted(id);
       const upstream = Object.fromEntries(node.deps.map((d) => [d, this.outputDigests.get(d)!]));
+      const depRan = node.deps.some((d) => ran.has(d));
       try {
-        // The plan already evaluated this node against the same upstream outputs: a no-op build stats once.
-        const plan = this.planned.get(id);
-        const evaluation = plan?.upstream === canonicalJson(upstream) ? plan.evaluation : await this.evaluate(node, upstream);
+        // The plan's evaluation stands while no dependency has run since (a no-op build stats once); after
+        // one ran, inputs() may read its new output, so the node is evaluated again.
+        const plan = depRan ? undefined : this.planned.get(id);
+        this.planned.delete(id);
+        const evaluation = plan ?? (await this.evaluate(node, upstream));
         const forced = options.force.has(id);
         if (evaluation.reasons.length === 0 && !forced) {
           this.outputDigests.set(id, this.lock[id]!.output.digest);
@@ -225,11 +230,11 @@ export class Engine<C> {
         const reason = forced ? "forced with --force" : evaluation.reasons.join("; ");
         // Guarded again when a dependency was rebuilt in this build: what could not be checked before the
         // build started (a downloaded model's config, the data's token counts) is checked before it runs.
-        if (node.deps.some((d) => ran.has(d))) {
-          const late = (await node.guard(this.ctx())).filter((v) => v.level === "error");
-          if (late.length > 0) throw new UserError(formatVerdicts(late.map((v) => ({ node: id, ...v }))));
+        if (depRan) {
+          const late = (await this.guard(node)).filter((v) => v.level === "error");
+          if (late.length > 0) throw new UserError(formatVerdicts(late));
         }
-        options.observer.note(id, `rebuilding: ${reason}`);
+        options.observer.nodeRunning(id, reason);
         await this.runNode(node, evaluation, options);
         ran.add(id);
         finish("ran", reason);
