@@ -8,7 +8,7 @@ import type { PipelineConfig, pipelineSchema } from "./config/schema.ts";
 import type { CliApp } from "./engine/cli.ts";
 import { loadYamlConfig, type ConfigSchema } from "./engine/config.ts";
 import { Graph } from "./engine/graph.ts";
-import type { NodeSpec } from "./engine/types.ts";
+import { UserError, type NodeSpec } from "./engine/types.ts";
 import { prefetchPython } from "./stages/lib/python.ts";
 
 const USAGE = `usage: npx tsx pipeline.ts <node> [options]     build a node and the stale nodes it needs
@@ -73,7 +73,9 @@ const app: CliApp<PipelineConfig> = {
     let config = await loadYamlConfig(configPath, CONFIG);
     if (extra.memory || extra.os) {
       const memory = { ...config.memory, ...(extra.memory ? { total: extra.memory } : {}), ...(extra.os ? { os: extra.os } : {}) };
-      config = (await CONFIG.load()).parse({ ...config, memory });
+      const parsed = (await CONFIG.load()).safeParse({ ...config, memory });
+      if (!parsed.success) throw new UserError(`--memory/--os: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`, 2);
+      config = parsed.data;
     }
     const root = dirname(configPath);
     return { root, config, graph: await buildGraph(config, root) };

@@ -1,6 +1,16 @@
 // pipeline.yaml: the single source of truth for the config's types, defaults and the editor schema.
 // Keys mirror mlx-lm's own YAML names (num_layers, batch_size, ...) so nothing new has to be learned.
 import { z } from "zod";
+import { parseMemorySize } from "../guard/memory.ts";
+
+function isMemorySize(text: string): boolean {
+  try {
+    parseMemorySize(text);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 const modelRef = z
   .string()
@@ -69,7 +79,11 @@ const ggufSchema = z
 const memorySchema = z
   .object({
     os: z.enum(["macos", "linux"]).optional().describe("Plan for this OS instead of the current machine's."),
-    total: z.string().optional().describe('Plan for a machine with this much memory, e.g. "16GB".'),
+    total: z
+      .string()
+      .refine(isMemorySize, { message: "not a memory size: write it like 16GB, 24 GiB or 512MB" })
+      .optional()
+      .describe('Plan for a machine with this much memory, e.g. "16GB".'),
   })
   .strict();
 

@@ -38,12 +38,13 @@ export function isDroppedTower(tensorName: string): boolean {
 }
 
 /**
- * Sums the headers of every *.safetensors file in `folder`. Falls back to the index's
+ * Sums the headers of the weight files mlx-lm loads (`model*.safetensors`: a repo may also ship a
+ * `consolidated.safetensors` copy, which must not count twice). Falls back to the index's
  * metadata.total_size only when no shard is present (a folder with just the index cannot
  * tell towers apart, so droppedBytes is then 0). Returns null for a folder with neither.
  */
 export async function readWeightBytes(folder: string): Promise<WeightBytes | null> {
-  const files = (await readdir(folder)).filter((f) => f.endsWith(".safetensors")).sort();
+  const files = (await readdir(folder)).filter((f) => /^model.*\.safetensors$/.test(f)).sort();
   if (files.length > 0) {
     let bytes = 0;
     let droppedBytes = 0;

@@ -40,12 +40,15 @@ describe.concurrent("check on the shared configs, for a 16 GB Mac (batch 1, max_
     "mlx-community--Qwen2.5-1.5B-Instruct-4bit.derived.json": "memory.fits",
     "mlx-community--Llama-3.2-3B-Instruct-4bit.json": "memory.fits",
     "meta-llama--Llama-3.2-3B-Instruct.json": "memory.close",
+    "meta-llama--Llama-3.2-3B.json": "memory.close",
+    "alexgusevski--gemma-3-text-4b-it-q8-mlx.derived.json": "memory.fits",
+    "google--gemma-3-4b-it.resolved-text_config.json": "memory.exceeds",
     "google--gemma-3-4b-it.assembled.json": "memory.exceeds",
     "google--gemma-3n-E4B.partial.json": "memory.exceeds",
     "ibm-granite--granite-4.0-h-tiny.partial.json": "memory.exceeds",
   };
   it("covers every shared config", () => {
-    for (const name of Object.keys(expected)) expect(sharedConfigs()).toContain(name);
+    expect(Object.keys(expected).sort()).toEqual(sharedConfigs().sort());
   });
   for (const [name, code] of Object.entries(expected)) {
     it(`${name}: ${code}, from config.json alone`, async () => {
@@ -122,6 +125,16 @@ describe.concurrent("guard errors stop a build before any node runs", () => {
     expect(r.stderr).toMatch(/does not support FooBarForCausalLM: the GGUF step would fail after training/);
     expect(r.json.nodes ?? []).toEqual([]);
     expect(p.exists("models/model")).toBe(false);
+  });
+
+  it("a memory size that is not one, in pipeline.yaml or on the command line: exit 2", async () => {
+    const p = new Project(pipelineYaml({ memory: { total: "sixteen" } }));
+    const fromConfig = await p.run(["check"]);
+    expect(fromConfig.code).toBe(2);
+    expect(fromConfig.stderr).toMatch(/pipeline\.yaml:\d+: memory\.total: not a memory size: write it like 16GB/);
+    const fromFlag = await new Project(pipelineYaml({})).run(["check", "--memory", "lots"]);
+    expect(fromFlag.code).toBe(2);
+    expect(fromFlag.stderr).toMatch(/--memory\/--os: memory\.total: not a memory size/);
   });
 
   it("num_layers larger than the model has", async () => {

@@ -47,6 +47,14 @@ describe("safetensors headers", () => {
     });
   });
 
+  it("counts only the files mlx-lm loads (model*.safetensors), not a consolidated copy beside them", async () => {
+    const dir = folder();
+    const tensors = { "model.layers.0.mlp.down_proj.weight": { dtype: "BF16", shape: [16, 8] } };
+    writeSafetensors(join(dir, "model.safetensors"), tensors);
+    writeSafetensors(join(dir, "consolidated.safetensors"), tensors);
+    expect(await readWeightBytes(dir)).toMatchObject({ bytes: 16 * 8 * 2, tensorCount: 1 });
+  });
+
   it("falls back to the index's total_size, and to null for a config-only folder", async () => {
     const dir = folder();
     expect(await readWeightBytes(dir)).toBeNull();
