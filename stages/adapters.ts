@@ -132,6 +132,15 @@ async function findResumePoint(runDir: string, offset: number): Promise<{ file: 
   return { file: join(runDir, `${String(newest).padStart(7, "0")}_adapters.safetensors`), done: offset + newest };
 }
 
+/** The iteration of a metrics.jsonl line; a line torn by a kill counts as past any checkpoint. */
+function iterationOf(line: string): number {
+  try {
+    return (JSON.parse(line) as Report).iteration;
+  } catch {
+    return Infinity;
+  }
+}
+
 async function train(ctx: RunCtx<PipelineConfig>): Promise<{ lastTrain?: TrainReport; lastVal?: ValReport; resumedFrom: number }> {
   const total = ctx.config.lora.iters;
   const runDir = join(ctx.scratch, "run");
@@ -139,16 +148,24 @@ async function train(ctx: RunCtx<PipelineConfig>): Promise<{ lastTrain?: TrainRe
   const metricsFile = join(ctx.scratch, METRICS_FILE);
   const offset = existsSync(progressFile) ? (JSON.parse(await readFile(progressFile, "utf8")) as { offset: number }).offset : 0;
 
-  // A checkpoint from an interrupted build of this same fingerprint: continue from it.
-  const resume = await findResumePoint(runDir, offset);
-  let start = offset;
+  // A checkpoint from an interrupted build of this same fingerprint: continue from it. A resumed build
+  // stopped before its own first checkpoint leaves none in runDir: it resumes from where that one did.
+  const checkpoint = await findResumePoint(runDir, offset);
+  const previous = join(ctx.scratch, `resume-${offset}.safetensors`);
+  let start = 0;
   let resumeFile: string | undefined;
-  if (resume) {
-    start = resume.done;
+  if (checkpoint) {
+    start = checkpoint.done;
     resumeFile = join(ctx.scratch, `resume-${start}.safetensors`);
-    await copyFile(resume.file, resumeFile);
-    ctx.note(`resuming from the checkpoint at iteration ${start} of ${total} (an earlier build was interrupted)`);
+    await copyFile(checkpoint.file, resumeFile);
+  } else if (offset > 0 && existsSync(previous)) {
+    start = offset;
+    resumeFile = previous;
   }
+  if (resumeFile) ctx.note(`resuming from the checkpoint at iteration ${start} of ${total} (an earlier build was interrupted)`);
+  // Reports the stopped run made after its checkpoint are made again by this one.
+  const earlier = existsSync(metricsFile) ? (await readFile(metricsFile, "utf8")).split("\n") : [];
+  await writeFile(metricsFile, earlier.filter((l) => iterationOf(l) <= start).map((l) => l + "\n").join(""));
   await rm(runDir, { recursive: true, force: true });
   await mkdir(runDir, { recursive: true });
   await writeFile(progressFile, JSON.stringify({ offset: start }));

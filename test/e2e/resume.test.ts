@@ -1,7 +1,7 @@
-// A training run killed with SIGKILL after its first checkpoint resumes from that checkpoint on the next build,
-// and its metrics continue where the killed run stopped.
-import { execFileSync } from "node:child_process";
-import { readdirSync } from "node:fs";
+// A training run killed with SIGKILL after its first checkpoint resumes from that checkpoint on the next build
+// (also when the resumed run is killed in turn), and its metrics continue where the killed run stopped.
+import { execFileSync, type ChildProcess } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { pipelineYaml, Project, ran, sample, waitFor } from "../helpers/project.ts";
@@ -46,46 +46,75 @@ function checkpoint(p: Project, iteration: number): boolean {
   }
 }
 
-describe("resuming interrupted training", () => {
-  it("kill -9 after the first checkpoint, then rebuild: resumes from iteration 5", async () => {
-    const lora = { iters: 15, save_every: 5, steps_per_report: 5, steps_per_eval: 15, val_batches: 1 };
-    const p = new Project(pipelineYaml({ lora }), { "data/train.jsonl": sample(40) });
-
-    // Kill the engine (SIGKILL: no handler runs), then the training process it started, by pid. Not by name:
-    // another test file may be training at the same time.
-    let python: number[] = [];
-    const killed = await p.run(["adapters", "--json"], (child) => {
-      void waitFor(() => checkpoint(p, 5), 400_000).then(() => {
-        python = descendants(child.pid!);
-        child.kill("SIGKILL");
-        for (const pid of python) {
-          try {
-            process.kill(pid, "SIGKILL");
-          } catch {
-            // Already gone.
-          }
+/**
+ * Builds adapters and, once `when` holds, kills the engine (SIGKILL: no handler runs) and then the training
+ * process it started, by pid. Not by name: another test file may be training at the same time.
+ */
+async function killedWhen(p: Project, when: (engine: ChildProcess) => boolean): Promise<void> {
+  let python: number[] = [];
+  const killed = await p.run(["adapters", "--json"], (child) => {
+    void waitFor(() => when(child), 400_000).then(() => {
+      python = descendants(child.pid!);
+      child.kill("SIGKILL");
+      for (const pid of python) {
+        try {
+          process.kill(pid, "SIGKILL");
+        } catch {
+          // Already gone.
         }
-      });
+      }
     });
-    expect(killed.signal).toBe("SIGKILL");
-    expect(python.length).toBeGreaterThan(0);
-    await waitFor(() => python.every((pid) => !alive(pid)), 10_000);
-    expect(p.exists("models/adapters")).toBe(false);
+  });
+  expect(killed.signal).toBe("SIGKILL");
+  expect(python.length).toBeGreaterThan(0);
+  await waitFor(() => python.every((pid) => !alive(pid)), 10_000);
+  expect(p.exists("models/adapters")).toBe(false);
+}
+
+/** Whether a resumed run (progress.json says iteration 5, its checkpoints wiped) has started training. */
+function resumedRunTraining(p: Project, engine: ChildProcess): boolean {
+  const root = p.path("cache", "scratch", "adapters");
+  try {
+    const resumed = readdirSync(root).some((fp) => readFileSync(join(root, fp, "progress.json"), "utf8").includes('"offset":5'));
+    return resumed && descendants(engine.pid!).length > 0;
+  } catch {
+    return false;
+  }
+}
+
+const LORA = { iters: 15, save_every: 5, steps_per_report: 5, steps_per_eval: 15, val_batches: 1 };
+
+/** The build after the kills resumed from iteration 5 and its metrics count on from there. */
+async function expectResumedFrom5(p: Project): Promise<void> {
+  const resumed = await p.build("adapters");
+  expect(resumed.code, resumed.stderr.slice(-3000)).toBe(0);
+  expect(ran(resumed)).toEqual(["adapters"]);
+  expect(p.lock().adapters!.facts).toMatchObject({ resumed_from_iteration: 5 });
+  const said = /resuming from the checkpoint at iteration 5\b/;
+  expect(said.test(resumed.stderr) || said.test(p.read("cache/logs/adapters.log"))).toBe(true);
+
+  const metrics = p.readJsonl<{ type: string; iteration: number }>("models/adapters/metrics.jsonl");
+  const train = metrics.filter((m) => m.type === "train").map((m) => m.iteration);
+  // 5 from the killed run, then 10 and 15 from the resumed one: the count continues, it does not restart at 5.
+  expect(train).toEqual([5, 10, 15]);
+  expect(p.readJson<{ iters: number }>("models/adapters/adapter_config.json").iters).toBe(15);
+  // The scratch folder (checkpoints) is removed once the build succeeds.
+  expect(checkpoint(p, 5)).toBe(false);
+}
+
+describe.concurrent("resuming interrupted training", () => {
+  it("kill -9 after the first checkpoint, then rebuild: resumes from iteration 5", async () => {
+    const p = new Project(pipelineYaml({ lora: LORA }), { "data/train.jsonl": sample(40) });
+    await killedWhen(p, () => checkpoint(p, 5));
     expect(checkpoint(p, 5)).toBe(true);
+    await expectResumedFrom5(p);
+  });
 
-    const resumed = await p.build("adapters");
-    expect(resumed.code, resumed.stderr.slice(-3000)).toBe(0);
-    expect(ran(resumed)).toEqual(["adapters"]);
-    expect(p.lock().adapters!.facts).toMatchObject({ resumed_from_iteration: 5 });
-    const said = /resuming from the checkpoint at iteration 5\b/;
-    expect(said.test(resumed.stderr) || said.test(p.read("cache/logs/adapters.log"))).toBe(true);
-
-    const metrics = p.readJsonl<{ type: string; iteration: number }>("models/adapters/metrics.jsonl");
-    const train = metrics.filter((m) => m.type === "train").map((m) => m.iteration);
-    // 5 from the killed run, then 10 and 15 from the resumed one: the count continues, it does not restart at 5.
-    expect(train).toEqual([5, 10, 15]);
-    expect(p.readJson<{ iters: number }>("models/adapters/adapter_config.json").iters).toBe(15);
-    // The scratch folder (checkpoints) is removed once the build succeeds.
+  it("killed again before the resumed run's first checkpoint: the next build still resumes from iteration 5", async () => {
+    const p = new Project(pipelineYaml({ lora: LORA }), { "data/train.jsonl": sample(40) });
+    await killedWhen(p, () => checkpoint(p, 5));
+    await killedWhen(p, (engine) => resumedRunTraining(p, engine)); // before it saves anything
     expect(checkpoint(p, 5)).toBe(false);
+    await expectResumedFrom5(p);
   });
 });
