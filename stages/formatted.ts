@@ -3,7 +3,7 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
-import type { BaseCtx, NodeSpec, Verdict } from "../engine/types.ts";
+import type { BaseCtx, NodeSpec } from "../engine/types.ts";
 import { UserError } from "../engine/types.ts";
 import { loadChatTemplate, normalizeMessages, probeRules, type ChatTemplate, type TemplateRules } from "./lib/chat-template.ts";
 import { DataErrors, exampleParser, toJsonl, type Example, type Message } from "./lib/dataset.ts";
@@ -87,15 +87,13 @@ export const formattedNode: NodeSpec<PipelineConfig> = {
     command: "render with the chat template",
   }),
   async guard(ctx) {
-    const verdicts: Verdict[] = [];
     const dir = await templateDirForGuard(ctx);
-    if (!dir) return [...verdicts, { level: "ok", code: "template.later", message: "the chat template is checked once the model is fetched" }];
+    if (!dir) return [{ level: "ok", code: "template.later", message: "the chat template is checked once the model is fetched" }];
     const template = await loadChatTemplate(dir);
     const splits = await loadSplits(ctx.config, ctx.root).catch(() => undefined);
-    if (!splits) return verdicts; // the data node's guard reports why
+    if (!splits) return []; // the data node's guard reports why
     if (!template && splits.train[0]?.value.format !== "text") {
       return [
-        ...verdicts,
         {
           level: "error",
           code: "template.missing",
@@ -118,7 +116,6 @@ export const formattedNode: NodeSpec<PipelineConfig> = {
     }
     if (problems.length > 0) {
       return [
-        ...verdicts,
         {
           level: "error",
           code: "template.rejects",
@@ -128,7 +125,7 @@ export const formattedNode: NodeSpec<PipelineConfig> = {
       ];
     }
     const folded = rules?.foldSystem || rules?.strictAlternation ? ` (${changed} examples will be folded into alternating user/assistant turns)` : "";
-    return [...verdicts, { level: "ok", code: "template.ok", message: `every example renders with the chat template${folded}` }];
+    return [{ level: "ok", code: "template.ok", message: `every example renders with the chat template${folded}` }];
   },
   async run(ctx) {
     const dir = await modelDir(ctx.upstream("model"));

@@ -1,18 +1,16 @@
 // Node llama-cpp: llama.cpp's converter and its Python environment. The source is the llama.cpp release
 // node-llama-cpp was built from (a git bundle inside the npm package), so the version that converts a
 // model is the version that then loads it; a user's own checkout may replace it.
-import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
 import type { BaseCtx, NodeSpec, Verdict } from "../engine/types.ts";
-import { bundledRelease, converterSource, userCheckout } from "./lib/guard-inputs.ts";
-import { toolFile } from "./lib/paths.ts";
+import { BUNDLE, bundledRelease, converterSource, userCheckout } from "./lib/guard-inputs.ts";
+import { onPath, toolFile } from "./lib/paths.ts";
 import { pythonVerdicts } from "./lib/python.ts";
-import { ensureVenv, interpreterInputs, publishToolchain, requirePython, TOOLCHAIN_FILE, TOOLCHAIN_INFO, toolchainGone, type ToolchainInfo } from "./lib/venv.ts";
+import { ensureVenv, interpreterInputs, publishToolchain, readToolchain, requirePython, TOOLCHAIN_INFO, toolchainGone } from "./lib/venv.ts";
 
 const REQUIREMENTS = toolFile("stages", "requirements", "converter.txt");
-const BUNDLE = toolFile("node_modules", "node-llama-cpp", "llama", "gitRelease.bundle");
 const PACKAGES = ["torch", "transformers", "sentencepiece", "numpy"];
 
 /** The checkout's commit, read from .git without starting git (inputs are computed on every build). */
@@ -30,6 +28,12 @@ function checkoutCommit(dir: string): string {
   }
 }
 
+/** The llama.cpp version that converts: the checkout's commit, or the bundled release. */
+function llamaCppVersion(ctx: BaseCtx<PipelineConfig>): string {
+  const own = userCheckout(ctx);
+  return own ? checkoutCommit(own) : bundledRelease();
+}
+
 function sourceVerdicts(ctx: BaseCtx<PipelineConfig>): Verdict[] {
   const own = userCheckout(ctx);
   if (own) {
@@ -40,9 +44,7 @@ function sourceVerdicts(ctx: BaseCtx<PipelineConfig>): Verdict[] {
   if (!existsSync(BUNDLE)) {
     return [{ level: "error", code: "converter.no-bundle", message: `${BUNDLE} is missing.`, fix: "Run `npm install` (node-llama-cpp ships llama.cpp's source)." }];
   }
-  try {
-    execFileSync("git", ["--version"], { stdio: "ignore" });
-  } catch {
+  if (!onPath("git")) {
     return [{ level: "error", code: "converter.no-git", message: "git is not installed; it is needed once to unpack llama.cpp's source.", fix: "Install git." }];
   }
   return [{ level: "ok", code: "converter.source", message: `llama.cpp ${bundledRelease()} (bundled with node-llama-cpp)` }];
@@ -58,25 +60,21 @@ export const llamaCppNode: NodeSpec<PipelineConfig> = {
     return {
       files: [REQUIREMENTS, TOOLCHAIN_INFO, ...python.files, ...(own ? [] : [BUNDLE])],
       params: { llama_cpp: own ?? "bundled" },
-      tools: {
-        llama_cpp: own ? checkoutCommit(own) : bundledRelease(),
-        ...python.tools,
-      },
+      tools: { llama_cpp: llamaCppVersion(ctx), ...python.tools },
       command: ["python -m venv", "pip install -r converter.txt"],
     };
   },
   guard: async (ctx) => [...(await pythonVerdicts(ctx.config.python)).filter((v) => v.level !== "ok"), ...sourceVerdicts(ctx)],
   async run(ctx) {
-    const own = userCheckout(ctx);
-    if (!own) ctx.progress(`unpacking llama.cpp ${bundledRelease()} from node-llama-cpp's bundle`);
+    if (!userCheckout(ctx)) ctx.progress(`unpacking llama.cpp ${bundledRelease()} from node-llama-cpp's bundle`);
     const source = converterSource(ctx);
     const venv = await ensureVenv(ctx, "llama-cpp-convert", REQUIREMENTS, requirePython(ctx.config.python));
-    await publishToolchain(ctx, venv, PACKAGES, { versions: { llama_cpp: own ? checkoutCommit(source) : bundledRelease() }, extra: { source } });
+    await publishToolchain(ctx, venv, PACKAGES, { versions: { llama_cpp: llamaCppVersion(ctx) }, extra: { source } });
   },
   intact: async (dir) => {
     const gone = await toolchainGone(dir);
     if (gone) return gone;
-    const info = JSON.parse(readFileSync(join(dir, TOOLCHAIN_FILE), "utf8")) as ToolchainInfo;
+    const info = await readToolchain(dir);
     return existsSync(join(info.extra.source ?? "", "convert_hf_to_gguf.py")) ? undefined : `its llama.cpp source ${info.extra.source} is gone`;
   },
 };

@@ -4,7 +4,7 @@ import type { PipelineConfig } from "../config/schema.ts";
 import type { NodeSpec, Verdict } from "../engine/types.ts";
 import { assertSuccess } from "../engine/exec.ts";
 import { toolFile } from "./lib/paths.ts";
-import { pythonVerdicts } from "./lib/python.ts";
+import { findPython, pythonVerdicts } from "./lib/python.ts";
 import { openblasEnv } from "./lib/openblas.ts";
 import { ensureVenv, interpreterInputs, publishToolchain, requirePython, TOOLCHAIN_INFO, toolchainGone, venvPython } from "./lib/venv.ts";
 
@@ -52,7 +52,7 @@ export const mlxEnv: NodeSpec<PipelineConfig> = {
     const python = await interpreterInputs(ctx.config.python);
     return {
       files: [REQUIREMENTS, TOOLCHAIN_INFO, ...python.files],
-      params: { python: ctx.config.python ?? process.env.PYTHON ?? "python3" },
+      params: { python: findPython(ctx.config.python).name },
       tools: python.tools,
       command: ["python -m venv", "pip install -r mlx.txt"],
     };

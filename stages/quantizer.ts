@@ -1,6 +1,5 @@
 // Node quantizer: llama.cpp's llama-quantize for K-quants (Q4_K_M, ...), found on PATH or built once with
 // cmake from the same llama.cpp source that converts the model. Only in the graph when gguf.quantize is set.
-import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, rename, rm, writeFile, readFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -8,19 +7,11 @@ import type { PipelineConfig } from "../config/schema.ts";
 import type { NodeSpec, Verdict } from "../engine/types.ts";
 import { assertSuccess } from "../engine/exec.ts";
 import { onPath, userCacheDir } from "./lib/paths.ts";
+import { toolVersions } from "./lib/tools.ts";
 import { readToolchain } from "./lib/venv.ts";
 
 export const QUANTIZER_FILE = "quantizer.json";
 const BINARY = "llama-quantize";
-
-function has(command: string, args: string[] = ["--version"]): boolean {
-  try {
-    execFileSync(command, args, { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Quant type names llama.cpp knows, from node-llama-cpp's own file-type table (the same release). */
 export async function knownQuantTypes(): Promise<string[]> {
@@ -45,7 +36,7 @@ export async function quantizeVerdicts(config: PipelineConfig): Promise<Verdict[
     ];
   }
   if (onPath(BINARY)) return [{ level: "ok", code: "quantizer.path", message: `${BINARY} found on PATH` }];
-  const missing = ["cmake", "c++"].filter((c) => !has(c));
+  const missing = ["cmake", "c++"].filter((c) => !onPath(c));
   return missing.length > 0
     ? [
         {
@@ -64,11 +55,10 @@ export const quantizerNode: NodeSpec<PipelineConfig> = {
   description: "llama.cpp's llama-quantize",
   inputs: async (ctx) => {
     const found = onPath(BINARY);
-    const info = await readToolchain(ctx.upstream("llama-cpp"));
     return {
       files: found ? [found] : [],
       params: { from: found ? "PATH" : "source" },
-      tools: { llama_cpp: info.versions.llama_cpp ?? "unknown" },
+      tools: await toolVersions(ctx.upstream("llama-cpp"), ["llama_cpp"]),
       command: found ? [found] : ["cmake -B build -DLLAMA_CURL=OFF ...", `cmake --build build --target ${BINARY}`],
     };
   },

@@ -11,14 +11,13 @@
 import { spawn, execFileSync } from "node:child_process";
 import { createWriteStream, existsSync, readdirSync, readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { homedir, cpus, totalmem } from "node:os";
-import { basename, dirname, join, resolve } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { estimateTrainingMemory, type TrainingPlan } from "../memory.ts";
 import { readModelShape } from "../model-shape.ts";
 import { readWeightBytes } from "../safetensors.ts";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const REPO = resolve(HERE, "../..");
 const RESULTS = join(HERE, "results.json");
 const TABLE = join(HERE, "TABLE.md");
 const WORK = process.env.CALIB_DIR ?? "/tmp/calib";

@@ -66,7 +66,7 @@ async function mlxToolchain(ctx: BaseCtx<PipelineConfig>): Promise<{ python: str
 }
 
 const MLX_REQUIREMENTS = toolFile("stages", "requirements", "mlx.txt");
-const BUNDLE = toolFile("node_modules", "node-llama-cpp", "llama", "gitRelease.bundle");
+export const BUNDLE = toolFile("node_modules", "node-llama-cpp", "llama", "gitRelease.bundle");
 const BUNDLE_INFO = toolFile("node_modules", "node-llama-cpp", "llama", "llama.cpp.info.json");
 
 export function bundledRelease(): string {

@@ -2,16 +2,14 @@
 // with OpenBLAS on the project's 2-core machine. LoRA training on the CPU is mostly such matmuls (the
 // logits over a 128k-262k vocabulary), so every mlx process gets OpenBLAS (from PyPI's cmeel-openblas)
 // preloaded. Its libgfortran dependency is met by the copy mlx-cpu itself ships.
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import { mkdir, readdir, symlink } from "node:fs/promises";
 import { join } from "node:path";
-import { execFileSync } from "node:child_process";
 
 function sitePackages(venv: string): string | undefined {
   const lib = join(venv, "lib");
   if (!existsSync(lib)) return undefined;
-  return execFileSync("ls", [lib], { encoding: "utf8" })
-    .split("\n")
+  return readdirSync(lib)
     .filter((d) => d.startsWith("python"))
     .map((d) => join(lib, d, "site-packages"))
     .find((p) => existsSync(p));
