@@ -86,8 +86,9 @@ export interface EstimateOptions {
 
 /** Bytes of the language model's weights as MLX holds them, from the config alone. */
 export function modelWeightBytes(shape: ModelShape): number {
-  const matrices = [...modelLevel(shape).matrices];
-  let floatParams = modelLevel(shape).floatParams;
+  const top = modelLevel(shape);
+  const matrices = [...top.matrices];
+  let floatParams = top.floatParams;
   for (let layer = 0; layer < shape.numLayers; layer++) {
     const block = layerBlock(shape, layer);
     matrices.push(...block.matrices);

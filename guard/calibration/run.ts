@@ -14,8 +14,8 @@ import { homedir, cpus, totalmem } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { estimateTrainingMemory, type TrainingPlan } from "../memory.ts";
-import { readModelShape } from "../model-shape.ts";
-import { readWeightBytes } from "../safetensors.ts";
+import { readModelFacts } from "../verdicts.ts";
+import { openblasEnv } from "../../stages/lib/openblas.ts";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const RESULTS = join(HERE, "results.json");
@@ -61,17 +61,6 @@ function venv(): string {
   const found = readdirSync(root).filter((d) => d.startsWith("mlx-dcf")).sort()[0];
   if (!found) throw new Error(`no mlx-dcf* venv under ${root}; set CALIB_VENV`);
   return join(root, found);
-}
-
-/** stages/lib/openblas.ts's environment, without recreating the shim other processes may be using. */
-function blasEnv(v: string): Record<string, string> {
-  const lib = join(v, "lib");
-  const py = readdirSync(lib).find((d) => d.startsWith("python"));
-  const site = join(lib, py ?? "", "site-packages");
-  const openblas = join(site, "cmeel.prefix/lib/libopenblas.so.0");
-  const shim = join(v, "openblas-shim");
-  if (!existsSync(openblas) || !existsSync(join(shim, "libgfortran.so.5"))) return {};
-  return { LD_PRELOAD: openblas, LD_LIBRARY_PATH: `${shim}:${join(site, "mlx_cpu.libs")}` };
 }
 
 const WORDS =
@@ -123,11 +112,9 @@ async function runOne(python: string, env: Record<string, string>, modelDir: str
   writeFileSync(cfgPath, yamlConfig({ model: modelDir, data, adapters: join(WORK, "adapters", tag), iters, seq, layers: trained, rank: 8, valBatches }));
   mkdirSync(join(WORK, "logs"), { recursive: true });
 
-  const config = JSON.parse(readFileSync(join(modelDir, "config.json"), "utf8")) as Record<string, unknown>;
-  const shape = readModelShape(config, join(modelDir, "config.json"));
-  const weights = await readWeightBytes(modelDir);
+  const { shape, weightBytes } = await readModelFacts(modelDir);
   const plan: TrainingPlan = { batchSize: 1, maxSeqLength: seq, longestExampleTokens: seq, rank: 8, numLayers: trained, gradCheckpoint: false };
-  const est = estimateTrainingMemory(shape, plan, { weightBytes: weights?.bytes });
+  const est = estimateTrainingMemory(shape, plan, { weightBytes });
 
   const logPath = join(WORK, "logs", `${tag}.log`);
   const reuse = process.argv.includes("--reuse-logs") && existsSync(logPath) && readFileSync(logPath, "utf8").includes("@@peak ");
@@ -277,7 +264,7 @@ function render(results: Result[], machine: string): string {
 async function main(): Promise<void> {
   const v = venv();
   const python = join(v, "bin/python");
-  const env = blasEnv(v);
+  const env = await openblasEnv(v);
   const machine = `${cpus()[0]?.model ?? "unknown CPU"} × ${cpus().length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Linux, mlx CPU backend (OpenBLAS preloaded); ${versions(python, env)}`;
   let results = loadResults();
   if (!process.argv.includes("--table-only")) {

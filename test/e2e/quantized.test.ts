@@ -1,31 +1,20 @@
 // QLoRA: a 4-bit MLX base model (made here with mlx_lm convert) is trained and fused; the fused model is
 // de-quantized, its config.json has no quantization key at any depth, and it loads and generates.
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, openSync, readFileSync, readSync, closeSync, readdirSync } from "node:fs";
+import { mkdtempSync, readFileSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
+import { readHeader } from "../../guard/safetensors.ts";
 import { keyPaths, pipelineYaml, Project, ran, sample, type RunResult } from "../helpers/project.ts";
 
 const QUANT_KEYS = ["quantization", "quantization_config"];
 const LORA = { iters: 2, batch_size: 2, steps_per_report: 1, steps_per_eval: 2, save_every: 2, val_batches: 1 };
 
 /** Tensor names of every safetensors file in a folder (from the headers). */
-function tensorNames(dir: string): string[] {
-  return readdirSync(dir)
-    .filter((f) => f.endsWith(".safetensors"))
-    .flatMap((f) => {
-      const fd = openSync(join(dir, f), "r");
-      try {
-        const len = Buffer.alloc(8);
-        readSync(fd, len, 0, 8, 0);
-        const header = Buffer.alloc(Number(len.readBigUInt64LE()));
-        readSync(fd, header, 0, header.length, 8);
-        return Object.keys(JSON.parse(header.toString("utf8")) as object).filter((k) => k !== "__metadata__");
-      } finally {
-        closeSync(fd);
-      }
-    });
+async function tensorNames(dir: string): Promise<string[]> {
+  const files = readdirSync(dir).filter((f) => f.endsWith(".safetensors"));
+  return (await Promise.all(files.map((f) => readHeader(join(dir, f))))).flat().map(([name]) => name);
 }
 
 describe("a 4-bit base model", () => {
@@ -46,17 +35,17 @@ describe("a 4-bit base model", () => {
     built = await p.mustBuild("fused");
   });
 
-  it("the base really is quantized", () => {
+  it("the base really is quantized", async () => {
     const config = JSON.parse(readFileSync(join(q4, "config.json"), "utf8")) as object;
     expect(keyPaths(config, QUANT_KEYS).length).toBeGreaterThan(0);
-    expect(tensorNames(q4).some((n) => n.endsWith(".scales"))).toBe(true);
+    expect((await tensorNames(q4)).some((n) => n.endsWith(".scales"))).toBe(true);
   });
 
-  it("trains, fuses and de-quantizes: no quantization key at any depth, no quantized tensors", () => {
+  it("trains, fuses and de-quantizes: no quantization key at any depth, no quantized tensors", async () => {
     expect(ran(built)).toEqual(["adapters", "data", "formatted", "fused", "model"]);
     const config = p.readJson("models/fused/config.json");
     expect(keyPaths(config, QUANT_KEYS)).toEqual([]);
-    const names = tensorNames(p.path("models/fused"));
+    const names = await tensorNames(p.path("models/fused"));
     expect(names.length).toBeGreaterThan(0);
     expect(names.filter((n) => n.endsWith(".scales") || n.endsWith(".biases"))).toEqual([]);
   });
