@@ -198,13 +198,13 @@ async function unchanged(dirs: Readonly<Record<string, string>>): Promise<boolea
 }
 
 /** Stands in for the digest of a declared input that does not exist. */
-export const MISSING = "missing" as FileDigest;
+const MISSING = "missing" as FileDigest;
 
 function scanStartNow(): bigint {
   return BigInt(Date.now() - RACY_MARGIN_MS) * 1_000_000n;
 }
 
-export function manifestDigest(files: Readonly<Record<string, FileDigest>>): TreeDigest {
+function manifestDigest(files: Readonly<Record<string, FileDigest>>): TreeDigest {
   const manifest = Object.keys(files)
     .sort()
     .map((k) => `${k}\0${files[k]}\n`)

@@ -12,7 +12,7 @@ export interface FingerprintParts {
 }
 
 /** JSON with object keys sorted at every depth, so equal values always serialize alike. */
-export function canonicalJson(value: Json): string {
+function canonicalJson(value: Json): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
   if (value !== null && typeof value === "object") {
     const keys = Object.keys(value).sort();
@@ -26,7 +26,7 @@ export function fingerprintOf(id: string, parts: FingerprintParts): Fingerprint 
 }
 
 /** Flattens nested params into dotted paths, so a diff can name "lora.rank" rather than "params". */
-export function flatten(value: Json, prefix = ""): Record<string, string> {
+function flatten(value: Json, prefix = ""): Record<string, string> {
   if (value !== null && typeof value === "object" && !Array.isArray(value) && Object.keys(value).length > 0) {
     const out: Record<string, string> = {};
     for (const [k, v] of Object.entries(value)) Object.assign(out, flatten(v, prefix ? `${prefix}.${k}` : k));

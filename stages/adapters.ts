@@ -15,8 +15,8 @@ import { pyScript, runPython, toolVersions } from "./lib/tools.ts";
 
 const SHIM = pyScript("lora_train.py");
 const METRICS_PREFIX = "@@metrics ";
-export const METRICS_FILE = "metrics.jsonl";
-export const MEMORY_FILE = "memory.json";
+const METRICS_FILE = "metrics.jsonl";
+const MEMORY_FILE = "memory.json";
 
 /** The longest formatted example in tokens, once the formatted node has counted them. */
 async function longestExample(ctx: BaseCtx<PipelineConfig>): Promise<number | undefined> {
@@ -79,7 +79,7 @@ async function adaptersGuard(ctx: BaseCtx<PipelineConfig>): Promise<Verdict[]> {
 }
 
 /** The mlx-lm YAML config, without the paths (those are covered by the upstream digests). */
-export function loraConfig(config: PipelineConfig): Record<string, Json> {
+function loraConfig(config: PipelineConfig): Record<string, Json> {
   const l = config.lora;
   return {
     train: true,

@@ -52,7 +52,7 @@ function asMessages(example: Example): Message[] | undefined {
 }
 
 /** Renders one example the way it will be trained on; throws with the template's own message. */
-export function renderExample(example: Example, template: ChatTemplate | undefined, rules: TemplateRules | null, format: "messages" | "text"): Rendered {
+function renderExample(example: Example, template: ChatTemplate | undefined, rules: TemplateRules | null, format: "messages" | "text"): Rendered {
   const messages = asMessages(example);
   if (!messages) return { line: toJsonl(example), text: (example as { text: string }).text, changed: false };
   if (!template || !rules) throw new Error("the model has no chat template, so chat-form data cannot be rendered; use {\"text\"} lines or a model with a template");

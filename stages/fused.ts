@@ -16,8 +16,8 @@ const SMOKE = pyScript("smoke_generate.py");
  * A fixed question, rendered with the model's chat template, whose greedy answer the gguf node compares with
  * llama.cpp's. In-template text gives peaked logits, so the comparison is not decided by float noise.
  */
-export const SMOKE_QUESTION = "Convert 7 km to m.";
-export const SMOKE_TOKENS = 8;
+const SMOKE_QUESTION = "Convert 7 km to m.";
+const SMOKE_TOKENS = 8;
 export const SMOKE_FILE = "smoke.json";
 
 export interface SmokeResult {

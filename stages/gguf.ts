@@ -14,10 +14,10 @@ import { readToolchain, venvPython } from "./lib/venv.ts";
 import { QUANTIZER_FILE } from "./quantizer.ts";
 import { SMOKE_FILE, type SmokeResult } from "./fused.ts";
 
-export const GGUF_FILE = "model.gguf";
-export const REPORT_FILE = "gguf.json";
+const GGUF_FILE = "model.gguf";
+const REPORT_FILE = "gguf.json";
 /** Greedy tokens that must agree between mlx-lm (fused) and llama.cpp (GGUF) for unquantized outtypes. */
-export const MATCH_TOKENS = 4;
+const MATCH_TOKENS = 4;
 
 /** The converter's own last words (its error line, not the traceback around it). */
 function converterError(tail: readonly string[]): string | undefined {

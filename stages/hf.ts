@@ -15,7 +15,7 @@ import { pyScript, runPython, toolVersions } from "./lib/tools.ts";
 
 const VERIFY = pyScript("hf_verify.py");
 /** What transformers and the converter read besides config.json and the weights, taken from the base model. */
-export const TOKENIZER_FILES = [
+const TOKENIZER_FILES = [
   "tokenizer.json",
   "tokenizer_config.json",
   "tokenizer.model",

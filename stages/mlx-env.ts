@@ -10,7 +10,7 @@ import { ensureVenv, interpreterInputs, publishToolchain, requirePython, TOOLCHA
 
 const REQUIREMENTS = toolFile("stages", "requirements", "mlx.txt");
 /** mlx-lm before 0.29 leaves quantization_config behind after a dequantizing fuse. */
-export const MIN_MLX_LM = "0.29.0";
+const MIN_MLX_LM = "0.29.0";
 const PACKAGES = ["mlx", "mlx-lm", "transformers", "huggingface_hub"];
 
 /** Linux wheels of MLX need glibc 2.35 or newer. */

@@ -14,14 +14,14 @@ export const QUANTIZER_FILE = "quantizer.json";
 const BINARY = "llama-quantize";
 
 /** Quant type names llama.cpp knows, from node-llama-cpp's own file-type table (the same release). */
-export async function knownQuantTypes(): Promise<string[]> {
+async function knownQuantTypes(): Promise<string[]> {
   const { GgufFileType } = await import("node-llama-cpp");
   return Object.keys(GgufFileType)
     .filter((k) => Number.isNaN(Number(k)))
     .map((k) => k.replace(/^(MOSTLY|ALL)_/, ""));
 }
 
-export async function quantizeVerdicts(config: PipelineConfig): Promise<Verdict[]> {
+async function quantizeVerdicts(config: PipelineConfig): Promise<Verdict[]> {
   const type = config.gguf.quantize;
   if (!type) return [];
   const known = await knownQuantTypes();

@@ -5,7 +5,7 @@ import type { Json } from "../../engine/types.ts";
 
 export const QUANT_KEYS = ["quantization", "quantization_config"] as const;
 
-export function withoutQuantization(value: Json): { value: Json; removed: string[] } {
+function withoutQuantization(value: Json): { value: Json; removed: string[] } {
   const removed: string[] = [];
   const walk = (v: Json, path: string): Json => {
     if (Array.isArray(v)) return v.map((x, i) => walk(x, `${path}[${i}]`));

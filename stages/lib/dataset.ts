@@ -3,7 +3,7 @@ import { readFile } from "node:fs/promises";
 import { relative } from "node:path";
 import type { z } from "zod";
 
-export const ROLES = ["system", "user", "assistant", "tool"] as const;
+const ROLES = ["system", "user", "assistant", "tool"] as const;
 
 function messageSchema(zod: typeof z) {
   return zod
@@ -14,9 +14,6 @@ function messageSchema(zod: typeof z) {
     })
     .passthrough();
 }
-
-/** The three forms mlx-lm trains on (it detects the form from a dataset's first line). */
-export type DataFormat = "messages" | "completions" | "text";
 
 export type Message = z.output<ReturnType<typeof messageSchema>>;
 
@@ -31,7 +28,7 @@ export interface Located<T> {
   readonly origin: string;
 }
 
-export const MAX_REPORTED = 20;
+const MAX_REPORTED = 20;
 
 export class DataErrors extends Error {
   constructor(readonly problems: readonly string[]) {

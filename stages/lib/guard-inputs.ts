@@ -74,7 +74,7 @@ export function bundledRelease(): string {
 }
 
 /** The bundled llama.cpp source, unpacked once per user (a 2-second git clone of a local bundle). */
-export function bundledSource(): string {
+function bundledSource(): string {
   const dir = userCacheDir("llama.cpp", bundledRelease());
   if (existsSync(join(dir, "convert_hf_to_gguf.py"))) return dir;
   const tmp = `${dir}.tmp-${process.pid}`;

@@ -6,7 +6,7 @@ import { UserError } from "../../engine/types.ts";
 import { jsonFile, readJsonFile, type JsonOf } from "./json-file.ts";
 
 /** The families of `tiny:` models make_tiny_model.py builds. */
-export const TINY_FAMILIES = ["llama", "qwen3", "gemma3"] as const;
+const TINY_FAMILIES = ["llama", "qwen3", "gemma3"] as const;
 export type TinyFamily = (typeof TINY_FAMILIES)[number];
 
 export type ModelRef =

@@ -6,7 +6,7 @@ import { promisify } from "node:util";
 import type { Verdict } from "../../engine/types.ts";
 import { executable, onPath } from "./paths.ts";
 
-export const MIN_PYTHON: readonly [number, number] = [3, 10];
+const MIN_PYTHON: readonly [number, number] = [3, 10];
 
 /** The interpreter named by pipeline.yaml, $PYTHON, or python3 on PATH, as an absolute path. */
 export function findPython(configured?: string): { name: string; path: string | undefined } {
@@ -22,7 +22,7 @@ const resolved = new Map<string, Promise<{ executable: string; version: string }
  * a shim (pyenv, asdf) whose own file says nothing of the version behind it. Asynchronous and asked once
  * per process (`-S`: no site packages needed to say so): through pyenv's shim the answer takes ~100 ms.
  */
-export function resolvePython(path: string): Promise<{ executable: string; version: string }> {
+function resolvePython(path: string): Promise<{ executable: string; version: string }> {
   let found = resolved.get(path);
   if (!found) {
     found = promisify(execFile)(path, ["-S", "-c", "import sys; print(sys.executable); print('%d.%d.%d' % sys.version_info[:3])"], { encoding: "utf8" }).then(({ stdout }) => {

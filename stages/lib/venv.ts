@@ -28,7 +28,7 @@ const toolchainFile = jsonFile("toolchain", import.meta.filename, (z) =>
 );
 export type ToolchainInfo = JsonOf<typeof toolchainFile>;
 
-export const TOOLCHAIN_FILE = "toolchain.json";
+const TOOLCHAIN_FILE = "toolchain.json";
 
 export async function readToolchain(dir: string): Promise<ToolchainInfo> {
   const path = join(dir, TOOLCHAIN_FILE);
@@ -81,7 +81,7 @@ export async function publishToolchain<C>(
 }
 
 /** Where the environment for these pinned requirements and this Python lives (whether or not it exists yet). */
-export async function venvPath(name: string, requirements: string, python: string): Promise<string> {
+async function venvPath(name: string, requirements: string, python: string): Promise<string> {
   const key = sha256(`${requirements}\n${await pythonVersion(python)}\n${platform()}-${arch()}`).slice(0, 16);
   return userCacheDir("venvs", `${name}-${key}`);
 }
