@@ -1,12 +1,8 @@
 // Shared helpers for the benchmarks: timed subprocesses, medians, the load average, the result table.
 import { spawn } from "node:child_process";
 import { loadavg } from "node:os";
-import { join, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
 
-export const REPO = resolve(import.meta.dirname, "..");
-/** How the engine's CLIs run: `node --import <tsx loader> file.ts`, no tsx wrapper process in between. */
-export const TSX_ARGS = ["--import", pathToFileURL(join(REPO, "node_modules/tsx/dist/loader.mjs")).href] as const;
+export { REPO, TSX_ARGS } from "../test/helpers/cli.ts";
 
 /** One line of the printed table. */
 export interface Row {

@@ -1,13 +1,11 @@
 // A throwaway project for the fake pipeline, and a way to run its CLI as a real subprocess.
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
+import { join } from "node:path";
+import { collect, REPO, spawnCli } from "./cli.ts";
 
-const REPO = resolve(import.meta.dirname, "../..");
-/** Run as `node --import tsx`, not through the tsx wrapper, so the child's pid is the engine's own. */
-const NODE_ARGS = ["--import", pathToFileURL(join(REPO, "node_modules/tsx/dist/loader.mjs")).href];
+export { waitFor } from "./cli.ts";
 export const FAKE = join(REPO, "test/fixtures/fake-pipeline.ts");
 
 export const BASE_CONFIG = `# fake pipeline
@@ -62,27 +60,13 @@ export class FakeProject {
 
   /** `nodeArgs` go before tsx's loader, e.g. another `--import` hook. */
   spawn(args: string[], nodeArgs: readonly string[] = []): ChildProcess {
-    return spawn(process.execPath, [...nodeArgs, ...NODE_ARGS, FAKE, ...args], { cwd: this.dir, env: { ...process.env, CI: "true" }, stdio: ["ignore", "pipe", "pipe"] });
+    return spawnCli(FAKE, args, { cwd: this.dir, env: { ...process.env, CI: "true" }, nodeArgs });
   }
 
   /** Runs the CLI and returns its exit code, output and the parsed --json document (when there is one). */
-  run(args: string[], nodeArgs: readonly string[] = []): Promise<RunResult> {
-    return new Promise((resolvePromise) => {
-      const child = this.spawn(args, nodeArgs);
-      let stdout = "";
-      let stderr = "";
-      child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
-      child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
-      child.on("close", (code) => {
-        let json = { ok: false, nodes: [] } as RunResult["json"];
-        try {
-          json = JSON.parse(stdout) as RunResult["json"];
-        } catch {
-          // Not a --json run.
-        }
-        resolvePromise({ code, stdout, stderr, json });
-      });
-    });
+  async run(args: string[], nodeArgs: readonly string[] = []): Promise<RunResult> {
+    const r = await collect(this.spawn(args, nodeArgs));
+    return { code: r.code, stdout: r.stdout, stderr: r.stderr, json: (r.json as RunResult["json"] | undefined) ?? { ok: false, nodes: [] } };
   }
 
   /** Runs a build with --json and returns node id → status. */
@@ -90,14 +74,5 @@ export class FakeProject {
     const result = await this.run(["report", "--json", ...extra]);
     const statuses = Object.fromEntries(result.json.nodes.map((n) => [n.id, n.status]));
     return Object.assign(statuses, { _result: result });
-  }
-}
-
-/** Resolves once `predicate` holds, polling every 50 ms, or rejects after `ms`. */
-export async function waitFor(predicate: () => boolean, ms = 20_000): Promise<void> {
-  const start = Date.now();
-  while (!predicate()) {
-    if (Date.now() - start > ms) throw new Error("timed out waiting");
-    await new Promise((r) => setTimeout(r, 50));
   }
 }

@@ -1,16 +1,14 @@
 // A throwaway project for the real pipeline (pipeline.ts with the real tools), and ways to run its CLI as a
 // subprocess and read what it built. The Python environments come from the per-user cache (built on first use).
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
+import { dirname, join } from "node:path";
 import YAML from "yaml";
+import { collect, REPO, spawnCli } from "./cli.ts";
 
-export const REPO = resolve(import.meta.dirname, "../..");
-/** Run as `node --import tsx`, not through the tsx wrapper, so the child's pid is the engine's own. */
-const NODE_ARGS = ["--import", pathToFileURL(join(REPO, "node_modules/tsx/dist/loader.mjs")).href];
+export { REPO, waitFor } from "./cli.ts";
 export const PIPELINE = join(REPO, "pipeline.ts");
 
 /** The repository's sample data, one JSON line per example. */
@@ -144,34 +142,17 @@ export class Project {
 
   spawn(args: string[], env: Record<string, string | undefined> = {}): ChildProcess {
     // FORCE_COLOR is removed: see the "FORCE_COLOR" test in training.test.ts for what it does to training.
-    return spawn(process.execPath, [...NODE_ARGS, PIPELINE, ...args], {
-      cwd: this.dir,
-      env: { ...process.env, CI: "true", FORCE_COLOR: undefined, ...this.env, ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    return spawnCli(PIPELINE, args, { cwd: this.dir, env: { ...process.env, CI: "true", FORCE_COLOR: undefined, ...this.env, ...env } });
   }
 
   /** Runs the CLI and returns its exit code, output and the parsed --json document (when there is one). */
-  run(args: string[], onSpawn?: (child: ChildProcess) => void, env: Record<string, string | undefined> = {}): Promise<RunResult> {
-    const started = Date.now();
-    return new Promise((resolvePromise) => {
-      const child = this.spawn(args, env);
-      onSpawn?.(child);
-      let stdout = "";
-      let stderr = "";
-      child.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
-      child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
-      child.on("close", (code, signal) => {
-        let json = { ok: false, nodes: [] } as RunResult["json"];
-        try {
-          json = JSON.parse(stdout) as RunResult["json"];
-        } catch {
-          // Not a --json run, or killed before it printed.
-        }
-        const statuses = Object.fromEntries((json.nodes ?? []).map((n) => [n.id, n.status]));
-        resolvePromise({ code, signal, stdout, stderr, json, statuses, ms: Date.now() - started });
-      });
-    });
+  async run(args: string[], onSpawn?: (child: ChildProcess) => void, env: Record<string, string | undefined> = {}): Promise<RunResult> {
+    const child = this.spawn(args, env);
+    onSpawn?.(child);
+    const r = await collect(child);
+    const json = (r.json as RunResult["json"] | undefined) ?? { ok: false, nodes: [] };
+    const statuses = Object.fromEntries((json.nodes ?? []).map((n) => [n.id, n.status]));
+    return { ...r, json, statuses };
   }
 
   /** Builds `target` with --json. */
@@ -205,13 +186,4 @@ export function keyPaths(value: unknown, keys: readonly string[], at = ""): stri
     out.push(...keyPaths(v, keys, path));
   }
   return out;
-}
-
-/** Resolves once `predicate` holds, polling every 200 ms, or rejects after `ms`. */
-export async function waitFor(predicate: () => boolean, ms = 300_000): Promise<void> {
-  const start = Date.now();
-  while (!predicate()) {
-    if (Date.now() - start > ms) throw new Error("timed out waiting");
-    await new Promise((r) => setTimeout(r, 200));
-  }
 }

@@ -4,9 +4,9 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import YAML from "yaml";
 import { describe, expect, it } from "vitest";
+import { REPO } from "../helpers/cli.ts";
 import { jsonSchema, pipelineSchema, SCHEMA_FILE } from "../../config/schema.ts";
 
-const REPO = join(import.meta.dirname, "../..");
 
 describe("pipeline.schema.json", () => {
   it("is up to date with the zod schema (regenerate with `npx tsx pipeline.ts schema`)", () => {
