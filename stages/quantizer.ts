@@ -4,8 +4,9 @@ import { existsSync } from "node:fs";
 import { mkdir, rename, rm, writeFile, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
-import type { NodeSpec, Verdict } from "../engine/types.ts";
+import type { BaseCtx, NodeSpec, Verdict } from "../engine/types.ts";
 import { assertSuccess } from "../engine/exec.ts";
+import { converterRegistry, converterSource } from "./lib/guard-inputs.ts";
 import { onPath, userCacheDir } from "./lib/paths.ts";
 import { toolVersions } from "./lib/tools.ts";
 import { readToolchain } from "./lib/venv.ts";
@@ -13,18 +14,11 @@ import { readToolchain } from "./lib/venv.ts";
 export const QUANTIZER_FILE = "quantizer.json";
 const BINARY = "llama-quantize";
 
-/** Quant type names llama.cpp knows, from node-llama-cpp's own file-type table (the same release). */
-async function knownQuantTypes(): Promise<string[]> {
-  const { GgufFileType } = await import("node-llama-cpp");
-  return Object.keys(GgufFileType)
-    .filter((k) => Number.isNaN(Number(k)))
-    .map((k) => k.replace(/^(MOSTLY|ALL)_/, ""));
-}
-
-async function quantizeVerdicts(config: PipelineConfig): Promise<Verdict[]> {
-  const type = config.gguf.quantize;
+/** Quant types are those llama-quantize of this llama.cpp source accepts (read from its quantize.cpp). */
+function quantizeVerdicts(ctx: BaseCtx<PipelineConfig>): Verdict[] {
+  const type = ctx.config.gguf.quantize;
   if (!type) return [];
-  const known = await knownQuantTypes();
+  const known = converterRegistry(converterSource(ctx), ctx.config.python).quantTypes;
   if (!known.includes(type.toUpperCase())) {
     return [
       {
@@ -62,7 +56,7 @@ export const quantizerNode: NodeSpec<PipelineConfig> = {
       command: found ? [found] : ["cmake -B build -DLLAMA_CURL=OFF ...", `cmake --build build --target ${BINARY}`],
     };
   },
-  guard: (ctx) => quantizeVerdicts(ctx.config),
+  guard: quantizeVerdicts,
   async run(ctx) {
     let binary = onPath(BINARY);
     if (!binary) {

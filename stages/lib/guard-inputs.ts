@@ -109,5 +109,13 @@ export interface ConverterRegistry {
 /** What a llama.cpp tree converts, read from its source by stages/py/convert_supported.py (no torch import). */
 export function converterRegistry(source: string, python?: string): ConverterRegistry {
   const interpreter = findPython(python).path ?? "python3";
-  return JSON.parse(execFileSync(interpreter, [pyScript("convert_supported.py"), source], { encoding: "utf8" })) as ConverterRegistry;
+  const key = `${interpreter}\0${source}`;
+  let found = registries.get(key);
+  if (!found) {
+    found = JSON.parse(execFileSync(interpreter, [pyScript("convert_supported.py"), source], { encoding: "utf8" })) as ConverterRegistry;
+    registries.set(key, found); // asked by the gguf and quantizer guards alike: read the source once
+  }
+  return found;
 }
+
+const registries = new Map<string, ConverterRegistry>();
