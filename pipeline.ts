@@ -79,6 +79,7 @@ const app: CliApp<PipelineConfig> = {
       config = parsed.data;
     }
     const root = dirname(configPath);
+    (await import("./config/reserved-paths.ts")).assertNoReservedPaths(config, root, configPath);
     return { root, config, graph: await buildGraph(config, root) };
   },
   async checkReport(ctx) {
