@@ -1,7 +1,7 @@
 // Writes that survive a power loss: a rename is durable only once its folder is synced, and the renamed
 // file's bytes only once the file itself is (ext4, APFS and XFS may otherwise keep the new name and lose
 // the contents, leaving a zero-length file).
-import { closeSync, fsyncSync, openSync, renameSync, writeSync } from "node:fs";
+import { closeSync, fsyncSync, openSync, writeSync } from "node:fs";
 import { open, rename } from "node:fs/promises";
 import { dirname } from "node:path";
 
@@ -47,11 +47,4 @@ export async function replaceFile(path: string, text: string): Promise<void> {
   }
   await rename(tmp, path);
   await fsyncDir(dirname(path));
-}
-
-export function replaceFileSync(path: string, text: string): void {
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeSyncedSync(tmp, text, "w");
-  renameSync(tmp, path);
-  fsyncDirSync(dirname(path));
 }

@@ -4,6 +4,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from "node:os";
 import { join, relative } from "node:path";
 import { describe, expect, it } from "vitest";
+import { REPO } from "../helpers/cli.ts";
 import { FakeProject } from "../helpers/fake-project.ts";
 
 function reasonOf(result: { json: { nodes: { id: string; reason: string }[] } }, id: string): string {
@@ -55,6 +56,25 @@ describe.concurrent("outputs a user touched", () => {
     const forced = await p.build("--force", "lower");
     expect(forced._result.code, forced._result.stderr).toBe(0);
     expect(forced).toMatchObject({ source: "ran", lower: "ran", report: "ran" });
+  });
+
+  it("the run lock, each publish and pipeline.lock are synced to disk, files before the folders that name them", async () => {
+    const p = new FakeProject();
+    const result = await p.run(["report", "--json"], ["--import", join(REPO, "test/helpers/fsync-spy.mjs")]);
+    expect(result.code, result.stderr).toBe(0);
+    const synced = p.read("fsync.log").split("\n").filter(Boolean).map((l) => l.slice("fsync ".length));
+    const at = (pattern: RegExp) => synced.findIndex((path) => pattern.test(path));
+    const dir = p.dir.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    // The run lock: written whole and synced, then linked in and its folder synced.
+    expect(at(new RegExp(`^${dir}/cache/build\\.lock\\..*\\.tmp$`))).toBeGreaterThanOrEqual(0);
+    expect(at(new RegExp(`^${dir}/cache$`))).toBeGreaterThan(at(new RegExp(`^${dir}/cache/build\\.lock\\..*\\.tmp$`)));
+    // Each publish: the build folder's new name, then the link's rename.
+    expect(synced.filter((s) => s === p.path("models/.builds"))).toHaveLength(3);
+    expect(synced.filter((s) => s === p.path("models"))).toHaveLength(3);
+    // pipeline.lock: the new file's bytes, then its rename.
+    const lockTmp = at(new RegExp(`^${dir}/pipeline\\.lock\\.\\d+\\.tmp$`));
+    expect(lockTmp).toBeGreaterThanOrEqual(0);
+    expect(synced.indexOf(p.dir, lockTmp)).toBeGreaterThan(lockTmp);
   });
 
   it("a link left by a publish killed before its rename is swept, with the build it kept alive", async () => {
