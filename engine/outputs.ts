@@ -30,12 +30,7 @@ export class OutputStore {
     return join(this.modelsDir, id);
   }
 
-  /** Whether the node's output folder is there to read (a link whose build folder was deleted is not). */
-  async exists(id: string): Promise<boolean> {
-    return (await this.missing(id)) === undefined;
-  }
-
-  /** Why the node's output cannot be read, or undefined when it can. */
+  /** Why the node's output cannot be read (a link whose build folder was deleted), or undefined when it can. */
   async missing(id: string): Promise<string | undefined> {
     const link = this.path(id);
     const st = await stat(link).catch(() => undefined);
