@@ -98,17 +98,22 @@ function parseHolder(text: string): Holder | undefined {
 
 const sleepSync = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 
+/** A tool's process group, by its leader (the tool's wrapper) and the leader's start time. */
+interface Group {
+  readonly pgid: number;
+  readonly start?: string;
+}
+
 /** Kills the process groups of the tools a dead holder was running (recorded beside the lock), and waits for them. */
 function killOrphans(path: string, dead: Holder): void {
   if (dead.nonce === undefined || dead.host !== hostname() || dead.boot === undefined || !sameBoot(dead.boot, bootId())) return;
-  let recorded: { nonce?: string; groups?: number[] } = {};
+  let recorded: { nonce?: string; groups?: Group[] } = {};
   try {
     recorded = JSON.parse(readFileSync(groupsPath(path), "utf8")) as typeof recorded;
   } catch {
     return;
   }
   if (recorded.nonce !== dead.nonce) return;
-  const groups = (recorded.groups ?? []).filter((g) => Number.isInteger(g) && g > 1);
   const signal = (g: number, s: NodeJS.Signals | 0) => {
     try {
       process.kill(-g, s);
@@ -117,6 +122,12 @@ function killOrphans(path: string, dead: Holder): void {
       return false;
     }
   };
+  // A group whose leader is gone keeps its id while any member lives, so its id cannot name another group;
+  // a live leader must be the same process (its pid not handed out again) for its group to be the tool's.
+  const groups = (recorded.groups ?? [])
+    .filter((g) => Number.isInteger(g.pgid) && g.pgid > 1)
+    .filter((g) => !running(g.pgid) || (g.start !== undefined && g.start === processStart(g.pgid)))
+    .map((g) => g.pgid);
   for (const g of groups) signal(g, "SIGKILL");
   for (let waited = 0; waited < 5000 && groups.some((g) => signal(g, 0)); waited += 20) sleepSync(20);
 }
@@ -132,7 +143,8 @@ export class RunLock {
   ) {
     // The process groups of the tools this process runs, so that a build taking over after a kill -9 of
     // this one can make sure they are gone. Not synced: after a power loss they are gone anyway.
-    this.unwatch = watchChildGroups((groups) => {
+    this.unwatch = watchChildGroups((pgids) => {
+      const groups: Group[] = pgids.map((pgid) => ({ pgid, start: processStart(pgid) }));
       const tmp = `${groupsPath(path)}.${process.pid}.tmp`;
       writeFileSync(tmp, JSON.stringify({ nonce, groups }));
       renameSync(tmp, groupsPath(path));

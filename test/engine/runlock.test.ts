@@ -112,9 +112,16 @@ process.stdout.write(held);
     const orphan = Number((await collect(leader)).stdout.trim());
     expect(alive(orphan)).toBe(true);
     writeFileSync(path, JSON.stringify({ pid: deadPid(), command: "killed -9", host: hostname(), boot: BOOT, start: "1", nonce: "n1" }));
-    writeFileSync(`${path}.groups`, JSON.stringify({ nonce: "n1", groups: [leader.pid] }));
-    const lock = RunLock.acquire(path, "test");
-    expect(alive(orphan)).toBe(false);
-    lock.release();
+    // Beside it, a group whose leader lives but is another process than the one recorded: left alone.
+    const unrelated = spawn("sleep", ["30"], { detached: true, stdio: "ignore" });
+    try {
+      writeFileSync(`${path}.groups`, JSON.stringify({ nonce: "n1", groups: [{ pgid: leader.pid }, { pgid: unrelated.pid, start: "1" }] }));
+      const lock = RunLock.acquire(path, "test");
+      expect(alive(orphan)).toBe(false);
+      expect(alive(unrelated.pid!)).toBe(true);
+      lock.release();
+    } finally {
+      unrelated.kill();
+    }
   });
 });
