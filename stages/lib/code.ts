@@ -1,13 +1,16 @@
-// The code a stage runs is part of what decides its output: its own TypeScript, the stage modules it
-// imports (transitively, within stages/), and the versions of the npm packages that code imports (the
-// chat template renderer, the shuffle's generator, ...). A `git pull` that fixes the rendering makes
-// `formatted` stale; an edit to the engine, the guards or another stage does not.
+// The code a stage runs is part of what decides its output: its own TypeScript, the helpers of stages/lib
+// it imports (transitively), and the versions of the npm packages that code imports (the chat template
+// renderer, the shuffle's generator, ...). A `git pull` that fixes the rendering makes `formatted` stale.
+// An edit to the engine or the guards does not. Nor does one to another stage's module, although a stage
+// may import names and readers from it: counting those would retrain adapters whenever data.ts is touched,
+// and the other stage's output, what such readers read, is an input already, by its digest.
 import { readFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import type { NodeSpec } from "../../engine/types.ts";
 import { toolFile } from "./paths.ts";
 
 const STAGES = toolFile("stages");
+const LIB = toolFile("stages", "lib");
 
 /** Value imports and re-exports, static or dynamic; `import type` is erased and decides nothing. */
 const IMPORTS = /(?:^|;|\n)\s*(?:import|export)\s+(?!type\s)(?:[^"';]*?\sfrom\s*)?["']([^"']+)["']|\bimport\(\s*["']([^"']+)["']\s*\)/g;
@@ -16,7 +19,7 @@ const IMPORTS = /(?:^|;|\n)\s*(?:import|export)\s+(?!type\s)(?:[^"';]*?\sfrom\s*
 const NOT_SHAPING = new Set(["zod"]);
 
 interface StageCode {
-  /** The stage's module and the stage modules it imports, absolute. */
+  /** The stage's module and the stages/lib helpers it imports, absolute. */
   readonly files: readonly string[];
   /** npm package → installed version, e.g. { "npm:@huggingface/jinja": "0.5.1" }. */
   readonly packages: Readonly<Record<string, string>>;
@@ -50,7 +53,7 @@ export function stageCode(module: string): StageCode {
       const specifier = (m[1] ?? m[2])!;
       if (specifier.startsWith(".")) {
         const target = resolve(dirname(file), specifier);
-        if (!relative(STAGES, target).startsWith("..") && target.endsWith(".ts")) visit(target);
+        if (!relative(LIB, target).startsWith("..") && target.endsWith(".ts")) visit(target);
       } else if (!specifier.startsWith("node:")) {
         const name = packageName(specifier);
         if (!NOT_SHAPING.has(name)) packages[`npm:${name}`] = packageVersion(name);
