@@ -126,7 +126,11 @@ function killOrphans(path: string, dead: Holder): void {
   // a live leader must be the same process (its pid not handed out again) for its group to be the tool's.
   const groups = (recorded.groups ?? [])
     .filter((g) => Number.isInteger(g.pgid) && g.pgid > 1)
-    .filter((g) => !running(g.pgid) || (g.start !== undefined && g.start === processStart(g.pgid)))
+    .filter((g) => {
+      if (!running(g.pgid)) return true;
+      const now = processStart(g.pgid);
+      return g.start !== undefined && now !== undefined && sameStart(g.start, now);
+    })
     .map((g) => g.pgid);
   for (const g of groups) signal(g, "SIGKILL");
   for (let waited = 0; waited < 5000 && groups.some((g) => signal(g, 0)); waited += 20) sleepSync(20);
