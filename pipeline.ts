@@ -31,7 +31,7 @@ options:
 `;
 
 async function buildGraph(config: PipelineConfig, root: string): Promise<Graph<PipelineConfig>> {
-  const [{ mlxEnv }, { llamaCppNode }, { quantizerNode }, { modelNode }, { dataNode }, { formattedNode }, { adaptersNode }, { fusedNode }, { hfNode }, { ggufNode }] =
+  const [{ mlxEnv }, { llamaCppNode }, { quantizerNode }, { modelNode }, { dataNode }, { formattedNode }, { adaptersNode }, { fusedNode }, { hfNode }, { ggufNode }, { withStageCode }] =
     await Promise.all([
       import("./stages/mlx-env.ts"),
       import("./stages/llama-cpp.ts"),
@@ -43,6 +43,7 @@ async function buildGraph(config: PipelineConfig, root: string): Promise<Graph<P
       import("./stages/fused.ts"),
       import("./stages/hf.ts"),
       import("./stages/gguf.ts"),
+      import("./stages/lib/code.ts"),
     ]);
   const nodes: NodeSpec<PipelineConfig>[] = [
     mlxEnv,
@@ -56,7 +57,7 @@ async function buildGraph(config: PipelineConfig, root: string): Promise<Graph<P
     hfNode,
     ggufNode(config),
   ];
-  return new Graph(nodes);
+  return new Graph(nodes.map(withStageCode)); // a stage's own code is an input of its output
 }
 
 const CONFIG: ConfigSchema<typeof pipelineSchema> = {
@@ -78,6 +79,7 @@ const app: CliApp<PipelineConfig> = {
       config = parsed.data;
     }
     const root = dirname(configPath);
+    (await import("./config/reserved-paths.ts")).assertNoReservedPaths(config, root, configPath);
     return { root, config, graph: await buildGraph(config, root) };
   },
   async checkReport(ctx) {

@@ -147,8 +147,8 @@ async function build<C>(
     emit(false, [], { interrupted: true });
     process.exit(130);
   };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
+  // SIGHUP: the terminal closed or the ssh session dropped.
+  for (const s of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(s, onSignal);
   try {
     // Plan first: only the nodes that will run are guarded, so a no-op build stays a few stats.
     const states = await engine.status(target);
@@ -187,8 +187,7 @@ async function build<C>(
     emit(ok, reports, { hashed: { ...hashStats } });
     return ok ? 0 : 1;
   } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
+    for (const s of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.off(s, onSignal);
     lock.release();
   }
 }

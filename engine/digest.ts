@@ -14,7 +14,8 @@ type StatKey = string;
 /**
  * Racy-mtime rule (git, Nx): a file whose mtime is not older than the scan's start may still be
  * changing within the same timestamp tick, so its digest is used but not cached. The margin covers
- * filesystems whose clocks run a few milliseconds behind the wall clock.
+ * filesystems whose clocks run a few milliseconds behind the wall clock. Like git, the comparison is
+ * made at the file system's granularity: see racy().
  */
 export const RACY_MARGIN_MS = 50;
 const MAX_ENTRIES = 200_000;
@@ -102,7 +103,7 @@ export class Digester {
       pending.then(done, done);
     }
     const digest = await pending;
-    if (st.mtimeNs < scanStartNs) {
+    if (!racy(st.mtimeNs, scanStartNs)) {
       this.entries.set(key, digest);
       this.dirty = true;
     }
@@ -162,19 +163,19 @@ export class Digester {
     if (!fg.isDynamicPattern(pattern)) return undefined;
     // Each folder is stat'ed before it is listed: a change after the stat shows as a new mtime next time.
     const dirs: Record<string, string> = {};
-    let racy = false;
+    let listedRacy = false;
     const readdir = (path: string, options: object, callback: (...args: unknown[]) => void) =>
       statCallback(path, { bigint: true }, (error, st) => {
         if (error) dirs[path] = "gone"; // listing fails too; the folder appearing changes the key
         else {
           dirs[path] = dirKey(st);
-          racy ||= st.mtimeNs >= scanStartNs;
+          listedRacy ||= racy(st.mtimeNs, scanStartNs);
         }
         readdirCallback(path, options as { withFileTypes: true }, callback);
       });
     const matches = (await fg(pattern, { cwd: root, absolute: true, onlyFiles: true, fs: { readdir: readdir as never } })).sort();
     // Nothing listed would leave nothing to revalidate the memo by: expand again next time instead.
-    if (racy || Object.keys(dirs).length === 0) this.globs.delete(key);
+    if (listedRacy || Object.keys(dirs).length === 0) this.globs.delete(key);
     else this.globs.set(key, { dirs, matches });
     this.dirty = true;
     return matches;
@@ -199,6 +200,17 @@ async function unchanged(dirs: Readonly<Record<string, string>>): Promise<boolea
 
 /** Stands in for the digest of a declared input that does not exist. */
 const MISSING = "missing" as FileDigest;
+
+/**
+ * Whether a timestamp may be of a change in the same tick as the scan. HFS+, FAT (2 s), some network
+ * shares and old ext4 inodes keep whole seconds: a file rewritten later in the second of a scan keeps
+ * the same mtime. The scan's start is truncated to the granularity the mtime shows (whole seconds, or
+ * two, when its sub-second part is zero), as git compares against an index file's coarse mtime.
+ */
+function racy(mtimeNs: bigint, scanStartNs: bigint): boolean {
+  const tick = mtimeNs % 2_000_000_000n === 0n ? 2_000_000_000n : mtimeNs % 1_000_000_000n === 0n ? 1_000_000_000n : 1n;
+  return mtimeNs >= (scanStartNs / tick) * tick;
+}
 
 function scanStartNow(): bigint {
   return BigInt(Date.now() - RACY_MARGIN_MS) * 1_000_000n;

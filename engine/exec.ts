@@ -1,5 +1,7 @@
 // Subprocesses: own process group (so Ctrl-C can kill a tool and its children), output streamed line by
-// line into a log file and a callback, never accumulated in memory.
+// line into a log file and a callback, never accumulated in memory. Every tool dies with this process, even
+// when it is killed with -9 or by the OOM killer and no handler runs: see WRAPPER.
+import { spawn } from "node:child_process";
 import { createWriteStream } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { dirname } from "node:path";
@@ -9,11 +11,36 @@ import { UserError } from "./types.ts";
 
 const TAIL_LINES = 40;
 
-/** A zx output store that keeps nothing: the log file is the record. */
-const discard = () => {
-  const sink = Object.assign([] as string[], { push: () => 0 });
-  return sink;
-};
+/**
+ * Runs the tool ("$@") under a watcher that reads fd 3, the child's end of a pipe whose other end only this
+ * process holds. However this process dies, the kernel closes its end, the read returns, and the watcher
+ * kills the whole process group: SIGTERM, then SIGKILL for what is left 2 s later. (Linux's
+ * PR_SET_PDEATHSIG is out of reach from Node, and macOS has nothing like it; a pipe works on both.)
+ * A tool killed by a signal is re-raised, so the caller still sees "killed by SIGKILL" (an OOM kill).
+ */
+const WRAPPER = `"$@" 3<&- &
+child=$!
+( read -r _ <&3; trap '' TERM; kill -TERM 0; sleep 2; kill -KILL 0 ) </dev/null >/dev/null 2>&1 &
+watcher=$!
+exec 3<&-
+wait "$child"
+status=$?
+kill "$watcher" 2>/dev/null
+if [ "$status" -gt 128 ] && [ "$status" -lt 160 ]; then kill -s "$(kill -l "$status")" $$; fi
+exit "$status"`;
+
+/** Process groups of the tools running now; the run lock records them (see RunLock). */
+const groups = new Set<number>();
+const groupWatchers = new Set<(groups: readonly number[]) => void>();
+
+export function watchChildGroups(watcher: (groups: readonly number[]) => void): () => void {
+  groupWatchers.add(watcher);
+  return () => groupWatchers.delete(watcher);
+}
+
+function groupsChanged(): void {
+  for (const w of groupWatchers) w([...groups]);
+}
 
 /** Splits a byte stream into lines on \n and \r (progress bars redraw with \r). */
 class LineSplitter {
@@ -53,32 +80,38 @@ export async function execLogged(
   // An undefined value removes a variable the parent has (e.g. HF_HUB_OFFLINE for a download).
   const merged: Record<string, string | undefined> = { ...process.env, PYTHONUNBUFFERED: "1", NO_COLOR: "1", TERM: "dumb", ...options.env };
   const env = Object.fromEntries(Object.entries(merged).filter(([, v]) => v !== undefined));
-  // zx is loaded on first use: a no-op build never starts a process and should not pay for it.
-  const { $ } = await import("zx");
-  const proc = $({
+  const child = spawn("sh", ["-c", WRAPPER, "sh", command, ...args], {
     cwd: options.cwd,
-    env: env as NodeJS.ProcessEnv,
-    nothrow: true,
-    quiet: true,
-    verbose: false,
-    detached: true,
-    store: { stdout: discard(), stderr: discard(), stdall: discard() },
-  })`${command} ${args}`;
+    env,
+    detached: true, // a session and process group of its own, led by the wrapper
+    stdio: ["ignore", "pipe", "pipe", "pipe"],
+  });
+  const pid = child.pid;
+  if (pid !== undefined) {
+    groups.add(pid);
+    groupsChanged();
+  }
   const killGroup = () => {
-    const pid = proc.child?.pid;
-    if (pid !== undefined) {
-      try {
-        process.kill(-pid, "SIGTERM");
-      } catch {
-        // Already gone.
-      }
+    if (pid === undefined) return;
+    try {
+      process.kill(-pid, "SIGTERM");
+    } catch {
+      // Already gone.
     }
   };
   signal.addEventListener("abort", killGroup, { once: true });
-  proc.stdout.on("data", (d: Buffer) => out.push(d.toString("utf8")));
-  proc.stderr.on("data", (d: Buffer) => err.push(d.toString("utf8")));
-  const result = await proc;
-  signal.removeEventListener("abort", killGroup);
+  child.stdout!.on("data", (d: Buffer) => out.push(d.toString("utf8")));
+  child.stderr!.on("data", (d: Buffer) => err.push(d.toString("utf8")));
+  const result = await new Promise<{ exitCode: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
+    child.once("error", reject);
+    child.once("close", (exitCode, sig) => resolve({ exitCode, signal: sig }));
+  }).finally(() => {
+    signal.removeEventListener("abort", killGroup);
+    if (pid !== undefined) {
+      groups.delete(pid);
+      groupsChanged();
+    }
+  });
   out.end();
   err.end();
   log.write(`# exit ${result.exitCode ?? result.signal}\n`);

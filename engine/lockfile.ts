@@ -1,6 +1,7 @@
 // pipeline.lock: what was built from what, in sorted YAML that diffs well. Users commit it.
 // yaml and zod are loaded only when the lock's text changed since the last run (see parse-cache.ts).
-import { readFile, rename, writeFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
+import { replaceFile } from "./durable.ts";
 import type { FileDigest, Fingerprint, Json, TreeDigest } from "./types.ts";
 import type { FingerprintParts } from "./fingerprint.ts";
 import { parseCached, type CachedParser } from "./parse-cache.ts";
@@ -71,8 +72,7 @@ export async function writeLockEntries(path: string, cacheDir: string, updates: 
   const merged = { ...(await readLock(path, cacheDir)), ...updates };
   const nodes = sortDeep(merged as unknown as Json);
   const text = HEADER + YAML.stringify({ version: 1, nodes }, { lineWidth: 0, sortMapEntries: true });
-  const tmp = `${path}.${process.pid}.tmp`;
-  await writeFile(tmp, text);
-  await rename(tmp, path);
+  // Synced, then renamed and its folder synced: a power loss leaves the old lock or the new, never an empty one.
+  await replaceFile(path, text);
   await parseCached(cacheDir, lockParser(path), text); // stored now, so the next run need not parse it
 }

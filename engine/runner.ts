@@ -116,7 +116,8 @@ export class Engine<C> {
   /** Why a node's published output cannot be trusted: missing, edited by hand, or its outside parts gone. */
   private async outputProblems(node: NodeSpec<C>, entry: LockEntry, trustCache = true): Promise<string[]> {
     const dir = this.store.path(node.id);
-    if (!(await this.store.exists(node.id))) return [`output ${dir} is missing`];
+    const missing = await this.store.missing(node.id);
+    if (missing) return [missing];
     const { digest, files } = await this.digester.tree(dir, trustCache);
     const problems: string[] = [];
     if (digest !== entry.output.digest) {
@@ -249,6 +250,7 @@ export class Engine<C> {
   }
 
   private async runNode(node: NodeSpec<C>, evaluation: Evaluation, options: { signal: AbortSignal; observer: BuildObserver }): Promise<void> {
+    await this.store.assertPublishable(node.id); // before the work, not after it
     const staging = await this.store.createStaging(node.id);
     this.currentStaging = staging;
     const scratch = join(this.cacheDir, "scratch", node.id, evaluation.fingerprint.slice(0, 16));

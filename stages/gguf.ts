@@ -6,7 +6,7 @@ import type { PipelineConfig } from "../config/schema.ts";
 import { existsSync } from "node:fs";
 import type { Json, NodeSpec, RunCtx, Verdict } from "../engine/types.ts";
 import { converterVerdicts, tokenizerVerdicts } from "../guard/verdicts.ts";
-import { bundledRelease, converterRegistry, converterSource, guardModelDir, userCheckout } from "./lib/guard-inputs.ts";
+import { bundledRelease, converterCode, converterRegistry, converterSource, guardModelDir, userCheckout } from "./lib/guard-inputs.ts";
 import { UserError } from "../engine/types.ts";
 import { assertSuccess } from "../engine/exec.ts";
 import { PY_ENV, toolVersions } from "./lib/tools.ts";
@@ -53,7 +53,7 @@ export function ggufNode(config: PipelineConfig): NodeSpec<PipelineConfig> {
     deps: ["hf", "fused", "llama-cpp", ...(quantized ? ["quantizer"] : [])],
     description: "a GGUF file llama.cpp runs",
     inputs: async (ctx) => ({
-      files: [],
+      files: converterCode(ctx),
       params: { ...ctx.config.gguf, match_tokens: MATCH_TOKENS },
       tools: await toolVersions(ctx.upstream("llama-cpp"), ["llama_cpp", "torch", "transformers"]),
       command: ["convert_hf_to_gguf.py --outtype", ctx.config.gguf.outtype, ...(ctx.config.gguf.quantize ? ["llama-quantize", ctx.config.gguf.quantize] : [])],

@@ -1,8 +1,8 @@
 // Node llama-cpp: llama.cpp's converter and its Python environment. The source is the llama.cpp release
 // node-llama-cpp was built from (a git bundle inside the npm package), so the version that converts a
 // model is the version that then loads it; a user's own checkout may replace it.
-import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { join, resolve } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
 import type { BaseCtx, NodeSpec, Verdict } from "../engine/types.ts";
 import { BUNDLE, bundledRelease, converterSource, userCheckout } from "./lib/guard-inputs.ts";
@@ -16,12 +16,17 @@ const PACKAGES = ["torch", "transformers", "sentencepiece", "numpy"];
 /** The checkout's commit, read from .git without starting git (inputs are computed on every build). */
 function checkoutCommit(dir: string): string {
   try {
-    const head = readFileSync(join(dir, ".git", "HEAD"), "utf8").trim();
+    // In a worktree (or a submodule) .git is a file naming the real git folder; refs live in its common folder.
+    let gitDir = join(dir, ".git");
+    if (statSync(gitDir).isFile()) gitDir = resolve(dir, readFileSync(gitDir, "utf8").replace(/^gitdir:\s*/, "").trim());
+    const common = existsSync(join(gitDir, "commondir")) ? resolve(gitDir, readFileSync(join(gitDir, "commondir"), "utf8").trim()) : gitDir;
+    const head = readFileSync(join(gitDir, "HEAD"), "utf8").trim();
     if (!head.startsWith("ref: ")) return head;
     const ref = head.slice(5);
-    const loose = join(dir, ".git", ref);
-    if (existsSync(loose)) return readFileSync(loose, "utf8").trim();
-    const packed = readFileSync(join(dir, ".git", "packed-refs"), "utf8").split("\n").find((l) => l.endsWith(` ${ref}`));
+    for (const base of [gitDir, common]) {
+      if (existsSync(join(base, ref))) return readFileSync(join(base, ref), "utf8").trim();
+    }
+    const packed = readFileSync(join(common, "packed-refs"), "utf8").split("\n").find((l) => l.endsWith(` ${ref}`));
     return packed?.split(" ")[0] ?? "unknown";
   } catch {
     return "unknown";

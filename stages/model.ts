@@ -1,12 +1,12 @@
 // Node model: resolves `model:` to a base model folder: a tiny random model built here, a local
 // folder, or a hub download.
 import { existsSync } from "node:fs";
-import { writeFile } from "node:fs/promises";
+import { readdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
 import type { DeclaredInputs, NodeSpec, Verdict } from "../engine/types.ts";
 import { UserError } from "../engine/types.ts";
-import { MODEL_INFO, parseModelRef, type ModelInfo, type TinyFamily } from "./lib/model-ref.ts";
+import { MODEL_INFO, modelDir, parseModelRef, type ModelInfo, type TinyFamily } from "./lib/model-ref.ts";
 import { toolFile } from "./lib/paths.ts";
 import { pyScript, runPython, toolVersions } from "./lib/tools.ts";
 
@@ -96,5 +96,21 @@ export function modelNode(config: PipelineConfig, root: string): NodeSpec<Pipeli
       const files = ref.kind === "local" ? ctx.inputDigests : {};
       await writeFile(join(ctx.staging, MODEL_INFO), JSON.stringify({ ...info, files }, null, 2) + "\n");
     },
+    intact: modelFilesGone,
   };
+}
+
+/**
+ * A hub model lives in the Hugging Face cache, outside the output: when its files were deleted there (by
+ * `huggingface-cli delete-cache`, or by hand), the output names a model that is no longer on disk.
+ */
+async function modelFilesGone(output: string): Promise<string | undefined> {
+  const dir = await modelDir(output).catch(() => undefined);
+  if (!dir) return `${join(output, MODEL_INFO)} is unreadable`;
+  const names = await readdir(dir).catch(() => undefined);
+  if (!names?.includes("config.json")) return `the model files at ${dir} are gone`;
+  // A snapshot is links into blobs/: a deleted blob leaves a dangling link.
+  const dangling = [];
+  for (const name of names) if (!(await stat(join(dir, name)).catch(() => undefined))) dangling.push(name);
+  return dangling.length > 0 ? `the model files ${dangling.join(", ")} at ${dir} are gone` : undefined;
 }

@@ -96,6 +96,15 @@ export function userCheckout(ctx: BaseCtx<PipelineConfig>): string | undefined {
   return dir ? resolve(ctx.root, dir) : undefined;
 }
 
+/**
+ * The converter's Python in the user's checkout, as input patterns: its commit alone would miss an edit not
+ * yet committed, and the converter is what decides the GGUF. (The bundled release is fixed by its tag.)
+ */
+export function converterCode(ctx: BaseCtx<PipelineConfig>): string[] {
+  const own = userCheckout(ctx);
+  return own ? [join(own, "convert_hf_to_gguf.py"), join(own, "conversion", "**", "*.py"), join(own, "gguf-py", "gguf", "**", "*.py")] : [];
+}
+
 export function converterSource(ctx: BaseCtx<PipelineConfig>): string {
   return userCheckout(ctx) ?? bundledSource();
 }

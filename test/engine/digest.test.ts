@@ -1,9 +1,9 @@
 // Folder digests: what counts as a file of a folder.
-import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { Digester } from "../../engine/digest.ts";
+import { closeHashWorkers, Digester, hashStats } from "../../engine/digest.ts";
 
 describe("Digester.tree", () => {
   it("counts a link to a file as that file (a Hugging Face snapshot), and does not follow folder links", async () => {
@@ -20,5 +20,46 @@ describe("Digester.tree", () => {
     writeFileSync(join(root, "blobs", "abc"), '{"hidden_size": 16}');
     const after = await digester.tree(join(root, "snapshot"));
     expect(after.digest).not.toBe(before.digest);
+  });
+});
+
+/** Waits until early in a second, so what follows happens within that second; returns it. */
+async function startOfASecond(): Promise<number> {
+  while (Date.now() % 1000 < 100 || Date.now() % 1000 > 400) await new Promise((r) => setTimeout(r, 20));
+  return Math.floor(Date.now() / 1000);
+}
+
+// A coarse file system (HFS+, FAT, some network shares) keeps whole seconds; utimes to whole seconds makes one.
+describe("racy timestamps at whole-second granularity", () => {
+  it("a file whose whole-second mtime is the scan's second is not cached, so a same-size rewrite later in that second is read again", async () => {
+    const root = mkdtempSync(join(tmpdir(), "digest-racy-"));
+    const file = join(root, "data.jsonl");
+    const second = await startOfASecond();
+    writeFileSync(file, "aaaa\n");
+    utimesSync(file, second, second);
+    const first = await Digester.open(join(root, "stat-cache.json"));
+    await first.inputs(root, ["data.jsonl"]);
+    await first.save();
+    // On a coarse file system a same-size rewrite in this second keeps every part of the stat key; the
+    // cache must not have kept the entry, so the next scan reads the file again.
+    const hashed = hashStats.files;
+    const second2 = await Digester.open(join(root, "stat-cache.json"));
+    await second2.inputs(root, ["data.jsonl"]);
+    expect(hashStats.files).toBe(hashed + 1);
+    await closeHashWorkers();
+  });
+
+  it("a file added to a globbed folder in the second of the listing is not missed", async () => {
+    const root = mkdtempSync(join(tmpdir(), "digest-racy-glob-"));
+    mkdirSync(join(root, "data"));
+    writeFileSync(join(root, "data", "a.jsonl"), "a\n");
+    const second = await startOfASecond();
+    utimesSync(join(root, "data"), second, second);
+    const digester = await Digester.open(join(root, "stat-cache.json"));
+    expect(Object.keys(await digester.inputs(root, ["data/*.jsonl"]))).toEqual(["data/a.jsonl"]);
+    writeFileSync(join(root, "data", "b.jsonl"), "b\n");
+    utimesSync(join(root, "data"), second, second); // the folder's whole-second mtime does not move
+    expect(Object.keys(await digester.inputs(root, ["data/*.jsonl"]))).toEqual(["data/a.jsonl", "data/b.jsonl"]);
+    await closeHashWorkers();
   });
 });

@@ -28,12 +28,14 @@ describe.concurrent("safety", () => {
   it("kill -9 in the middle of a node: no false fresh, the previous output intact, the rerun rebuilds", async () => {
     const p = new FakeProject();
     await p.build();
-    p.write("pipeline.yaml", SLOW_LOWER);
+    p.write("pipeline.yaml", SLOW_LOWER.replace("seconds: 30", "seconds: 34"));
     const child = p.spawn(["report"]);
     await waitFor(() => logSays(p, "sleeping"));
+    await waitFor(() => processAlive("sleep 34"), 5000);
     child.kill("SIGKILL");
     await new Promise((r) => child.on("close", r));
-    execSync(`pkill -9 -f "[s]leep 30" || true`);
+    // Nothing cleans up after the tool: its command dies with it.
+    await waitFor(() => !processAlive("sleep 34"), 8000);
     // The previous output is still the published one, and still recorded as such.
     expect(p.read("models/lower/out.txt")).toBe("hello world\n");
     expect(stagingFolders(p)).toHaveLength(1); // the partial output, not published
@@ -80,6 +82,18 @@ describe.concurrent("safety", () => {
     expect(await new Promise((r) => child.on("close", r))).toBe(130);
     expect(p.exists("cache/build.lock")).toBe(false);
     await waitFor(() => !processAlive("sleep 32"), 5000);
+  });
+
+  it("SIGHUP (a closed terminal, a dropped ssh session) is handled like Ctrl-C", async () => {
+    const p = new FakeProject(SLOW_LOWER.replace("seconds: 30", "seconds: 33"));
+    const child = p.spawn(["report"]);
+    await waitFor(() => logSays(p, "sleeping"));
+    await waitFor(() => processAlive("sleep 33"), 5000);
+    child.kill("SIGHUP");
+    expect(await new Promise((r) => child.on("close", r))).toBe(130);
+    expect(p.exists("cache/build.lock")).toBe(false);
+    expect(stagingFolders(p)).toEqual([]);
+    await waitFor(() => !processAlive("sleep 33"), 5000);
   });
 
   it("an input edited while its node runs is not recorded as fresh", async () => {
