@@ -2,7 +2,7 @@
 // with OpenBLAS on the project's 2-core machine. LoRA training on the CPU is mostly such matmuls (the
 // logits over a 128k-262k vocabulary), so every mlx process gets OpenBLAS (from PyPI's cmeel-openblas)
 // preloaded. Its libgfortran dependency is met by the copy mlx-cpu itself ships.
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { mkdir, readdir, symlink } from "node:fs/promises";
 import { join } from "node:path";
 
@@ -15,9 +15,21 @@ function sitePackages(venv: string): string | undefined {
     .find((p) => existsSync(p));
 }
 
-/** The environment that makes mlx use OpenBLAS, or {} where that does not apply (macOS, other wheels). */
+/**
+ * cmeel-openblas is built for one target (DYNAMIC_ARCH=OFF, SKYLAKEX): on a CPU without AVX-512 (AMD EPYC
+ * before Zen 4, many laptops) its first matmul dies of SIGILL, so it is preloaded only where it can run.
+ */
+function cpuHasAvx512(): boolean {
+  try {
+    return /^flags\s*:.*\bavx512f\b/m.test(readFileSync("/proc/cpuinfo", "utf8"));
+  } catch {
+    return false;
+  }
+}
+
+/** The environment that makes mlx use OpenBLAS, or {} where that does not apply (macOS, other wheels, no AVX-512). */
 export async function openblasEnv(venv: string): Promise<Record<string, string>> {
-  if (process.platform !== "linux") return {};
+  if (process.platform !== "linux" || !cpuHasAvx512()) return {};
   const site = sitePackages(venv);
   if (!site) return {};
   const openblas = join(site, "cmeel.prefix", "lib", "libopenblas.so.0");
