@@ -15,7 +15,7 @@ import { toolFile, userCacheDir } from "./paths.ts";
 import { PY_ENV } from "./tools.ts";
 import type { Exec } from "./llama-child.ts";
 import { HF_TOKENS_SCRIPT, hfSide, type HfSide } from "./tokenizer-parity.ts";
-import { mlxToolchain } from "./guard-inputs.ts";
+import { mlxPython } from "./guard-inputs.ts";
 
 /** The check's own code: an edit to it must not reuse verdicts the old code cached. */
 const CHECK_CODE = [import.meta.filename, toolFile("stages", "lib", "tokenizer-parity.ts"), toolFile("stages", "lib", "llama-worker.ts"), HF_TOKENS_SCRIPT];
@@ -140,7 +140,7 @@ export async function vocabVerdicts(ctx: BaseCtx<PipelineConfig>, dir: string, s
       },
     ];
   }
-  const hf = await mlxToolchain(ctx).catch(() => undefined);
+  const hf = await mlxPython(ctx).catch(() => undefined);
   const inputs = [...VOCAB_FILES.filter((f) => existsSync(join(dir, f))).map((f) => `${f}:${sha(readFileSync(join(dir, f)))}`)];
   const converterFiles = CONVERTER_FILES.filter((f) => existsSync(join(source, f))).map((f) => `${f}:${sha(readFileSync(join(source, f)))}`);
   const code = CHECK_CODE.map((f) => sha(readFileSync(f)));
