@@ -47,26 +47,30 @@ describe("the gguf guard runs llama.cpp's converter on the base model's vocabula
     expect(p.exists("cache/logs/gguf.guard.log")).toBe(false);
   });
 
-  it("a LlamaTokenizer over a byte-level BPE (as transformers writes it back from a GGUF) stops before training; llama.cpp never takes the tool down", async () => {
-    const model = editedModel(base, {
-      "tokenizer_config.json": (c) => {
-        c.tokenizer_class = "LlamaTokenizer";
-      },
-      "tokenizer.json": (t) => {
-        const tok = t as unknown as Tokenizer;
-        tok.model.byte_fallback = true;
-        tok.model.ignore_merges = false;
-        tok.decoder = { type: "Sequence", decoders: [tok.decoder] };
-      },
-    });
-    const p = new Project(pipelineYaml({ model }));
+  // Naming LlamaTokenizer alone makes transformers add tokens past the vocabulary, which the converter asserts
+  // against; with the SentencePiece-style tokenizer.json transformers writes back from a GGUF, the converter
+  // writes a vocabulary llama.cpp aborts on. Either way the build stops before training, in our words.
+  const llamaTokenizer = (c: Record<string, unknown>) => {
+    c.tokenizer_class = "LlamaTokenizer";
+  };
+  const spmStyle = (t: Record<string, unknown>) => {
+    const tok = t as unknown as Tokenizer;
+    tok.model.byte_fallback = true;
+    tok.model.ignore_merges = false;
+    tok.decoder = { type: "Sequence", decoders: [tok.decoder] };
+  };
+  it.each([
+    ["tokenizer_class only", { "tokenizer_config.json": llamaTokenizer }, "export.tokenizer-unreadable", /AssertionError: assert max\(tokenizer\.vocab\.values\(\)\) < vocab_size/],
+    ["and a SentencePiece-style tokenizer.json", { "tokenizer_config.json": llamaTokenizer, "tokenizer.json": spmStyle }, "export.spm-over-bpe", /tokenizer\.ggml\.model = llama/],
+  ])("a LlamaTokenizer over a byte-level BPE (%s) stops before training; llama.cpp never takes the tool down", async (_name, edits, code, said) => {
+    const p = new Project(pipelineYaml({ model: editedModel(base, edits) }));
     const result = await p.build("gguf");
     expect(result.code).toBe(1);
     expect(result.json.nodes).toEqual([]);
-    const v = verdict(result, "export.spm-over-bpe");
+    const v = verdict(result, code);
     expect(v.level).toBe("error");
-    expect(v.message).toMatch(/tokenizer\.ggml\.model = llama/);
-    expect(v.fix).toMatch(/original tokenizer files/);
+    expect(v.message).toMatch(said);
+    expect(v.fix).toMatch(/original tokenizer files|unedited copies/);
     expect(result.stderr).not.toMatch(/terminate called/);
   });
 
