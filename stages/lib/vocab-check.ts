@@ -54,22 +54,15 @@ function guardExec(root: string, name: string): Exec {
   return (command, args, options) => execLogged(command, args, logPath, new AbortController().signal, options);
 }
 
-interface Converter {
-  readonly python: string;
-  readonly env: Readonly<Record<string, string>>;
-  readonly source: string;
-  readonly version: string;
-}
-
 /** The converter's environment: this project's, or the identical one another project already built. */
-async function converterEnv(ctx: BaseCtx<PipelineConfig>, source: string, version: string): Promise<Converter | undefined> {
+async function converterEnv(ctx: BaseCtx<PipelineConfig>): Promise<{ python: string; env: Readonly<Record<string, string>> } | undefined> {
   if (ctx.isBuilt("llama-cpp")) {
     const info = await readToolchain(ctx.upstream("llama-cpp")).catch(() => undefined);
-    if (info) return { python: info.python, env: info.env, source, version };
+    if (info) return info;
   }
   const python = findPython(ctx.config.python).path;
   const venv = python ? await existingVenv("llama-cpp-convert", CONVERTER_REQUIREMENTS, python) : undefined;
-  return venv ? { python: venvPython(venv), env: {}, source, version } : undefined;
+  return venv ? { python: venvPython(venv), env: {} } : undefined;
 }
 
 const sha = (data: string | Buffer) => createHash("sha256").update(data).digest("hex");
@@ -129,7 +122,7 @@ function converterFailure(result: ExecResult, hash: string | undefined, converte
  * Hugging Face tokenizer's. `converter` names the llama.cpp in messages.
  */
 export async function vocabVerdicts(ctx: BaseCtx<PipelineConfig>, dir: string, source: string, version: string, converter: string): Promise<Verdict[]> {
-  const env = await converterEnv(ctx, source, version);
+  const env = await converterEnv(ctx);
   if (!env) {
     return [
       {
@@ -200,8 +193,13 @@ async function vocabGgufVerdicts(run: Exec, vocab: string, dir: string, converte
   if (!hfTokens) return [converted, { level: "ok", code: "export.parity-later", message: "tokenizer parity is checked once the mlx environment is built" }];
   const { checkTokenizer } = await import("./tokenizer-parity.ts");
   const { LlamaCrash } = await import("./llama-child.ts");
+  const hf = await hfTokens.catch((e: Error) => e);
+  if (hf instanceof Error) {
+    // mlx-lm trains with this tokenizer: training would fail as well.
+    return [converted, { level: "error", code: "export.hf-tokenizer", message: hf.message, fix: "Check the folder's tokenizer files: transformers (in the mlx environment) must load them." }];
+  }
   try {
-    const { verdicts } = await checkTokenizer(run, await hfTokens, { gguf: vocab, ggufTemplate: header.chatTemplate, vocabOnly: true });
+    const { verdicts } = await checkTokenizer(run, hf, { gguf: vocab, ggufTemplate: header.chatTemplate, vocabOnly: true });
     return [converted, ...verdicts];
   } catch (e) {
     if (!(e instanceof LlamaCrash)) throw e;
