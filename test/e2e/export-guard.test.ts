@@ -74,6 +74,19 @@ describe("the gguf guard runs llama.cpp's converter on the base model's vocabula
     expect(result.stderr).not.toMatch(/terminate called/);
   });
 
+  it("an eos_token llama.cpp does not take for an end of turn is llama.cpp's own warning, as a warn verdict with a fix", async () => {
+    const model = editedModel(base, {
+      "tokenizer_config.json": (c) => {
+        c.eos_token = "<|begin_of_text|>"; // eos = bos, as transformers left SmolLM2's tokenizer after a GGUF round trip
+      },
+    });
+    const result = await new Project(pipelineYaml({ model })).run(["check", "gguf", "--json"]);
+    const v = verdict(result, "export.eog-warning");
+    expect(v.level).toBe("warn");
+    expect(v.message).toMatch(/special_eos_id is not in special_eog_ids/);
+    expect(v.fix).toMatch(/eos_token in tokenizer_config\.json/);
+  });
+
   it("the unedited model passes: the converter reads it and llama.cpp tokenizes like Hugging Face", async () => {
     const p = new Project(pipelineYaml({ model: base }));
     const result = await p.run(["check", "gguf", "--json"]);
