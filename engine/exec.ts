@@ -91,22 +91,27 @@ export async function execLogged(
     groups.add(pid);
     groupsChanged();
   }
-  const killGroup = () => {
+  const killGroup = (how: NodeJS.Signals = "SIGTERM") => {
     if (pid === undefined) return;
     try {
-      process.kill(-pid, "SIGTERM");
+      process.kill(-pid, how);
     } catch {
       // Already gone.
     }
   };
-  signal.addEventListener("abort", killGroup, { once: true });
+  const onAbort = () => killGroup();
+  signal.addEventListener("abort", onAbort, { once: true });
+  let timedOut = false;
+  // SIGKILL: a tool stuck in native code may not act on SIGTERM.
+  const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => ((timedOut = true), killGroup("SIGKILL")), options.timeoutMs);
   child.stdout!.on("data", (d: Buffer) => out.push(d.toString("utf8")));
   child.stderr!.on("data", (d: Buffer) => err.push(d.toString("utf8")));
   const result = await new Promise<{ exitCode: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
     child.once("error", reject);
     child.once("close", (exitCode, sig) => resolve({ exitCode, signal: sig }));
   }).finally(() => {
-    signal.removeEventListener("abort", killGroup);
+    clearTimeout(timer);
+    signal.removeEventListener("abort", onAbort);
     if (pid !== undefined) {
       groups.delete(pid);
       groupsChanged();
@@ -114,15 +119,15 @@ export async function execLogged(
   });
   out.end();
   err.end();
-  log.write(`# exit ${result.exitCode ?? result.signal}\n`);
+  log.write(`# exit ${result.exitCode ?? result.signal}${timedOut ? ` (timed out after ${options.timeoutMs} ms)` : ""}\n`);
   await new Promise<void>((resolve) => log.end(resolve));
-  return { exitCode: result.exitCode, signal: result.signal, logPath, tail };
+  return { exitCode: result.exitCode, signal: result.signal, logPath, tail, ...(timedOut ? { timedOut } : {}) };
 }
 
 /** Throws a UserError with the tool's last output lines and the log path unless it exited 0. */
 export function assertSuccess(result: ExecResult, what: string, lines = 15): void {
   if (result.exitCode === 0) return;
-  const how = result.signal ? `was killed by ${result.signal}` : `exited with code ${result.exitCode}`;
+  const how = result.timedOut ? "hung and was killed at its time limit" : result.signal ? `was killed by ${result.signal}` : `exited with code ${result.exitCode}`;
   const tail = result.tail.slice(-lines).map((l) => `    ${l}`).join("\n");
   throw new UserError(`${what} ${how}. Last lines of ${result.logPath}:\n${tail}`);
 }

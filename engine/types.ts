@@ -56,6 +56,8 @@ export interface ExecOptions {
   readonly env?: Readonly<Record<string, string | undefined>>;
   /** Called with every output line (split on \n and \r, ANSI stripped). */
   readonly onLine?: (line: string) => void;
+  /** Kill the process group (SIGKILL) after this long: a hung native tool becomes a failure, not a stuck build. */
+  readonly timeoutMs?: number;
 }
 
 export interface ExecResult {
@@ -64,6 +66,8 @@ export interface ExecResult {
   readonly logPath: string;
   /** Last lines of the combined output, for error messages. */
   readonly tail: readonly string[];
+  /** Killed because it ran past ExecOptions.timeoutMs. */
+  readonly timedOut?: boolean;
 }
 
 export interface RunCtx<C> extends BaseCtx<C> {

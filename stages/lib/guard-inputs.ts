@@ -55,14 +55,25 @@ export async function probeArchitecture(
  */
 async function mlxToolchain(ctx: BaseCtx<PipelineConfig>): Promise<{ python: string; env: Record<string, string>; versions: Record<string, string> } | undefined> {
   if (ctx.isBuilt("mlx-env")) return readToolchain(ctx.upstream("mlx-env"));
-  const python = findPython(ctx.config.python).path;
-  const venv = python ? await existingVenv("mlx", MLX_REQUIREMENTS, python) : undefined;
+  const venv = await mlxVenv(ctx);
   if (!venv) return undefined;
   const version = (pkg: string) => {
     const dist = execFileSync(venvPython(venv), [TOOLCHAIN_INFO, pkg], { encoding: "utf8" });
     return (JSON.parse(dist) as Record<string, string>)[pkg.replace("-", "_")] ?? "unknown";
   };
   return { python: venvPython(venv), env: await openblasEnv(venv), versions: { mlx_lm: version("mlx-lm") } };
+}
+
+/** The mlx environment's interpreter and process environment, found as mlxToolchain finds it, without asking versions. */
+export async function mlxPython(ctx: BaseCtx<PipelineConfig>): Promise<{ python: string; env: Record<string, string> } | undefined> {
+  if (ctx.isBuilt("mlx-env")) return readToolchain(ctx.upstream("mlx-env"));
+  const venv = await mlxVenv(ctx);
+  return venv ? { python: venvPython(venv), env: await openblasEnv(venv) } : undefined;
+}
+
+async function mlxVenv(ctx: BaseCtx<PipelineConfig>): Promise<string | undefined> {
+  const python = findPython(ctx.config.python).path;
+  return python ? existingVenv("mlx", MLX_REQUIREMENTS, python) : undefined;
 }
 
 const MLX_REQUIREMENTS = toolFile("stages", "requirements", "mlx.txt");
