@@ -22,7 +22,7 @@ export interface RunResult {
   /** The --json document; reading it throws when the run printed none (see requireJson). */
   json: {
     ok: boolean;
-    nodes: { id: string; status: string; reason: string; stale?: boolean; reasons?: string[] }[];
+    nodes: { id: string; status: string; reason: string; stale?: boolean; changed?: boolean; reasons?: string[] }[];
     hashed?: { files: number; bytes: number };
     [k: string]: unknown;
   };
