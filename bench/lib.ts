@@ -1,5 +1,6 @@
 // Shared helpers for the benchmarks: timed subprocesses, medians, the load average, the result table.
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
+import { writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 
 export { REPO, TSX_ARGS } from "../test/helpers/cli.ts";
@@ -92,4 +93,18 @@ export function printTable(rows: readonly Row[]): void {
   const line = (r: Row) => `| ${r.bench.padEnd(widths.bench)} | ${r.command.padEnd(widths.command)} | ${r.numbers.padEnd(widths.numbers)} | ${r.ratio.padEnd(widths.ratio)} |`;
   const sep = `|${"-".repeat(widths.bench + 2)}|${"-".repeat(widths.command + 2)}|${"-".repeat(widths.numbers + 2)}|${"-".repeat(widths.ratio + 2)}|`;
   process.stdout.write([line(head), sep, ...rows.map(line)].join("\n") + "\n");
+}
+
+/**
+ * Empties the kernel's page cache (`sync; echo 3 > /proc/sys/vm/drop_caches`), so the next read of a file
+ * comes from the disk. Only root can, and not in every container: false when it could not.
+ */
+export function dropPageCache(): boolean {
+  try {
+    execFileSync("sync"); // dirty pages are not dropped: written out first, they are
+    writeFileSync("/proc/sys/vm/drop_caches", "3\n");
+    return true;
+  } catch {
+    return false;
+  }
 }

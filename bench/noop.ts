@@ -34,8 +34,12 @@ export interface Project {
   readonly bytes: number;
 }
 
-async function build(p: { dir: string; script: string; target?: string }): Promise<{ ms: number; json: BuildJson }> {
-  const r = await timed(process.execPath, [...TSX_ARGS, p.script, p.target ?? "report", "--json"], { cwd: p.dir, env: ENV });
+/** `npx tsx`: how the README runs the CLI (npm's npx, then tsx's own CLI, then node with tsx's loader). */
+const NPX_TSX = ["npx", "tsx"] as const;
+
+async function build(p: { dir: string; script: string; target?: string }, launcher: "node --import tsx" | "npx tsx" = "node --import tsx"): Promise<{ ms: number; json: BuildJson }> {
+  const [command, ...args] = launcher === "npx tsx" ? NPX_TSX : [process.execPath, ...TSX_ARGS];
+  const r = await timed(command!, [...args, p.script, p.target ?? "report", "--json"], { cwd: p.dir, env: ENV });
   let json: BuildJson;
   try {
     json = JSON.parse(r.stdout) as BuildJson;
@@ -125,21 +129,36 @@ function terminalContender(name: string, command: string, args: readonly string[
 
 /**
  * The real pipeline's no-op in this checkout (`pipeline.ts gguf`), when its demo is built and fresh: the
- * engine plus the stages' own inputs (a Python shim asked its version, the toolchains' files).
+ * engine plus the stages' own inputs (a Python shim asked its version, the toolchains' files). Run both as
+ * the tests and benchmarks start CLIs (`node --import tsx`) and as the README tells people to (`npx tsx`).
  */
-async function demoContender(): Promise<Contender | undefined> {
+async function demoContenders(): Promise<Contender[]> {
   const status = await timed(process.execPath, [...TSX_ARGS, DEMO, "status", "gguf", "--json"], { cwd: REPO, env: ENV });
   const fresh = status.code === 0 && (JSON.parse(status.stdout) as { nodes: { stale: boolean }[] }).nodes.every((n) => !n.stale);
   if (!fresh) {
-    log("no-op: the demo is not built and fresh here (run `npx tsx pipeline.ts gguf`): its row is left out");
-    return undefined;
+    log("no-op: the demo is not built and fresh here (run `npx tsx pipeline.ts gguf`): its rows are left out");
+    return [];
   }
-  return {
-    name: "demo",
-    command: "node --import tsx pipeline.ts gguf --json",
+  return (["node --import tsx", "npx tsx"] as const).map((launcher) => ({
+    name: `demo, ${launcher}`,
+    command: `${launcher} pipeline.ts gguf --json`,
     run: async () => {
-      const { ms, json } = await build({ dir: REPO, script: DEMO, target: "gguf" });
+      const { ms, json } = await build({ dir: REPO, script: DEMO, target: "gguf" }, launcher);
       return { ms, hashedFiles: json.hashed?.files, hashedBytes: json.hashed?.bytes, allFresh: json.nodes.every((n) => n.status === "fresh") };
+    },
+  }));
+}
+
+/** `npx tsx FILE`, the baseline the `npx tsx` demo row is measured against. */
+function npxContender(name: string, command: string, args: readonly string[]): Contender {
+  const [npx, ...npxArgs] = NPX_TSX;
+  return {
+    name,
+    command,
+    run: async () => {
+      const r = await timed(npx, [...npxArgs, ...args], { cwd: REPO, env: ENV });
+      if (r.code !== 0) throw new Error(`${command} failed: ${r.stderr}`);
+      return { ms: r.ms };
     },
   };
 }
@@ -172,8 +191,9 @@ export async function noopBench(parent: string, big: Project, reps: number): Pro
     const noops = projects.map(noopContender);
     const emptyTty = terminalContender("empty .ts", "script -qec 'node --import tsx bench/empty.ts'", [EMPTY]);
     const bigTty = terminalContender("no-op", `script -qec 'node --import tsx bench/big-pipeline.ts report'`, [BIG, "report"], big.dir);
-    const demo = await demoContender();
-    const all = [empty, importOnly, ...noops, ...(demo ? [demo] : []), emptyTty, bigTty];
+    const demos = await demoContenders();
+    const emptyNpx = npxContender("empty .ts, npx tsx", "npx tsx bench/empty.ts", [EMPTY]);
+    const all = [empty, importOnly, ...noops, ...(demos.length > 0 ? [...demos, emptyNpx] : []), emptyTty, bigTty];
     log(`no-op: ${reps} interleaved rounds of ${all.length} commands (load ${load()})`);
     const s = await rounds(all, reps);
     const emptyMs = s.get(empty)!.map((x) => x.ms);
@@ -206,16 +226,22 @@ export async function noopBench(parent: string, big: Project, reps: number): Pro
         ratio: `${med <= TARGET_MS ? "under" : "OVER"} the ${TARGET_MS} ms target`,
       });
     });
-    if (demo) {
-      const runs = s.get(demo)!;
-      const d = share(demo);
-      const zero = runs.every((r) => r.hashedFiles === 0 && r.hashedBytes === 0);
-      rows.push({
-        bench: "no-op: demo pipeline (this checkout)",
-        command: demo.command,
-        numbers: `median ${ms(median(runs.map((r) => r.ms)))}; share over baseline ${ms(median(d))} (IQR ${iqr(d)}); hashed ${zero ? "0 files / 0 B" : "SOME FILES"}${runs.every((r) => r.allFresh) ? ", all nodes fresh" : ", NOT ALL FRESH"}`,
-        ratio: `${median(d) <= TARGET_MS ? "under" : "OVER"} the ${TARGET_MS} ms target (engine + stages' inputs)`,
-      });
+    if (demos.length > 0) {
+      const npxMs = s.get(emptyNpx)!.map((x) => x.ms);
+      rows.push({ bench: "no-op: baseline, npx tsx", command: emptyNpx.command, numbers: `median ${ms(median(npxMs))} (IQR ${iqr(npxMs)})`, ratio: "npx and tsx's CLI start before node does" });
+      for (const demo of demos) {
+        const runs = s.get(demo)!;
+        const viaNpx = demo.command.startsWith("npx");
+        // Each against the empty file started the same way, in the same round.
+        const d = runs.map((x, i) => x.ms - (viaNpx ? npxMs : emptyMs)[i]!);
+        const zero = runs.every((r) => r.hashedFiles === 0 && r.hashedBytes === 0);
+        rows.push({
+          bench: `no-op: demo pipeline (this checkout), ${viaNpx ? "npx tsx" : "node --import tsx"}`,
+          command: demo.command,
+          numbers: `median ${ms(median(runs.map((r) => r.ms)))}; share over ${viaNpx ? emptyNpx.command : empty.command} ${ms(median(d))} (IQR ${iqr(d)}); hashed ${zero ? "0 files / 0 B" : "SOME FILES"}${runs.every((r) => r.allFresh) ? ", all nodes fresh" : ", NOT ALL FRESH"}`,
+          ratio: `${median(d) <= TARGET_MS ? "under" : "OVER"} the ${TARGET_MS} ms target (engine + stages' inputs)`,
+        });
+      }
     }
     const ttyShare = s.get(bigTty)!.map((x, i) => x.ms - s.get(emptyTty)!.map((y) => y.ms)[i]!);
     rows.push({

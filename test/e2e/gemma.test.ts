@@ -74,5 +74,6 @@ describe("tiny:gemma3 with system prompts", () => {
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/mask_prompt/);
     expect(result.json.nodes).toEqual([]);
+    expect(result.json.verdicts?.filter((v) => v.level === "error").map((v) => v.message).join("\n")).toMatch(/mask_prompt/);
   });
 });

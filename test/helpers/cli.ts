@@ -48,6 +48,16 @@ export function collect(child: ChildProcess): Promise<CliRun> {
   });
 }
 
+/**
+ * The --json document a run printed. A run that printed none (a crash, a kill, a stray line on stdout) throws,
+ * naming how it ended and what it said: a test must never mistake a crash for an empty build.
+ */
+export function requireJson(run: Pick<CliRun, "code" | "signal" | "stdout" | "stderr" | "json">): unknown {
+  if (run.json !== undefined) return run.json;
+  const ended = run.signal ? `was killed by ${run.signal}` : `exited ${run.code}`;
+  throw new Error(`the CLI printed no JSON document (it ${ended}).\nstdout: ${run.stdout.slice(-2000) || "(empty)"}\nstderr ends:\n${run.stderr.slice(-4000)}`);
+}
+
 /** Resolves once `predicate` holds, polling every 100 ms, or rejects after `ms`. */
 export async function waitFor(predicate: () => boolean, ms = 300_000): Promise<void> {
   const start = Date.now();

@@ -3,7 +3,7 @@ import type { ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { collect, REPO, spawnCli } from "./cli.ts";
+import { collect, REPO, requireJson, spawnCli } from "./cli.ts";
 
 export { waitFor } from "./cli.ts";
 export const FAKE = join(REPO, "test/fixtures/fake-pipeline.ts");
@@ -19,9 +19,10 @@ export interface RunResult {
   code: number | null;
   stdout: string;
   stderr: string;
+  /** The --json document; reading it throws when the run printed none (see requireJson). */
   json: {
     ok: boolean;
-    nodes: { id: string; status: string; reason: string; stale?: boolean; reasons?: string[] }[];
+    nodes: { id: string; status: string; reason: string; stale?: boolean; changed?: boolean; reasons?: string[] }[];
     hashed?: { files: number; bytes: number };
     [k: string]: unknown;
   };
@@ -66,13 +67,23 @@ export class FakeProject {
   /** Runs the CLI and returns its exit code, output and the parsed --json document (when there is one). */
   async run(args: string[], nodeArgs: readonly string[] = []): Promise<RunResult> {
     const r = await collect(this.spawn(args, nodeArgs));
-    return { code: r.code, stdout: r.stdout, stderr: r.stderr, json: (r.json as RunResult["json"] | undefined) ?? { ok: false, nodes: [] } };
+    return {
+      code: r.code,
+      stdout: r.stdout,
+      stderr: r.stderr,
+      // Read lazily: a run without --json has no document, and only a test that reads it must fail.
+      get json() {
+        return requireJson(r) as RunResult["json"];
+      },
+    };
   }
 
   /** Runs a build with --json and returns node id → status. */
   async build(...extra: string[]): Promise<Record<string, string> & { _result: RunResult }> {
     const result = await this.run(["report", "--json", ...extra]);
-    const statuses = Object.fromEntries(result.json.nodes.map((n) => [n.id, n.status]));
+    const { nodes, error } = result.json;
+    if (!nodes) throw new Error(`the CLI reported no nodes: ${error ?? JSON.stringify(result.json)}`);
+    const statuses = Object.fromEntries(nodes.map((n) => [n.id, n.status]));
     return Object.assign(statuses, { _result: result });
   }
 }

@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import YAML from "yaml";
-import { collect, REPO, spawnCli } from "./cli.ts";
+import { collect, REPO, requireJson, spawnCli } from "./cli.ts";
 
 export { REPO, waitFor } from "./cli.ts";
 export const PIPELINE = join(REPO, "pipeline.ts");
@@ -70,8 +70,9 @@ export interface RunResult {
   signal: NodeJS.Signals | null;
   stdout: string;
   stderr: string;
+  /** The --json document; reading it throws when the run printed none (see requireJson). */
   json: { ok: boolean; nodes: NodeReport[]; error?: string; verdicts?: { node: string; level: string; code: string; message: string }[]; [k: string]: unknown };
-  /** node id → status, for the nodes in the report. */
+  /** node id → status, for the nodes in the report; throws when there is no report of nodes. */
   statuses: Record<string, string>;
   ms: number;
 }
@@ -150,9 +151,23 @@ export class Project {
     const child = this.spawn(args, env);
     onSpawn?.(child);
     const r = await collect(child);
-    const json = (r.json as RunResult["json"] | undefined) ?? { ok: false, nodes: [] };
-    const statuses = Object.fromEntries((json.nodes ?? []).map((n) => [n.id, n.status]));
-    return { ...r, json, statuses };
+    const result: RunResult = {
+      code: r.code,
+      signal: r.signal,
+      stdout: r.stdout,
+      stderr: r.stderr,
+      ms: r.ms,
+      // Read lazily: a killed run has no document, and only a test that reads it must fail.
+      get json() {
+        return requireJson(r) as RunResult["json"];
+      },
+      get statuses() {
+        const { nodes, error } = this.json;
+        if (!nodes) throw new Error(`the CLI reported no nodes: ${error ?? JSON.stringify(this.json)}`);
+        return Object.fromEntries(nodes.map((n) => [n.id, n.status]));
+      },
+    };
+    return result;
   }
 
   /** Builds `target` with --json. */
