@@ -59,6 +59,9 @@ export class Engine<C> {
   private readonly outputDigests = new Map<string, TreeDigest>();
   /** Evaluations made by `status`, reused by `build` for a node none of whose dependencies ran since. */
   private readonly planned = new Map<string, Evaluation>();
+  /** Nodes whose published output exists and matches their current fingerprint: all a guard may read. */
+  private readonly fresh = new Set<string>();
+  private assessed = false;
   /** The staging folder being written, removed by the signal handler. */
   currentStaging: string | undefined;
 
@@ -84,7 +87,9 @@ export class Engine<C> {
       config: this.project.config,
       root: this.project.root,
       upstream: (id) => this.store.path(id),
-      isBuilt: (id) => this.lock[id] !== undefined,
+      // A lock entry is not enough: a fresh clone has the lock but no outputs, and an output made from other
+      // inputs (another model's tokenizer) would mislead a guard.
+      isBuilt: (id) => this.fresh.has(id),
     };
   }
 
@@ -150,6 +155,7 @@ export class Engine<C> {
     );
     const states: NodeState[] = [];
     const stale = new Set<string>();
+    this.assessed = true;
     for (const id of order) {
       const staleDeps = this.project.graph.node(id).deps.filter((d) => stale.has(d));
       let reasons: string[];
@@ -161,6 +167,8 @@ export class Engine<C> {
       }
       reasons.push(...staleDeps.map((d) => `upstream ${d} will rebuild (this node reruns unless its output is identical)`));
       if (reasons.length > 0) stale.add(id);
+      if (reasons.length > 0) this.fresh.delete(id);
+      else this.fresh.add(id);
       states.push({ id, stale: reasons.length > 0, reasons });
     }
     return states;
@@ -168,6 +176,7 @@ export class Engine<C> {
 
   /** The guards of every node on the way to the target (or of those in `only`). */
   async guards(target: string, only?: ReadonlySet<string>): Promise<NodeVerdict[]> {
+    if (!this.assessed) await this.status(target); // which outputs are fresh, so guards read only those
     const verdicts: NodeVerdict[] = [];
     for (const id of this.project.graph.order([target]).filter((n) => !only || only.has(n))) {
       verdicts.push(...(await this.guard(this.project.graph.node(id))));
@@ -222,6 +231,7 @@ export class Engine<C> {
         const forced = options.force.has(id);
         if (evaluation.reasons.length === 0 && !forced) {
           this.outputDigests.set(id, this.lock[id]!.output.digest);
+          this.fresh.add(id);
           const cut = node.deps.filter((d) => ran.has(d));
           if (cut.length > 0) finish("cutoff", `${cut.join(", ")} reran with identical output`);
           else finish("fresh", "up to date");
@@ -234,6 +244,7 @@ export class Engine<C> {
           const late = (await this.guard(node)).filter((v) => v.level === "error");
           if (late.length > 0) throw new UserError(formatVerdicts(late));
         }
+        this.fresh.delete(id);
         options.observer.nodeRunning(id, reason);
         await this.runNode(node, evaluation, options);
         ran.add(id);
@@ -289,6 +300,7 @@ export class Engine<C> {
       await writeLockEntries(this.lockPath, this.cacheDir, { [node.id]: entry });
       this.lock = { ...this.lock, [node.id]: entry };
       this.outputDigests.set(node.id, output.digest);
+      this.fresh.add(node.id);
       await rm(scratch, { recursive: true, force: true });
     } finally {
       if (this.currentStaging) await rm(this.currentStaging, { recursive: true, force: true });
