@@ -59,8 +59,11 @@ export class FakeProject {
   }
 
   /** `nodeArgs` go before tsx's loader, e.g. another `--import` hook. */
+  /** Extra environment for every run of this project. */
+  env: Record<string, string> = {};
+
   spawn(args: string[], nodeArgs: readonly string[] = []): ChildProcess {
-    return spawnCli(FAKE, args, { cwd: this.dir, env: { ...process.env, CI: "true" }, nodeArgs });
+    return spawnCli(FAKE, args, { cwd: this.dir, env: { ...process.env, CI: "true", ...this.env }, nodeArgs });
   }
 
   /** Runs the CLI and returns its exit code, output and the parsed --json document (when there is one). */
