@@ -21,7 +21,7 @@ export interface RunResult {
   stderr: string;
   json: {
     ok: boolean;
-    nodes: { id: string; status: string; reason: string; stale?: boolean; reasons?: string[] }[];
+    nodes: { id: string; status: string; reason: string; stale?: boolean; restore?: boolean; reasons?: string[] }[];
     hashed?: { files: number; bytes: number };
     [k: string]: unknown;
   };
