@@ -1,34 +1,14 @@
 // The local build cache, with the fake pipeline: what was built once comes back restored, byte-identical,
 // without running; the lock, cutoff and verify behave as for a built node; corrupt or partial entries are
 // never published; gc keeps what the lock references; clones share one store.
-import { createHash } from "node:crypto";
-import { chmodSync, copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, mkdtempSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { BASE_CONFIG, FakeProject, waitFor } from "../helpers/fake-project.ts";
+import { blobs, files, storeIsSound } from "../helpers/store.ts";
 
 const SLOW_COPY = ["--import", join(import.meta.dirname, "../helpers/slow-copy.mjs")];
-
-/** Every file under a folder, recursively. */
-function files(dir: string): string[] {
-  if (!existsSync(dir)) return [];
-  return readdirSync(dir, { recursive: true, withFileTypes: true })
-    .filter((e) => e.isFile())
-    .map((e) => join(e.parentPath, e.name));
-}
-
-const blobs = (store: string) => files(join(store, "blobs"));
-const sha = (path: string) => createHash("sha256").update(readFileSync(path)).digest("hex");
-
-/** Every blob holds the bytes its name says, and every manifest's blobs are there. */
-function storeIsSound(store: string): void {
-  for (const b of blobs(store)) expect(sha(b)).toBe(b.split("/").at(-1));
-  for (const m of files(join(store, "manifests"))) {
-    const manifest = JSON.parse(readFileSync(m, "utf8")) as { output: { files: Record<string, string> } };
-    for (const d of Object.values(manifest.output.files)) expect(existsSync(join(store, "blobs", d.slice(0, 2), d))).toBe(true);
-  }
-}
 
 /** Dates every file in the store back two hours: past gc's grace period for blobs a build may be using. */
 function age(store: string): void {
