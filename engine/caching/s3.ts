@@ -19,6 +19,9 @@ import { UserError } from "../types.ts";
 import type { BlobPaths, Cache, Manifest, Progress, RemoteSettings } from "./cache.ts";
 import type { LocalStore } from "./local.ts";
 
+// The pinned SDK supports Node 20; its multi-line notice about future releases would bury our one-line errors.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
+
 /** Multipart: 16 MiB parts, 4 in flight per file (lib-storage buffers partSize × queueSize). */
 const PART_SIZE = 16 << 20;
 const QUEUE_SIZE = 4;

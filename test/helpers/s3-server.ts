@@ -7,6 +7,8 @@ import { join } from "node:path";
 import { userCacheDir } from "../../stages/lib/paths.ts";
 
 export const MOTO_VERSION = "5.2.5";
+// The tests' own S3 client: its notice about future Node requirements is noise here.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = "true";
 const VENV = userCacheDir("venvs", `moto-${MOTO_VERSION}`);
 /** moto_server run as `python -m moto.server`: the venv's scripts name the temp folder it was made in. */
 const PYTHON = join(VENV, "bin", "python");
