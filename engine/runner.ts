@@ -12,7 +12,7 @@ import { readLock, writeLockEntries, type LockEntry, type LockNodes } from "./lo
 import { OutputStore } from "./outputs.ts";
 import { execLogged } from "./exec.ts";
 import { formatVerdicts } from "./verdicts.ts";
-import { formatBytes, type CacheSettings, type Manifest } from "./caching/cache.ts";
+import { transferLine, type CacheSettings, type Manifest } from "./caching/cache.ts";
 import { BuildCache } from "./caching/build-cache.ts";
 
 export interface Project<C> {
@@ -374,9 +374,10 @@ export class Engine<C> {
     if (!cache) return false;
     const say = (line: string) => options.observer.note(node.id, line);
     let manifest: Manifest | undefined;
+    const started = performance.now();
     try {
       manifest = await cache.lookup(node.id, evaluation.fingerprint, (done, total) =>
-        options.observer.progress(node.id, `fetching from the remote cache: ${formatBytes(done)} of ${formatBytes(total)}`),
+        options.observer.progress(node.id, `fetching from the remote cache: ${transferLine(done, total, started)}`),
       );
     } catch (e) {
       if (e instanceof UserError && e.exitCode === 2) throw e;

@@ -57,6 +57,12 @@ export function totalSize(m: Manifest): number {
   return Object.values(m.sizes).reduce((a, b) => a + b, 0);
 }
 
+/** "1.2 GiB of 4.0 GiB (85.3 MB/s)": a transfer begun at `startedMs` (performance.now()). */
+export function transferLine(done: number, total: number, startedMs: number): string {
+  const secs = (performance.now() - startedMs) / 1000;
+  return `${formatBytes(done)} of ${formatBytes(total)} (${(secs > 0 ? done / secs / 1e6 : 0).toFixed(1)} MB/s)`;
+}
+
 export function formatBytes(n: number): string {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
   let i = 0;

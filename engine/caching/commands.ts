@@ -4,7 +4,7 @@ import type { Engine } from "../runner.ts";
 import type { Json } from "../types.ts";
 import { UserError } from "../types.ts";
 import type { BuildCache } from "./build-cache.ts";
-import { formatBytes, totalSize, type Progress } from "./cache.ts";
+import { formatBytes, totalSize, transferLine, type Progress } from "./cache.ts";
 
 /** gc's default bound: a tenth of the file system the store is on. */
 const DEFAULT_SHARE = 0.1;
@@ -22,9 +22,7 @@ function progressLine(label: string): { progress: Progress; end(): void } {
   let line = "";
   return {
     progress(done, total) {
-      const secs = (performance.now() - started) / 1000;
-      const rate = secs > 0 ? done / secs : 0;
-      line = `${label}: ${formatBytes(done)} of ${formatBytes(total)} (${(rate / 1e6).toFixed(1)} MB/s)`;
+      line = `${label}: ${transferLine(done, total, started)}`;
       const now = performance.now();
       if (tty) process.stderr.write(`\r\x1b[2K${line}`);
       else if (now - last > 2000) {
@@ -145,6 +143,6 @@ async function transfer<C>(command: "push" | "pull", engine: Engine<C>, cache: B
   const text = Object.entries(results)
     .map(([id, r]) => `${r.startsWith("FAILED") ? "✗" : "✓"} ${id}: ${r}`)
     .join("\n");
-  out(json, { ok: !failed, remote: settings.url, nodes: results }, text);
+  out(json, { ok: !failed, remote: settings.url, results }, text);
   return failed ? 1 : 0;
 }

@@ -58,8 +58,8 @@ describe.concurrent("remote build cache (S3)", () => {
     expect((await ci.build())._result.code).toBe(0);
     const push = await ci.run(["push", "--json"]);
     expect(push.code).toBe(0);
-    expect(push.json).toMatchObject({ ok: true, nodes: { source: expect.stringMatching(/^pushed/), report: expect.stringMatching(/^pushed/) } });
-    expect((await ci.run(["push", "--json"])).json).toMatchObject({ nodes: { source: "already on the remote" } });
+    expect(push.json).toMatchObject({ ok: true, results: { source: expect.stringMatching(/^pushed/), report: expect.stringMatching(/^pushed/) } });
+    expect((await ci.run(["push", "--json"])).json).toMatchObject({ results: { source: "already on the remote" } });
 
     const pulled = t.clone({ lockFrom: ci });
     expect((await pulled.run(["pull"])).code).toBe(0);
@@ -94,7 +94,7 @@ describe.concurrent("remote build cache (S3)", () => {
     expect(pull.code).toBe(1);
     expect(pull.json).toMatchObject({
       ok: false,
-      nodes: {
+      results: {
         lower: expect.stringMatching(/^FAILED: remote cache: s3:\/\/team-cache\/.*\/blobs\/[0-9a-f]{64} does not hold the bytes its name promises/),
         report: "not on the remote: a build runs it",
       },
