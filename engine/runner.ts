@@ -12,8 +12,8 @@ import { readLock, writeLockEntries, type LockEntry, type LockNodes } from "./lo
 import { OutputStore } from "./outputs.ts";
 import { execLogged } from "./exec.ts";
 import { formatVerdicts } from "./verdicts.ts";
-import { transferLine, type CacheSettings, type Manifest } from "./caching/cache.ts";
-import { BuildCache } from "./caching/build-cache.ts";
+import type { CacheSettings, Manifest } from "./caching/cache.ts";
+import type { BuildCache } from "./caching/build-cache.ts";
 
 export interface Project<C> {
   readonly root: string;
@@ -70,19 +70,26 @@ export class Engine<C> {
   private assessed = false;
   /** Nodes whose guards ran in this process. */
   private readonly guarded = new Set<string>();
-  readonly cache: BuildCache | undefined;
+  private cache: Promise<BuildCache> | undefined;
   /** The staging folder being written, removed by the signal handler. */
   currentStaging: string | undefined;
 
   private constructor(
     readonly project: Project<C>,
     private readonly digester: Digester,
-    remote: boolean,
+    private readonly remote: boolean,
   ) {
     this.store = new OutputStore(join(project.root, "models"));
     this.lockPath = join(project.root, "pipeline.lock");
     this.cacheDir = join(project.root, "cache");
-    this.cache = project.cache && new BuildCache(project.cache, remote);
+  }
+
+  /** The build cache, loaded on first use: a no-op build never needs it. Undefined when none is configured. */
+  buildCache(): Promise<BuildCache> | undefined {
+    const settings = this.project.cache;
+    if (!settings) return undefined;
+    this.cache ??= import("./caching/build-cache.ts").then(({ BuildCache }) => new BuildCache(settings, this.remote));
+    return this.cache;
   }
 
   /** `remote: false` (--no-remote) keeps a build to the local store. */
@@ -197,8 +204,8 @@ export class Engine<C> {
       reasons.push(...staleDeps.map((d) => `upstream ${d} will rebuild (this node reruns unless its output is identical)`));
       let restore = false;
       if (reasons.length === 0) predicted.set(id, recorded(id));
-      else if (staleDeps.length === 0 && evaluation && this.cache) {
-        const manifest = await this.cache.peek(id, evaluation.fingerprint);
+      else if (staleDeps.length === 0 && evaluation && this.project.cache) {
+        const manifest = await (await this.buildCache())!.peek(id, evaluation.fingerprint);
         if (manifest) {
           restore = true;
           predicted.set(id, manifest.output.digest);
@@ -338,8 +345,9 @@ export class Engine<C> {
       await sleep(RACY_MARGIN_MS);
       const output = await this.digester.tree(staging);
       // Kept by content before it is published: the staging folder is still the engine's alone.
-      await this.cache?.record(node.id, evaluation.fingerprint, output, staging, facts).catch((e: unknown) => {
-        options.observer.note(node.id, `warning: not kept in the build cache ${this.cache!.local.dir}: ${(e as Error).message}`);
+      const cache = await this.buildCache();
+      await cache?.record(node.id, evaluation.fingerprint, output, staging, facts).catch((e: unknown) => {
+        options.observer.note(node.id, `warning: not kept in the build cache ${cache.local.dir}: ${(e as Error).message}`);
       });
       await this.store.publish(node.id, staging);
       this.currentStaging = undefined;
@@ -370,15 +378,12 @@ export class Engine<C> {
    * folder, every file's digest checked, then published like a built output. False: run the node.
    */
   private async restore(node: NodeSpec<C>, evaluation: Evaluation, options: { observer: BuildObserver }): Promise<boolean> {
-    const cache = this.cache;
+    const cache = await this.buildCache();
     if (!cache) return false;
     const say = (line: string) => options.observer.note(node.id, line);
     let manifest: Manifest | undefined;
-    const started = performance.now();
     try {
-      manifest = await cache.lookup(node.id, evaluation.fingerprint, (done, total) =>
-        options.observer.progress(node.id, `fetching from the remote cache: ${transferLine(done, total, started)}`),
-      );
+      manifest = await cache.lookup(node.id, evaluation.fingerprint, (line) => options.observer.progress(node.id, `fetching from the remote cache: ${line}`));
     } catch (e) {
       if (e instanceof UserError && e.exitCode === 2) throw e;
       say(`warning: ${(e as Error).message}; running the node instead`);

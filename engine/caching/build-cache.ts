@@ -3,7 +3,7 @@
 import { statSync } from "node:fs";
 import type { FileDigest, Fingerprint, Json, TreeDigest } from "../types.ts";
 import { UserError } from "../types.ts";
-import type { Cache, CacheSettings, Manifest, Progress } from "./cache.ts";
+import { transferLine, type Cache, type CacheSettings, type Manifest } from "./cache.ts";
 import { LocalStore } from "./local.ts";
 
 export class BuildCache {
@@ -38,11 +38,12 @@ export class BuildCache {
     return (await this.remote()).manifest(node, fingerprint);
   }
 
-  /** The entry in the local store, fetched from the remote first when only the remote has it. */
-  async lookup(node: string, fingerprint: Fingerprint, progress?: Progress): Promise<Manifest | undefined> {
+  /** The entry in the local store, fetched from the remote first when only the remote has it (progress: a line with MB/s). */
+  async lookup(node: string, fingerprint: Fingerprint, progress?: (line: string) => void): Promise<Manifest | undefined> {
     const local = await this.local.get(node, fingerprint);
     if (local || !this.hasRemote) return local;
-    return (await this.remote()).get(node, fingerprint, progress);
+    const started = performance.now();
+    return (await this.remote()).get(node, fingerprint, (done, total) => progress?.(transferLine(done, total, started)));
   }
 
   /** Records a node's new output (in `dir`, whose files hashed to `output`). */

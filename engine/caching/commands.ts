@@ -37,7 +37,7 @@ function progressLine(label: string): { progress: Progress; end(): void } {
 }
 
 export async function cacheCommand<C>(command: "cache" | "gc" | "push" | "pull", engine: Engine<C>, node: string | undefined, json: boolean): Promise<number> {
-  const cache = engine.cache;
+  const cache = await engine.buildCache();
   if (!cache) throw new UserError("This project has no build cache configured.", 2);
   switch (command) {
     case "cache":
