@@ -10,6 +10,8 @@ import { loadYamlConfig, type ConfigSchema } from "./engine/config.ts";
 import { Graph } from "./engine/graph.ts";
 import { UserError, type NodeSpec } from "./engine/types.ts";
 import { prefetchPython } from "./stages/lib/python.ts";
+import { userCacheDir } from "./stages/lib/paths.ts";
+import { cacheSettings } from "./engine/caching/settings.ts";
 
 const USAGE = `usage: npx tsx pipeline.ts <node> [options]     build a node and the stale nodes it needs
        npx tsx pipeline.ts status [node]            what would run, and exactly why
@@ -17,6 +19,10 @@ const USAGE = `usage: npx tsx pipeline.ts <node> [options]     build a node and 
        npx tsx pipeline.ts graph                    the graph as Mermaid
        npx tsx pipeline.ts verify                   re-hash outputs against pipeline.lock
        npx tsx pipeline.ts schema                   write pipeline.schema.json for editors
+       npx tsx pipeline.ts cache                    the build cache: size, entries per node, the lock's
+       npx tsx pipeline.ts gc                       trim the build cache (keeps what pipeline.lock references)
+       npx tsx pipeline.ts push [node]              upload the lock's outputs to cache.remote
+       npx tsx pipeline.ts pull [node]              download them from cache.remote
 
 nodes: mlx-env, llama-cpp, quantizer, model, data, formatted, adapters, fused, hf, gguf
 
@@ -25,6 +31,7 @@ options:
   --force NODE       rebuild NODE even if it is up to date (repeatable)
   --frozen           fail if anything is stale (for CI)
   --dry-run          say what would run, run nothing
+  --no-remote        restore from the local build cache only
   --json             one JSON document on stdout; progress on stderr
   --memory SIZE      check: plan for a machine with this much memory, e.g. 16GB
   --os macos|linux   check: plan for this OS
@@ -80,7 +87,9 @@ const app: CliApp<PipelineConfig> = {
     }
     const root = dirname(configPath);
     (await import("./config/reserved-paths.ts")).assertNoReservedPaths(config, root, configPath);
-    return { root, config, graph: await buildGraph(config, root) };
+    // The store is per user, beside the toolchains: every clone and project on this machine shares it.
+    const cache = cacheSettings(config.cache, root, process.env.MLX_PIPELINE_STORE ?? userCacheDir("store"));
+    return { root, config, graph: await buildGraph(config, root), cache };
   },
   async checkReport(ctx) {
     const { memoryFor } = await import("./stages/adapters.ts");

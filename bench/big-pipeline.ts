@@ -10,6 +10,7 @@ import { runCli } from "../engine/cli.ts";
 import { loadYamlConfig, type ConfigSchema } from "../engine/config.ts";
 import type { BigConfig, bigSchema } from "./big-schema.ts";
 import { Graph } from "../engine/graph.ts";
+import { cacheSettings } from "../engine/caching/settings.ts";
 import { assertSuccess } from "../engine/exec.ts";
 import type { NodeSpec, RunCtx } from "../engine/types.ts";
 
@@ -63,7 +64,9 @@ export const bigApp = {
   usage: "usage: big-pipeline <node> | status | check | graph | verify\n",
   async loadProject(configPath: string) {
     const config = await loadYamlConfig(configPath, CONFIG);
-    return { root: dirname(configPath), config, graph: new Graph([weights, manifest, report]) };
+    const root = dirname(configPath);
+    const cache = config.cache && cacheSettings(config.cache, root, join(root, "cache", "store"));
+    return { root, config, graph: new Graph([weights, manifest, report]), ...(cache ? { cache } : {}) };
   },
 };
 

@@ -1,5 +1,6 @@
 // The bench graph's config: its own module, so a warm run loads zod only when pipeline.yaml changed.
 import { z } from "zod";
+import { cacheSchema } from "../engine/caching/schema.ts";
 
 export const bigSchema = z
   .object({
@@ -7,6 +8,8 @@ export const bigSchema = z
     parts: z.number().int().min(1).default(4),
     report: z.object({ title: z.string().min(1) }).strict(),
     tools: z.object({ fake: z.string() }).strict(),
+    /** Only the cache benchmark sets it: the others measure the engine without a build cache. */
+    cache: cacheSchema.optional(),
   })
   .strict();
 export type BigConfig = z.output<typeof bigSchema>;

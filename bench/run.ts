@@ -1,8 +1,9 @@
-// `npm run bench [-- noop|hashing|check|vocab]`: the engine's benchmarks, as ratios measured side by side in one run.
+// `npm run bench [-- noop|hashing|check|vocab|cache]`: the engine's benchmarks, as ratios measured side by side in one run.
 // They are not timed tests: a shared machine moves every number, which is why each contender runs
 // interleaved with its reference, several times, and the load average is printed.
 //
-// Env: BENCH_GIB (size of the big file, default 4), BENCH_NOOP_REPS (default 11), BENCH_HASH_REPS (default 3).
+// Env: BENCH_GIB (size of the big file, default 4), BENCH_NOOP_REPS (default 11), BENCH_HASH_REPS (default 3),
+// BENCH_CACHE_REPS (default 2).
 import { randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
 import { mkdtemp, open } from "node:fs/promises";
@@ -13,6 +14,7 @@ import { makeBigProject, noopBench, weightParts } from "./noop.ts";
 import { hashingBench } from "./hashing.ts";
 import { checkBench } from "./check.ts";
 import { vocabBench } from "./vocab-check.ts";
+import { cacheBench } from "./cache.ts";
 
 const which = new Set(process.argv.slice(2));
 const selected = (name: string) => which.size === 0 || which.has(name);
@@ -58,7 +60,7 @@ try {
     rows.push(...r.rows);
     notes.push(...r.notes);
   }
-  if (selected("noop") || selected("hashing")) await bigFileBenches();
+  if (selected("noop") || selected("hashing") || selected("cache")) await bigFileBenches();
 } finally {
   cleanup();
 }
@@ -78,6 +80,11 @@ async function bigFileBenches(): Promise<void> {
   }
   if (selected("hashing")) {
     const r = await hashingBench(tmp, bigFile, await weightParts(big), hashReps);
+    rows.push(...r.rows);
+    notes.push(...r.notes);
+  }
+  if (selected("cache")) {
+    const r = await cacheBench(tmp, big, bytes, Number(process.env.BENCH_CACHE_REPS ?? 2));
     rows.push(...r.rows);
     notes.push(...r.notes);
   }

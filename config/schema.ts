@@ -2,6 +2,7 @@
 // Keys mirror mlx-lm's own YAML names (num_layers, batch_size, ...) so nothing new has to be learned.
 import { z } from "zod";
 import { parseMemorySize } from "../guard/memory.ts";
+import { cacheSchema } from "../engine/caching/schema.ts";
 
 function isMemorySize(text: string): boolean {
   try {
@@ -101,6 +102,7 @@ export const pipelineSchema = z
     lora: loraSchema.default(loraSchema.parse({})),
     gguf: ggufSchema.default(ggufSchema.parse({})),
     memory: memorySchema.default({}).describe("Which machine the memory guard plans for (default: this one)."),
+    cache: cacheSchema.default(cacheSchema.parse({})).describe("The build cache: every output kept by content, restored instead of rebuilt, shared through S3."),
   })
   .strict();
 

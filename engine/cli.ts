@@ -23,7 +23,7 @@ export interface CliApp<C> {
   checkReport?(ctx: BaseCtx<C>, target: string): Promise<{ json: Record<string, Json>; text: string } | undefined>;
 }
 
-const SUBCOMMANDS = new Set(["status", "check", "graph", "verify"]);
+const SUBCOMMANDS = new Set(["status", "check", "graph", "verify", "cache", "gc", "push", "pull"]);
 
 export async function runCli<C>(app: CliApp<C>, argv: readonly string[]): Promise<number> {
   let json = false;
@@ -38,6 +38,7 @@ export async function runCli<C>(app: CliApp<C>, argv: readonly string[]): Promis
         frozen: { type: "boolean" },
         "dry-run": { type: "boolean" },
         json: { type: "boolean" },
+        "no-remote": { type: "boolean" },
         help: { type: "boolean", short: "h" },
         ...extra,
       },
@@ -71,7 +72,7 @@ export async function runCli<C>(app: CliApp<C>, argv: readonly string[]): Promis
       process.stdout.write(json ? JSON.stringify({ mermaid: graph.mermaid() }) + "\n" : graph.mermaid() + "\n");
       return 0;
     }
-    const engine = await Engine.open(project);
+    const engine = await Engine.open(project, { remote: values["no-remote"] !== true });
     try {
       switch (command) {
         case "status":
@@ -80,6 +81,11 @@ export async function runCli<C>(app: CliApp<C>, argv: readonly string[]): Promis
           return printStates(target, await engine.verify(), json, "changed");
         case "check":
           return await check(app, engine, target, json);
+        case "cache":
+        case "gc":
+        case "push":
+        case "pull":
+          return await (await import("./caching/commands.ts")).cacheCommand(command, engine, targets[0], json);
         default:
           return await build(app, engine, target, { force, json, frozen: values.frozen === true, dryRun: values["dry-run"] === true });
       }
@@ -100,10 +106,12 @@ export async function runCli<C>(app: CliApp<C>, argv: readonly string[]): Promis
 function printStates(target: string, states: NodeState[], json: boolean, word: string): number {
   const ok = states.every((s) => !s.stale);
   if (json) {
-    process.stdout.write(JSON.stringify({ target, ok, nodes: states.map((s) => ({ id: s.id, [word]: s.stale, reasons: s.reasons })) }) + "\n");
+    const nodes = states.map((s) => ({ id: s.id, [word]: s.stale, ...(s.restore ? { restore: true } : {}), reasons: s.reasons }));
+    process.stdout.write(JSON.stringify({ target, ok, nodes }) + "\n");
   } else {
     for (const s of states) {
-      process.stderr.write(`${s.stale ? "✗" : "✓"} ${s.id}${s.stale ? ` ${word}` : " up to date"}\n`);
+      const what = s.restore ? ` ${word}: would be restored from the build cache` : s.stale ? ` ${word}` : " up to date";
+      process.stderr.write(`${s.stale ? "✗" : "✓"} ${s.id}${what}\n`);
       for (const r of s.reasons) process.stderr.write(`    ${r}\n`);
     }
   }
@@ -153,11 +161,15 @@ async function build<C>(
     // Plan first: only the nodes that will run are guarded, so a no-op build stays a few stats.
     const states = await engine.status(target);
     const willRun = new Set(states.filter((s) => s.stale || options.force.has(s.id)).map((s) => s.id));
+    const restores = new Set(states.filter((s) => s.restore && !options.force.has(s.id)).map((s) => s.id));
     if (options.frozen || options.dryRun) {
-      const nodes: NodeReport[] = states.map((s) => ({
+      const nodes: (NodeReport & { restore?: boolean })[] = states.map((s) => ({
         id: s.id,
         status: willRun.has(s.id) ? "skipped" : "fresh",
-        reason: s.stale ? s.reasons.join("; ") : options.force.has(s.id) ? "forced with --force" : "up to date",
+        reason: restores.has(s.id)
+          ? `would be restored from the build cache (${s.reasons.join("; ")})`
+          : s.stale ? s.reasons.join("; ") : options.force.has(s.id) ? "forced with --force" : "up to date",
+        ...(restores.has(s.id) ? { restore: true } : {}),
         ms: 0,
       }));
       if (!options.json) printStates(target, states, false, "stale");
@@ -171,7 +183,9 @@ async function build<C>(
         return 0;
       }
     }
-    const verdicts = willRun.size > 0 ? await engine.guards(target, willRun) : [];
+    // A node to be restored runs no tool: its guard waits until a restore falls through (engine.build).
+    const guarded = new Set([...willRun].filter((id) => !restores.has(id)));
+    const verdicts = guarded.size > 0 ? await engine.guards(target, guarded) : [];
     const problems = verdicts.filter((v) => v.level !== "ok");
     if (problems.length > 0) process.stderr.write(formatVerdicts(problems) + "\n");
     if (verdicts.some((v) => v.level === "error")) {

@@ -16,6 +16,8 @@ function summary(r: NodeReport): string {
   switch (r.status) {
     case "ran":
       return `${r.id}: built in ${seconds(r.ms)}`;
+    case "restored":
+      return `${r.id}: restored from the build cache in ${seconds(r.ms)}`;
     case "fresh":
       return `${r.id}: up to date`;
     case "cutoff":

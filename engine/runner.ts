@@ -12,14 +12,18 @@ import { readLock, writeLockEntries, type LockEntry, type LockNodes } from "./lo
 import { OutputStore } from "./outputs.ts";
 import { execLogged } from "./exec.ts";
 import { formatVerdicts } from "./verdicts.ts";
+import type { CacheSettings, Manifest } from "./caching/cache.ts";
+import type { BuildCache } from "./caching/build-cache.ts";
 
 export interface Project<C> {
   readonly root: string;
   readonly config: C;
   readonly graph: Graph<C>;
+  /** The build cache; none: every stale node runs. */
+  readonly cache?: CacheSettings;
 }
 
-export type NodeStatus = "ran" | "fresh" | "cutoff" | "failed" | "skipped";
+export type NodeStatus = "ran" | "restored" | "fresh" | "cutoff" | "failed" | "skipped";
 
 export interface NodeReport {
   readonly id: string;
@@ -32,6 +36,8 @@ export interface NodeReport {
 export interface NodeState {
   readonly id: string;
   readonly stale: boolean;
+  /** Stale, and its new fingerprint is in the build cache: it would be restored, not run. */
+  readonly restore?: boolean;
   readonly reasons: readonly string[];
 }
 
@@ -59,23 +65,44 @@ export class Engine<C> {
   private readonly outputDigests = new Map<string, TreeDigest>();
   /** Evaluations made by `status`, reused by `build` for a node none of whose dependencies ran since. */
   private readonly planned = new Map<string, Evaluation>();
+  /** Nodes whose published output exists and matches their current fingerprint: all a guard may read. */
+  private readonly fresh = new Set<string>();
+  private assessed = false;
+  /** Nodes whose guards ran in this process. */
+  private readonly guarded = new Set<string>();
+  private cache: Promise<BuildCache> | undefined;
   /** The staging folder being written, removed by the signal handler. */
   currentStaging: string | undefined;
 
   private constructor(
     readonly project: Project<C>,
     private readonly digester: Digester,
+    private readonly remote: boolean,
   ) {
     this.store = new OutputStore(join(project.root, "models"));
     this.lockPath = join(project.root, "pipeline.lock");
     this.cacheDir = join(project.root, "cache");
   }
 
-  static async open<C>(project: Project<C>): Promise<Engine<C>> {
+  /** The build cache, loaded on first use: a no-op build never needs it. Undefined when none is configured. */
+  buildCache(): Promise<BuildCache> | undefined {
+    const settings = this.project.cache;
+    if (!settings) return undefined;
+    this.cache ??= import("./caching/build-cache.ts").then(({ BuildCache }) => new BuildCache(settings, this.remote));
+    return this.cache;
+  }
+
+  /** `remote: false` (--no-remote) keeps a build to the local store. */
+  static async open<C>(project: Project<C>, options: { remote?: boolean } = {}): Promise<Engine<C>> {
     const digester = await Digester.open(join(project.root, "cache", "stat-cache.json"));
-    const engine = new Engine(project, digester);
+    const engine = new Engine(project, digester, options.remote ?? true);
     engine.lock = await readLock(engine.lockPath, engine.cacheDir);
     return engine;
+  }
+
+  /** pipeline.lock's entries as this process knows them. */
+  get lockNodes(): LockNodes {
+    return this.lock;
   }
 
   /** What guards and inputs see: the config, the root, and the published outputs. */
@@ -84,7 +111,9 @@ export class Engine<C> {
       config: this.project.config,
       root: this.project.root,
       upstream: (id) => this.store.path(id),
-      isBuilt: (id) => this.lock[id] !== undefined,
+      // A lock entry is not enough: a fresh clone has the lock but no outputs, and an output made from other
+      // inputs (another model's tokenizer) would mislead a guard.
+      isBuilt: (id) => this.fresh.has(id),
     };
   }
 
@@ -151,24 +180,49 @@ export class Engine<C> {
     );
     const states: NodeState[] = [];
     const stale = new Set<string>();
+    this.assessed = true;
+    /** The output digest each node will have after the build, where known: the lock's, or a cache entry's. */
+    const predicted = new Map<string, TreeDigest>();
+    const recorded = (d: string) => this.lock[d]?.output.digest ?? ("none" as TreeDigest);
     for (const id of order) {
-      const staleDeps = this.project.graph.node(id).deps.filter((d) => stale.has(d));
+      const node = this.project.graph.node(id);
+      const staleDeps = node.deps.filter((d) => stale.has(d) && !predicted.has(d));
+      let evaluation: Evaluation | undefined;
       let reasons: string[];
       try {
-        reasons = [...(await evaluations.get(id)!).reasons];
+        evaluation = await evaluations.get(id)!;
+        // An upstream that will be restored has a known new output: evaluated against it, a chain of restores shows.
+        if (staleDeps.length === 0 && node.deps.some((d) => predicted.get(d) !== recorded(d))) {
+          evaluation = await this.evaluate(node, Object.fromEntries(node.deps.map((d) => [d, predicted.get(d)!])));
+          this.planned.set(id, evaluation);
+        }
+        reasons = [...evaluation.reasons];
       } catch (e) {
+        evaluation = undefined;
         // A node's inputs may only be readable once its dependencies are built.
         reasons = staleDeps.length > 0 ? [] : [`cannot read its inputs: ${(e as Error).message}`];
       }
       reasons.push(...staleDeps.map((d) => `upstream ${d} will rebuild (this node reruns unless its output is identical)`));
+      let restore = false;
+      if (reasons.length === 0) predicted.set(id, recorded(id));
+      else if (staleDeps.length === 0 && evaluation && this.project.cache) {
+        const manifest = await (await this.buildCache())!.peek(id, evaluation.fingerprint);
+        if (manifest) {
+          restore = true;
+          predicted.set(id, manifest.output.digest);
+        }
+      }
       if (reasons.length > 0) stale.add(id);
-      states.push({ id, stale: reasons.length > 0, reasons });
+      if (reasons.length > 0) this.fresh.delete(id);
+      else this.fresh.add(id);
+      states.push({ id, stale: reasons.length > 0, ...(restore ? { restore } : {}), reasons });
     }
     return states;
   }
 
   /** The guards of every node on the way to the target (or of those in `only`). */
   async guards(target: string, only?: ReadonlySet<string>): Promise<NodeVerdict[]> {
+    if (!this.assessed) await this.status(target); // which outputs are fresh, so guards read only those
     const verdicts: NodeVerdict[] = [];
     for (const id of this.project.graph.order([target]).filter((n) => !only || only.has(n))) {
       verdicts.push(...(await this.guard(this.project.graph.node(id))));
@@ -178,6 +232,7 @@ export class Engine<C> {
 
   /** One node's verdicts; a guard that throws is itself an error verdict. */
   private async guard(node: NodeSpec<C>): Promise<NodeVerdict[]> {
+    this.guarded.add(node.id);
     try {
       return (await node.guard(this.ctx())).map((v) => ({ node: node.id, ...v }));
     } catch (e) {
@@ -223,6 +278,7 @@ export class Engine<C> {
         const forced = options.force.has(id);
         if (evaluation.reasons.length === 0 && !forced) {
           this.outputDigests.set(id, this.lock[id]!.output.digest);
+          this.fresh.add(id);
           const cut = node.deps.filter((d) => ran.has(d));
           if (cut.length > 0) finish("cutoff", `${cut.join(", ")} reran with identical output`);
           else finish("fresh", "up to date");
@@ -231,10 +287,20 @@ export class Engine<C> {
         const reason = forced ? "forced with --force" : evaluation.reasons.join("; ");
         // Guarded again when a dependency was rebuilt in this build: what could not be checked before the
         // build started (a downloaded model's config, the data's token counts) is checked before it runs.
-        if (depRan) {
+        if (!forced) {
+          const restored = await this.restore(node, evaluation, options);
+          if (restored) {
+            ran.add(id);
+            finish("restored", `from the build cache (${reason})`);
+            continue;
+          }
+        }
+        // Also a node not guarded yet: it was to be restored, and its cache entry turned out unusable.
+        if (depRan || !this.guarded.has(id)) {
           const late = (await this.guard(node)).filter((v) => v.level === "error");
           if (late.length > 0) throw new UserError(formatVerdicts(late));
         }
+        this.fresh.delete(id);
         options.observer.nodeRunning(id, reason);
         await this.runNode(node, evaluation, options);
         ran.add(id);
@@ -280,18 +346,78 @@ export class Engine<C> {
       // Let the racy-mtime window pass so the output's digests can be cached.
       await sleep(RACY_MARGIN_MS);
       const output = await this.digester.tree(staging);
+      // Kept by content before it is published: the staging folder is still the engine's alone.
+      const cache = await this.buildCache();
+      await cache?.record(node.id, evaluation.fingerprint, output, staging, facts).catch((e: unknown) => {
+        options.observer.note(node.id, `warning: not kept in the build cache ${cache.local.dir}: ${(e as Error).message}`);
+      });
       await this.store.publish(node.id, staging);
       this.currentStaging = undefined;
-      const entry: LockEntry = {
-        ...evaluation.parts,
-        fingerprint: evaluation.fingerprint,
-        output,
-        ...(Object.keys(facts).length > 0 ? { facts } : {}),
-      };
-      await writeLockEntries(this.lockPath, this.cacheDir, { [node.id]: entry });
-      this.lock = { ...this.lock, [node.id]: entry };
-      this.outputDigests.set(node.id, output.digest);
+      await this.commit(node.id, evaluation, output, facts);
       await rm(scratch, { recursive: true, force: true });
+    } finally {
+      if (this.currentStaging) await rm(this.currentStaging, { recursive: true, force: true });
+      this.currentStaging = undefined;
+    }
+  }
+
+  /** Writes a published output's lock entry: the same for a node that ran and one restored. */
+  private async commit(id: string, evaluation: Evaluation, output: LockEntry["output"], facts: Readonly<Record<string, Json>> | undefined): Promise<void> {
+    const entry: LockEntry = {
+      ...evaluation.parts,
+      fingerprint: evaluation.fingerprint,
+      output,
+      ...(facts && Object.keys(facts).length > 0 ? { facts } : {}),
+    };
+    await writeLockEntries(this.lockPath, this.cacheDir, { [id]: entry });
+    this.lock = { ...this.lock, [id]: entry };
+    this.outputDigests.set(id, output.digest);
+    this.fresh.add(id);
+  }
+
+  /**
+   * Restores a stale node's output from the build cache instead of running it: materialized into a staging
+   * folder, every file's digest checked, then published like a built output. False: run the node.
+   */
+  private async restore(node: NodeSpec<C>, evaluation: Evaluation, options: { observer: BuildObserver }): Promise<boolean> {
+    const cache = await this.buildCache();
+    if (!cache) return false;
+    const say = (line: string) => options.observer.note(node.id, line);
+    let manifest: Manifest | undefined;
+    try {
+      manifest = await cache.lookup(node.id, evaluation.fingerprint, (line) => options.observer.progress(node.id, `fetching from the remote cache: ${line}`));
+    } catch (e) {
+      if (e instanceof UserError && e.exitCode === 2) throw e;
+      say(`warning: ${(e as Error).message}; running the node instead`);
+      return false;
+    }
+    if (!manifest) return false;
+    const staging = await this.store.createStaging(node.id);
+    this.currentStaging = staging;
+    try {
+      try {
+        await cache.local.materialize(manifest, staging);
+      } catch (e) {
+        say(`warning: the build cache entry in ${cache.local.dir} is incomplete (${(e as Error).message}): discarded, running the node instead`);
+        await cache.local.discard(manifest, []);
+        return false;
+      }
+      await sleep(RACY_MARGIN_MS);
+      const output = await this.digester.tree(staging);
+      const names = new Set([...Object.keys(output.files), ...Object.keys(manifest.output.files)]);
+      const bad = [...names].filter((n) => output.files[n] !== manifest.output.files[n]);
+      if (bad.length > 0 || output.digest !== manifest.output.digest) {
+        say(`warning: the build cache in ${cache.local.dir} held corrupt data for ${bad.join(", ")}: discarded, running the node instead`);
+        await cache.local.discard(manifest, bad.map((n) => manifest.output.files[n]!).filter(Boolean));
+        return false;
+      }
+      // Something outside the output it relies on (a toolchain's environment) may not exist on this machine.
+      const broken = await node.intact?.(staging);
+      if (broken) return false;
+      await this.store.publish(node.id, staging);
+      this.currentStaging = undefined;
+      await this.commit(node.id, evaluation, manifest.output, manifest.facts);
+      return true;
     } finally {
       if (this.currentStaging) await rm(this.currentStaging, { recursive: true, force: true });
       this.currentStaging = undefined;

@@ -137,6 +137,7 @@ describe.concurrent("safety", () => {
       verdicts: [
         { node: "source", level: "ok", code: "source.ok" },
         { node: "report", level: "error", code: "report.refused", fix: "set fail: none" },
+        { node: "report", level: "ok", code: "report.upstream" },
       ],
     });
   });

@@ -61,21 +61,24 @@ describe.concurrent("staleness", () => {
     expect(await p.build()).toMatchObject({ source: "fresh", lower: "ran", report: "cutoff" });
   });
 
-  it("a deleted output reruns its node only", async () => {
+  it("a deleted output is restored from the build cache, or without one reruns its node only", async () => {
     const p = await built();
     rmSync(p.path("models/lower"), { recursive: true });
     const status = await p.run(["status", "--json"]);
     expect(status.json.nodes.find((n) => n.id === "lower")?.reasons?.[0]).toMatch(/output .*lower is missing/);
+    expect(await p.build()).toMatchObject({ source: "fresh", lower: "restored", report: "cutoff" });
+    rmSync(p.path("models/lower"), { recursive: true });
+    rmSync(p.path("cache/store"), { recursive: true });
     expect(await p.build()).toMatchObject({ source: "fresh", lower: "ran", report: "cutoff" });
   });
 
-  it("a hand-edited output reruns its node, and verify names the file", async () => {
+  it("a hand-edited output is rebuilt (here: restored), and verify names the file", async () => {
     const p = await built();
     writeFileSync(p.path("models/report/report.txt"), "tampered\n");
     const verify = await p.run(["verify", "--json"]);
     expect(verify.code).toBe(1);
     expect(verify.json.nodes.find((n) => n.id === "report")?.reasons).toEqual(["output file report.txt was modified"]);
-    expect(await p.build()).toMatchObject({ source: "fresh", lower: "fresh", report: "ran" });
+    expect(await p.build()).toMatchObject({ source: "fresh", lower: "fresh", report: "restored" });
     expect(p.read("models/report/report.txt")).toBe("# Weekly\nhello world\n");
     expect((await p.run(["verify"])).code).toBe(0);
   });

@@ -40,6 +40,17 @@ describe.concurrent("warm runs", () => {
     expect(packagesLoaded(warm.stderr).filter((k) => ["yaml", "zod", "fast-glob"].includes(k))).toEqual([]);
   });
 
+  it("with a remote cache configured, a no-op loads no S3 client: the remote is asked only about stale nodes", async () => {
+    // An endpoint nothing listens on: any request would fail the build.
+    const p = new FakeProject(`${BASE_CONFIG}cache:\n  remote: s3://team-cache/x\n  endpoint: http://127.0.0.1:9\n`);
+    expect((await p.build("--no-remote"))._result.code).toBe(0);
+    settle(p);
+    await p.build("--no-remote");
+    const warm = await p.run(["report", "--json"], COUNT_MODULES);
+    expect(warm.json.nodes.map((n) => n.status)).toEqual(["fresh", "fresh", "fresh"]);
+    expect(packagesLoaded(warm.stderr).filter((k) => k.startsWith("@aws-sdk/") || k.startsWith("@smithy/"))).toEqual([]);
+  });
+
   it("a memoized glob still sees a file added, removed or renamed", async () => {
     const p = await builtWithSettledInputs();
     expect(await p.build()).toMatchObject({ source: "fresh", lower: "fresh", report: "fresh" });
@@ -47,7 +58,7 @@ describe.concurrent("warm runs", () => {
     expect(await p.build()).toMatchObject({ source: "ran" });
     expect(p.read("models/source/all.txt")).toContain("More");
     rmSync(p.path("input/b.txt"));
-    expect(await p.build()).toMatchObject({ source: "ran" });
+    expect(await p.build()).toMatchObject({ source: "restored" }); // the first build's output, from the build cache
     expect(p.read("models/source/all.txt")).not.toContain("More");
     renameSync(p.path("input/a.txt"), p.path("input/d.txt"));
     expect(await p.build()).toMatchObject({ source: "ran" });

@@ -22,7 +22,7 @@ export interface RunResult {
   /** The --json document; reading it throws when the run printed none (see requireJson). */
   json: {
     ok: boolean;
-    nodes: { id: string; status: string; reason: string; stale?: boolean; changed?: boolean; reasons?: string[] }[];
+    nodes: { id: string; status: string; reason: string; stale?: boolean; changed?: boolean; restore?: boolean; reasons?: string[] }[];
     hashed?: { files: number; bytes: number };
     [k: string]: unknown;
   };
@@ -60,8 +60,11 @@ export class FakeProject {
   }
 
   /** `nodeArgs` go before tsx's loader, e.g. another `--import` hook. */
+  /** Extra environment for every run of this project. */
+  env: Record<string, string> = {};
+
   spawn(args: string[], nodeArgs: readonly string[] = []): ChildProcess {
-    return spawnCli(FAKE, args, { cwd: this.dir, env: { ...process.env, CI: "true" }, nodeArgs });
+    return spawnCli(FAKE, args, { cwd: this.dir, env: { ...process.env, CI: "true", ...this.env }, nodeArgs });
   }
 
   /** Runs the CLI and returns its exit code, output and the parsed --json document (when there is one). */

@@ -143,7 +143,9 @@ export class Project {
 
   spawn(args: string[], env: Record<string, string | undefined> = {}): ChildProcess {
     // FORCE_COLOR is removed: see the "FORCE_COLOR" test in training.test.ts for what it does to training.
-    return spawnCli(PIPELINE, args, { cwd: this.dir, env: { ...process.env, CI: "true", FORCE_COLOR: undefined, ...this.env, ...env } });
+    // Each project its own build cache unless a test shares one: a test expecting a node to run must not find it restored.
+    const store = { MLX_PIPELINE_STORE: this.path(".store") };
+    return spawnCli(PIPELINE, args, { cwd: this.dir, env: { ...process.env, CI: "true", FORCE_COLOR: undefined, ...store, ...this.env, ...env } });
   }
 
   /** Runs the CLI and returns its exit code, output and the parsed --json document (when there is one). */

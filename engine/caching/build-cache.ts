@@ -1,0 +1,67 @@
+// What the runner talks to: the local store, and a remote behind it when one is configured. A miss in
+// the local store asks the remote, which fetches the entry into the local store (verified) first.
+import { statSync } from "node:fs";
+import type { FileDigest, Fingerprint, Json, TreeDigest } from "../types.ts";
+import { UserError } from "../types.ts";
+import { transferLine, type Cache, type CacheSettings, type Manifest } from "./cache.ts";
+import { LocalStore } from "./local.ts";
+
+export class BuildCache {
+  readonly local: LocalStore;
+  private remoteCache: Promise<Cache> | undefined;
+
+  constructor(
+    readonly settings: CacheSettings,
+    /** false: --no-remote, or a command that must not touch it. */
+    private readonly useRemote: boolean,
+  ) {
+    this.local = new LocalStore(settings.dir);
+  }
+
+  get hasRemote(): boolean {
+    return this.useRemote && this.settings.remote !== undefined;
+  }
+
+  /** The remote, loading the S3 client on first use only: a build that never misses locally never loads it. */
+  remote(): Promise<Cache> {
+    const settings = this.settings.remote;
+    if (!settings) throw new UserError("No remote cache is configured: set cache.remote in pipeline.yaml (s3://bucket/prefix).", 2);
+    this.remoteCache ??= import("./s3.ts").then(({ S3Cache }) => S3Cache.open(settings, this.local));
+    return this.remoteCache;
+  }
+
+  /** Whether a stale node's new fingerprint can be restored: its manifest in the local store, or the remote's. */
+  async peek(node: string, fingerprint: Fingerprint): Promise<Manifest | undefined> {
+    const local = await this.local.get(node, fingerprint);
+    if (local || !this.hasRemote) return local;
+    // A remote entry's manifest is small: fetching it only (its blobs come at restore) tells what the output will be.
+    return (await this.remote()).manifest(node, fingerprint);
+  }
+
+  /** The entry in the local store, fetched from the remote first when only the remote has it (progress: a line with MB/s). */
+  async lookup(node: string, fingerprint: Fingerprint, progress?: (line: string) => void): Promise<Manifest | undefined> {
+    const local = await this.local.get(node, fingerprint);
+    if (local || !this.hasRemote) return local;
+    const started = performance.now();
+    return (await this.remote()).get(node, fingerprint, (done, total) => progress?.(transferLine(done, total, started)));
+  }
+
+  /** Records a node's new output (in `dir`, whose files hashed to `output`). */
+  async record(
+    node: string,
+    fingerprint: Fingerprint,
+    output: { digest: TreeDigest; files: Record<string, FileDigest> },
+    dir: string,
+    facts: Readonly<Record<string, Json>>,
+  ): Promise<void> {
+    const sizes: Record<string, number> = {};
+    const executable: string[] = [];
+    for (const rel of Object.keys(output.files)) {
+      const st = statSync(`${dir}/${rel}`);
+      sizes[rel] = st.size;
+      if (st.mode & 0o100) executable.push(rel);
+    }
+    const manifest: Manifest = { version: 1, node, fingerprint, output, sizes, executable, ...(Object.keys(facts).length > 0 ? { facts } : {}) };
+    await this.local.set(manifest, (_digest, rel) => `${dir}/${rel}`);
+  }
+}

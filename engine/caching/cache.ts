@@ -1,0 +1,74 @@
+// The build cache: one interface over a local content-addressed store and remote ones (an S3 bucket).
+//
+// Two maps, written in order (Bazel's CAS and action cache): blobs, each file's bytes once under its
+// sha256; then a manifest per node fingerprint naming the files, their digests and the lock facts.
+// Blobs go first and the manifest last, so an entry never points at a missing blob.
+import type { FileDigest, Fingerprint, Json, TreeDigest } from "../types.ts";
+
+/** What a node's fingerprint made: enough to materialize its output and write its lock entry. */
+export interface Manifest {
+  readonly version: 1;
+  readonly node: string;
+  readonly fingerprint: Fingerprint;
+  readonly output: { readonly digest: TreeDigest; readonly files: Readonly<Record<string, FileDigest>> };
+  /** Bytes per file (relative path), for progress, `cache` and `gc`. */
+  readonly sizes: Readonly<Record<string, number>>;
+  /** Files restored with the executable bit. */
+  readonly executable: readonly string[];
+  readonly facts?: Readonly<Record<string, Json>>;
+}
+
+/** Where an entry's bytes can be read from now: a local file holding the blob of `digest`. */
+export type BlobPaths = (digest: FileDigest, rel: string) => string;
+
+/** Reports transfer progress: bytes moved so far of the total. */
+export type Progress = (done: number, total: number) => void;
+
+export interface Cache {
+  /** Human name for messages: the store's folder, or the remote's URL. */
+  readonly name: string;
+  /** The entry of a node's fingerprint, its blobs present in the local store (fetched there if need be). */
+  get(node: string, fingerprint: Fingerprint, progress?: Progress): Promise<Manifest | undefined>;
+  /** The entry's manifest alone, no blob moved: what a restore would produce. */
+  manifest(node: string, fingerprint: Fingerprint): Promise<Manifest | undefined>;
+  /** Stores an entry: the blobs it lacks first (read from `blobs`), the manifest last. */
+  set(manifest: Manifest, blobs: BlobPaths, progress?: Progress): Promise<void>;
+}
+
+/** The `cache:` settings, resolved: the engine's view of them. */
+export interface CacheSettings {
+  /** The local store's folder (per user: every clone and project on the machine shares it). */
+  readonly dir: string;
+  /** Bytes `gc` keeps at most (besides what the current lock references); undefined = a share of the disk. */
+  readonly maxSize?: number;
+  readonly remote?: RemoteSettings;
+}
+
+export interface RemoteSettings {
+  /** s3://bucket/prefix */
+  readonly url: string;
+  readonly endpoint?: string;
+  readonly region?: string;
+  /** false: this clone reads the remote but never writes it. */
+  readonly push: boolean;
+}
+
+export function totalSize(m: Manifest): number {
+  return Object.values(m.sizes).reduce((a, b) => a + b, 0);
+}
+
+/** "1.2 GiB of 4.0 GiB (85.3 MB/s)": a transfer begun at `startedMs` (performance.now()). */
+export function transferLine(done: number, total: number, startedMs: number): string {
+  const secs = (performance.now() - startedMs) / 1000;
+  return `${formatBytes(done)} of ${formatBytes(total)} (${(secs > 0 ? done / secs / 1e6 : 0).toFixed(1)} MB/s)`;
+}
+
+export function formatBytes(n: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
+}

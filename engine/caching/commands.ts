@@ -1,0 +1,148 @@
+// `cache`, `gc`, `push [node]`, `pull [node]`: the build cache from the command line.
+import { statfs } from "node:fs/promises";
+import type { Engine } from "../runner.ts";
+import type { Json } from "../types.ts";
+import { UserError } from "../types.ts";
+import type { BuildCache } from "./build-cache.ts";
+import { formatBytes, totalSize, transferLine, type Progress } from "./cache.ts";
+
+/** gc's default bound: a tenth of the file system the store is on. */
+const DEFAULT_SHARE = 0.1;
+
+function out(json: boolean, doc: Record<string, Json>, text: string): void {
+  if (json) process.stdout.write(JSON.stringify(doc) + "\n");
+  else process.stderr.write(text + "\n");
+}
+
+/** A transfer's progress line with its rate: redrawn in a terminal, every few seconds otherwise. */
+function progressLine(label: string): { progress: Progress; end(): void } {
+  const started = performance.now();
+  const tty = process.stderr.isTTY === true && !process.env.CI;
+  let last = 0;
+  let line = "";
+  return {
+    progress(done, total) {
+      line = `${label}: ${transferLine(done, total, started)}`;
+      const now = performance.now();
+      if (tty) process.stderr.write(`\r\x1b[2K${line}`);
+      else if (now - last > 2000) {
+        last = now;
+        process.stderr.write(line + "\n");
+      }
+    },
+    end() {
+      if (line) process.stderr.write(tty ? `\r\x1b[2K${line}\n` : line + "\n");
+    },
+  };
+}
+
+export async function cacheCommand<C>(command: "cache" | "gc" | "push" | "pull", engine: Engine<C>, node: string | undefined, json: boolean): Promise<number> {
+  const cache = await engine.buildCache();
+  if (!cache) throw new UserError("This project has no build cache configured.", 2);
+  switch (command) {
+    case "cache":
+      return show(engine, cache, json);
+    case "gc":
+      return gc(engine, cache, json);
+    case "push":
+    case "pull":
+      return transfer(command, engine, cache, node, json);
+    default: {
+      const never: never = command;
+      return never;
+    }
+  }
+}
+
+/** The lock's entries as node\0fingerprint: what gc never collects. */
+function pinned<C>(engine: Engine<C>): Set<string> {
+  return new Set(Object.entries(engine.lockNodes).map(([id, e]) => `${id}\0${e.fingerprint}`));
+}
+
+async function show<C>(engine: Engine<C>, cache: BuildCache, json: boolean): Promise<number> {
+  const entries = await cache.local.entries();
+  const blobs = await cache.local.blobs();
+  const bytes = [...blobs.values()].reduce((n, b) => n + b.size, 0);
+  const locked = pinned(engine);
+  const nodes: Record<string, { entries: number; bytes: number; inLock: boolean }> = {};
+  for (const { manifest: m } of entries) {
+    const n = (nodes[m.node] ??= { entries: 0, bytes: 0, inLock: false });
+    n.entries++;
+    n.bytes += totalSize(m);
+    n.inLock ||= locked.has(`${m.node}\0${m.fingerprint}`);
+  }
+  const remote = cache.settings.remote;
+  const rows = Object.entries(nodes)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([id, n]) => `  ${id.padEnd(12)} ${String(n.entries).padStart(4)} ${n.entries === 1 ? "entry  " : "entries"} ${formatBytes(n.bytes).padStart(10)}${n.inLock ? "   (the current lock's is here)" : ""}`);
+  const text = [
+    `build cache ${cache.local.dir}: ${formatBytes(bytes)} on disk in ${blobs.size} files, ${entries.length} entries`,
+    ...rows,
+    remote ? `remote: ${remote.url}${remote.endpoint ? ` at ${remote.endpoint}` : ""}${remote.push ? "" : " (read only: cache.push is false)"}` : "remote: none (set cache.remote to share builds)",
+  ].join("\n");
+  out(json, { dir: cache.local.dir, bytes, files: blobs.size, entries: entries.length, nodes, remote: remote?.url ?? null }, text);
+  return 0;
+}
+
+async function gc<C>(engine: Engine<C>, cache: BuildCache, json: boolean): Promise<number> {
+  let maxSize = cache.settings.maxSize;
+  if (maxSize === undefined) {
+    const fs = await statfs(cache.local.dir).catch(() => undefined);
+    maxSize = fs ? Math.floor(fs.blocks * fs.bsize * DEFAULT_SHARE) : 0;
+  }
+  const r = await cache.local.gc(pinned(engine), maxSize);
+  const text = [
+    `gc: removed ${r.removedEntries.length} ${r.removedEntries.length === 1 ? "entry" : "entries"}, freed ${formatBytes(r.freedBytes)}.`,
+    `kept ${formatBytes(r.keptBytes)}: every entry pipeline.lock references, then the most recently used within cache.max_size (${formatBytes(maxSize)}).`,
+  ].join("\n");
+  out(json, { removed: r.removedEntries.map((m) => ({ node: m.node, fingerprint: m.fingerprint })), freedBytes: r.freedBytes, keptBytes: r.keptBytes, maxSize }, text);
+  return 0;
+}
+
+async function transfer<C>(command: "push" | "pull", engine: Engine<C>, cache: BuildCache, node: string | undefined, json: boolean): Promise<number> {
+  const settings = cache.settings.remote;
+  if (!settings) throw new UserError("No remote cache is configured: set cache.remote in pipeline.yaml (s3://bucket/prefix).", 2);
+  if (command === "push" && !settings.push) {
+    throw new UserError("cache.push is false: this clone reads the remote cache but does not write it. Push from CI, or set cache.push: true.", 2);
+  }
+  const remote = await cache.remote();
+  const graph = engine.project.graph;
+  const ids = node ? graph.order([node]) : graph.ids;
+  const results: Record<string, string> = {};
+  let failed = false;
+  for (const id of ids) {
+    const entry = engine.lockNodes[id];
+    if (!entry) {
+      results[id] = "not in pipeline.lock";
+      continue;
+    }
+    const fp = entry.fingerprint;
+    const bar = progressLine(`${command} ${id}`);
+    try {
+      if (command === "push") {
+        const manifest = await cache.local.manifest(id, fp);
+        if (!manifest) results[id] = "not in the local store: build it here (or pull it) first";
+        else if (await remote.manifest(id, fp)) results[id] = "already on the remote";
+        else {
+          await remote.set(manifest, (digest) => cache.local.blobPath(digest), bar.progress);
+          results[id] = `pushed ${formatBytes(totalSize(manifest))}`;
+        }
+      } else if (await cache.local.manifest(id, fp)) results[id] = "already in the local store";
+      else {
+        const manifest = await remote.get(id, fp, bar.progress);
+        results[id] = manifest ? `pulled ${formatBytes(totalSize(manifest))}` : "not on the remote: a build runs it";
+      }
+    } catch (e) {
+      if (e instanceof UserError && e.exitCode === 2) throw e;
+      failed = true;
+      results[id] = `FAILED: ${(e as Error).message}`;
+    } finally {
+      bar.end();
+    }
+  }
+  const text = Object.entries(results)
+    .map(([id, r]) => `${r.startsWith("FAILED") ? "✗" : "✓"} ${id}: ${r}`)
+    .join("\n");
+  out(json, { ok: !failed, remote: settings.url, results }, text);
+  return failed ? 1 : 0;
+}

@@ -1,0 +1,241 @@
+// An S3 bucket (or MinIO, Cloudflare R2, any S3-compatible store) as a remote build cache. Loaded only when a
+// remote is used: the SDK costs ~90 ms to load, which a warm no-op must not pay.
+//
+//   <prefix>/blobs/<sha256>
+//   <prefix>/manifests/<node>/<fingerprint>.json
+//
+// Credentials come from the AWS chain alone (environment, ~/.aws profiles, SSO, instance roles): never from
+// pipeline.yaml, never printed. Every download is hashed as it streams to a temp file in the local store
+// and adopted only when its sha256 is its name, so a tampered or truncated object is never used.
+import { createHash } from "node:crypto";
+import { createReadStream, createWriteStream } from "node:fs";
+import { rm } from "node:fs/promises";
+import type { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { GetObjectCommand, HeadBucketCommand, HeadObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { Upload } from "@aws-sdk/lib-storage";
+import type { FileDigest, Fingerprint } from "../types.ts";
+import { UserError } from "../types.ts";
+import type { BlobPaths, Cache, Manifest, Progress, RemoteSettings } from "./cache.ts";
+import type { LocalStore } from "./local.ts";
+
+// The pinned SDK supports Node 20; its multi-line notice about future releases would bury our one-line errors.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
+
+/** Multipart: 16 MiB parts, 4 in flight per file (lib-storage buffers partSize × queueSize). */
+const PART_SIZE = 16 << 20;
+const QUEUE_SIZE = 4;
+/** Files transferred at once. */
+const PARALLEL_FILES = 4;
+
+export function parseS3Url(url: string): { bucket: string; prefix: string } {
+  const m = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/.exec(url);
+  if (!m) throw new UserError(`cache.remote: "${url}" is not an S3 URL. Write it as s3://bucket/prefix (a bucket name: 3-63 lowercase letters, digits, dots, hyphens).`, 2);
+  return { bucket: m[1]!, prefix: (m[2] ?? "").replace(/\/+$/, "") };
+}
+
+/** One line naming the setting and the fix, for the errors users meet setting a remote up. */
+function explain(e: unknown, settings: RemoteSettings, bucket: string): Error {
+  if (e instanceof UserError) return e;
+  const err = e as { name?: string; code?: string; message?: string; $metadata?: { httpStatusCode?: number }; cause?: { code?: string } };
+  const name = err.name ?? "";
+  const status = err.$metadata?.httpStatusCode;
+  const where = settings.endpoint ?? "AWS S3";
+  if (name === "CredentialsProviderError" || /Could not load credentials/.test(err.message ?? "")) {
+    return new UserError("cache.remote: no AWS credentials found. Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with ~/.aws/credentials (never in pipeline.yaml).", 2);
+  }
+  if (["InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken", "AccessDenied", "Forbidden"].includes(name) || status === 403) {
+    return new UserError(`cache.remote: ${where} refused the credentials for bucket "${bucket}" (${name || status}). Check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE, and that they may read (and push: write) the bucket.`, 2);
+  }
+  if (name === "NoSuchBucket" || (name === "NotFound" && status === 404)) {
+    return new UserError(`cache.remote: bucket "${bucket}" does not exist at ${where}. Create it, or fix cache.remote${settings.endpoint ? " / cache.endpoint" : ""}.`, 2);
+  }
+  const code = err.code ?? err.cause?.code ?? "";
+  if (["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "ETIMEDOUT", "ECONNRESET", "EHOSTUNREACH"].includes(code) || name === "TimeoutError") {
+    return new UserError(`cache.endpoint: cannot reach ${where} (${code || name}). Check cache.endpoint and the network, or build with --no-remote.`, 1);
+  }
+  return new UserError(`remote cache ${settings.url}: ${name || "error"}: ${err.message ?? String(e)}`, 1);
+}
+
+function isMissing(e: unknown): boolean {
+  const err = e as { name?: string; $metadata?: { httpStatusCode?: number } };
+  return err.name === "NoSuchKey" || err.name === "NotFound" || err.$metadata?.httpStatusCode === 404;
+}
+
+/** Runs `work` over `items`, `n` at a time. */
+async function parallel<T>(items: readonly T[], n: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(n, items.length) }, async () => {
+      while (next < items.length) await work(items[next++]!);
+    }),
+  );
+}
+
+/** Distinct blobs of a manifest with their sizes. */
+function blobsOf(m: Manifest): { digest: FileDigest; rel: string; size: number }[] {
+  const seen = new Map<FileDigest, { digest: FileDigest; rel: string; size: number }>();
+  for (const [rel, digest] of Object.entries(m.output.files)) if (!seen.has(digest)) seen.set(digest, { digest, rel, size: m.sizes[rel] ?? 0 });
+  return [...seen.values()];
+}
+
+export class S3Cache implements Cache {
+  private constructor(
+    private readonly client: S3Client,
+    private readonly settings: RemoteSettings,
+    private readonly bucket: string,
+    private readonly prefix: string,
+    private readonly local: LocalStore,
+  ) {}
+
+  get name(): string {
+    return this.settings.url;
+  }
+
+  /** Connects and checks the bucket once, so a bad setting fails with its one clear line before any transfer. */
+  static async open(settings: RemoteSettings, local: LocalStore): Promise<S3Cache> {
+    const { bucket, prefix } = parseS3Url(settings.url);
+    const client = new S3Client({
+      region: settings.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? "us-east-1",
+      ...(settings.endpoint ? { endpoint: settings.endpoint, forcePathStyle: true } : {}),
+      // Since 3.729 the SDK sends CRC32 checksums by default, which R2 and older S3-compatible servers reject.
+      requestChecksumCalculation: "WHEN_REQUIRED",
+      responseChecksumValidation: "WHEN_REQUIRED",
+    });
+    try {
+      await client.send(new HeadBucketCommand({ Bucket: bucket }));
+    } catch (e) {
+      client.destroy();
+      throw explain(e, settings, bucket);
+    }
+    return new S3Cache(client, settings, bucket, prefix, local);
+  }
+
+  private key(...parts: string[]): string {
+    return [this.prefix, ...parts].filter(Boolean).join("/");
+  }
+
+  private manifestKey(node: string, fingerprint: Fingerprint): string {
+    return this.key("manifests", node, `${fingerprint}.json`);
+  }
+
+  private url(key: string): string {
+    return `s3://${this.bucket}/${key}`;
+  }
+
+  async manifest(node: string, fingerprint: Fingerprint): Promise<Manifest | undefined> {
+    let text: string;
+    try {
+      const r = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.manifestKey(node, fingerprint) }));
+      text = await r.Body!.transformToString();
+    } catch (e) {
+      if (isMissing(e)) return undefined;
+      throw explain(e, this.settings, this.bucket);
+    }
+    let manifest: Manifest;
+    try {
+      manifest = JSON.parse(text) as Manifest;
+    } catch {
+      throw new UserError(`remote cache: ${this.url(this.manifestKey(node, fingerprint))} is not a manifest (not JSON): refused. Delete it from the bucket.`);
+    }
+    if (manifest.version !== 1 || manifest.node !== node || manifest.fingerprint !== fingerprint) {
+      throw new UserError(`remote cache: ${this.url(this.manifestKey(node, fingerprint))} names another entry: refused. Delete it from the bucket.`);
+    }
+    return manifest;
+  }
+
+  async get(node: string, fingerprint: Fingerprint, progress?: Progress): Promise<Manifest | undefined> {
+    const manifest = await this.manifest(node, fingerprint);
+    if (!manifest) return undefined;
+    const missing: ReturnType<typeof blobsOf> = [];
+    for (const b of blobsOf(manifest)) if (!(await this.local.hasBlob(b.digest))) missing.push(b);
+    const total = missing.reduce((n, b) => n + b.size, 0);
+    let done = 0;
+    await parallel(missing, PARALLEL_FILES, (b) => this.download(b.digest, (n) => progress?.((done += n), total)));
+    await this.local.writeManifest(manifest); // blobs first, the manifest last
+    return manifest;
+  }
+
+  /** Streams one blob into the local store, hashing as it goes; adopted only if the bytes are its name. */
+  private async download(digest: FileDigest, onBytes: (n: number) => void): Promise<void> {
+    const key = this.key("blobs", digest);
+    let body: Readable;
+    try {
+      body = (await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }))).Body as Readable;
+    } catch (e) {
+      if (isMissing(e)) throw new UserError(`remote cache: ${this.url(key)} is missing, though a manifest names it. Push the entry again from a machine that has it.`);
+      throw explain(e, this.settings, this.bucket);
+    }
+    const tmp = await this.local.tempPath();
+    const hash = createHash("sha256");
+    let bytes = 0;
+    body.on("data", (chunk: Buffer) => {
+      hash.update(chunk);
+      bytes += chunk.length;
+      onBytes(chunk.length);
+    });
+    try {
+      await pipeline(body, createWriteStream(tmp));
+      const actual = hash.digest("hex");
+      if (actual !== digest) {
+        throw new UserError(
+          `remote cache: ${this.url(key)} does not hold the bytes its name promises (got sha256 ${actual.slice(0, 12)}…, ${bytes} bytes): refused. ` +
+            "It was altered or truncated on the server; delete it and push again from a trusted machine.",
+        );
+      }
+      await this.local.adopt(tmp, digest);
+    } catch (e) {
+      await rm(tmp, { force: true });
+      throw e instanceof UserError ? e : explain(e, this.settings, this.bucket);
+    }
+  }
+
+  async set(manifest: Manifest, blobs: BlobPaths, progress?: Progress): Promise<void> {
+    const all = blobsOf(manifest);
+    const missing: typeof all = [];
+    await parallel(all, 8, async (b) => {
+      if (!(await this.exists(this.key("blobs", b.digest)))) missing.push(b);
+    });
+    const total = missing.reduce((n, b) => n + b.size, 0);
+    const sent = new Map<FileDigest, number>();
+    const report = () => progress?.([...sent.values()].reduce((a, b) => a + b, 0), total);
+    await parallel(missing, PARALLEL_FILES, async (b) => {
+      const upload = new Upload({
+        client: this.client,
+        params: { Bucket: this.bucket, Key: this.key("blobs", b.digest), Body: createReadStream(blobs(b.digest, b.rel)) },
+        partSize: PART_SIZE,
+        queueSize: QUEUE_SIZE,
+        leavePartsOnError: false, // an aborted multipart upload leaves no parts behind
+      });
+      upload.on("httpUploadProgress", (p) => {
+        sent.set(b.digest, p.loaded ?? 0);
+        report();
+      });
+      try {
+        await upload.done();
+      } catch (e) {
+        throw explain(e, this.settings, this.bucket);
+      }
+      sent.set(b.digest, b.size);
+      report();
+    });
+    // Blobs first, the manifest last: an entry on the remote never points at a missing blob.
+    try {
+      await this.client.send(
+        new PutObjectCommand({ Bucket: this.bucket, Key: this.manifestKey(manifest.node, manifest.fingerprint), Body: JSON.stringify(manifest, null, 1), ContentType: "application/json" }),
+      );
+    } catch (e) {
+      throw explain(e, this.settings, this.bucket);
+    }
+  }
+
+  private async exists(key: string): Promise<boolean> {
+    try {
+      await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      return true;
+    } catch (e) {
+      if (isMissing(e)) return false;
+      throw explain(e, this.settings, this.bucket);
+    }
+  }
+}

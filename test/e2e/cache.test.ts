@@ -1,0 +1,109 @@
+// The build cache with the real tools (tiny:llama to GGUF): a reverted data edit and an older commit come back
+// restored, byte-identical, without starting mlx or the converter; a fresh clone pulls from a real S3 server
+// (moto on 127.0.0.1) and builds the GGUF with nothing heavy running, and verify passes.
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { pipelineYaml, Project, sample, type RunResult } from "../helpers/project.ts";
+import { startS3, type S3Server } from "../helpers/s3-server.ts";
+
+const HEAVY = ["adapters", "fused", "hf", "gguf"];
+const DERIVED = ["data", "formatted", ...HEAVY];
+const TOOLCHAINS = ["mlx-env", "llama-cpp", "model"];
+
+/** sha256 of every file of every node's output, by "node/relative path". */
+function outputs(p: Project, nodes: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const node of nodes) {
+    const dir = p.path("models", node);
+    for (const e of readdirSync(dir, { recursive: true, withFileTypes: true })) {
+      if (!e.isFile()) continue;
+      const path = join(e.parentPath, e.name);
+      out[`${node}/${path.slice(dir.length + 1)}`] = createHash("sha256").update(readFileSync(path)).digest("hex");
+    }
+  }
+  return out;
+}
+
+/** The tools' logs: a node that runs rewrites its log, a restored one leaves it alone. */
+function logs(p: Project): Record<string, string> {
+  const dir = p.path("cache", "logs");
+  return existsSync(dir) ? Object.fromEntries(readdirSync(dir).map((f) => [f, readFileSync(join(dir, f), "utf8")])) : {};
+}
+
+const statusesOf = (r: RunResult, nodes: readonly string[]) => Object.fromEntries(nodes.map((n) => [n, r.statuses[n]]));
+
+describe("build cache, real tools", () => {
+  let server: S3Server;
+  let p: Project;
+  let config: string;
+  let firstLock: string;
+  let firstOutputs: Record<string, string>;
+
+  beforeAll(async () => {
+    server = await startS3();
+    const s3 = new S3Client({ endpoint: server.endpoint, forcePathStyle: true, region: "us-east-1", credentials: { accessKeyId: "testing", secretAccessKey: "testing" } });
+    await s3.send(new CreateBucketCommand({ Bucket: "models" }));
+    s3.destroy();
+    config = pipelineYaml({ cache: { remote: "s3://models/team", endpoint: server.endpoint } });
+    p = new Project(config, { "data/train.jsonl": sample(40) });
+    p.env = server.env;
+    await p.mustBuild("gguf");
+    firstLock = p.read("pipeline.lock");
+    firstOutputs = outputs(p, DERIVED);
+  });
+
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  it("a data edit reverted, and an older commit's lock, are restored byte-identical without running a tool", async () => {
+    const original = p.read("data/train.jsonl");
+    const lines = original.split("\n");
+    lines[9] = JSON.stringify({ messages: [{ role: "user", content: "Convert 3 km to m." }, { role: "assistant", content: "3 km = 3000 m." }] });
+    const edited = lines.join("\n");
+    p.write("data/train.jsonl", edited);
+    const rebuilt = await p.mustBuild("gguf");
+    expect(statusesOf(rebuilt, DERIVED)).toEqual(Object.fromEntries(DERIVED.map((n) => [n, "ran"])));
+    const editedLock = p.read("pipeline.lock");
+    const editedOutputs = outputs(p, DERIVED);
+
+    p.write("data/train.jsonl", original);
+    const status = await p.run(["status", "gguf", "--json"]);
+    expect(status.json.nodes.filter((n) => (n as { restore?: boolean }).restore).map((n) => n.id)).toEqual(DERIVED);
+    const logsBefore = logs(p);
+    const restored = await p.mustBuild("gguf");
+    expect(statusesOf(restored, [...TOOLCHAINS, ...DERIVED])).toEqual({ "mlx-env": "fresh", "llama-cpp": "fresh", model: "fresh", ...Object.fromEntries(DERIVED.map((n) => [n, "restored"])) });
+    expect(restored.stderr).not.toMatch(/rebuilding/);
+    expect(logs(p)).toEqual(logsBefore); // no mlx, converter or llama.cpp process ran
+    expect(outputs(p, DERIVED)).toEqual(firstOutputs);
+    expect(p.read("pipeline.lock")).toBe(firstLock);
+
+    // Checking out the later commit again (its data and its pipeline.lock): restoring only.
+    p.write("data/train.jsonl", edited);
+    p.write("pipeline.lock", editedLock);
+    const later = await p.mustBuild("gguf");
+    expect(statusesOf(later, DERIVED)).toEqual(Object.fromEntries(DERIVED.map((n) => [n, "restored"])));
+    expect(logs(p)).toEqual(logsBefore);
+    expect(outputs(p, DERIVED)).toEqual(editedOutputs);
+    expect((await p.run(["verify"])).code).toBe(0);
+  });
+
+  it("a fresh clone pulls from S3 and builds the GGUF with nothing heavy running; verify passes", async () => {
+    const push = await p.run(["push"]);
+    expect(push.code, push.stderr).toBe(0);
+    const clone = new Project(config, { "data/train.jsonl": p.read("data/train.jsonl") });
+    clone.env = server.env;
+    clone.write("pipeline.lock", p.read("pipeline.lock"));
+    const pull = await clone.run(["pull", "gguf", "--json"]);
+    expect(pull.code, pull.stderr).toBe(0);
+    const built = await clone.mustBuild("gguf");
+    expect(statusesOf(built, [...TOOLCHAINS, ...DERIVED])).toEqual(Object.fromEntries([...TOOLCHAINS, ...DERIVED].map((n) => [n, "restored"])));
+    expect(logs(clone)).toEqual({}); // no tool ran at all
+    expect(outputs(clone, DERIVED)).toEqual(outputs(p, DERIVED));
+    const verify = await clone.run(["verify"]);
+    expect(verify.code, verify.stderr).toBe(0);
+  });
+});

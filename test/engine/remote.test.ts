@@ -1,0 +1,172 @@
+// The S3 remote of the build cache against a real S3 server on 127.0.0.1 (moto, installed and started here):
+// push, pull, a build that misses locally and fetches, refused tampered objects, missing ones run, the one-line
+// errors of a bad setup, and kill -9 in the middle of a push or a pull.
+import { copyFileSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { CreateBucketCommand, DeleteObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { BASE_CONFIG, FakeProject } from "../helpers/fake-project.ts";
+import { startS3, type S3Server } from "../helpers/s3-server.ts";
+import { manifests, storeIsSound } from "../helpers/store.ts";
+
+const BUCKET = "team-cache";
+let server: S3Server;
+let s3: S3Client;
+let prefixes = 0;
+
+beforeAll(async () => {
+  server = await startS3();
+  s3 = new S3Client({ endpoint: server.endpoint, forcePathStyle: true, region: "us-east-1", credentials: { accessKeyId: "testing", secretAccessKey: "testing" } });
+  await s3.send(new CreateBucketCommand({ Bucket: BUCKET }));
+});
+
+afterAll(async () => {
+  s3?.destroy();
+  await server?.stop();
+});
+
+interface Team {
+  readonly prefix: string;
+  /** A clone with its own local store, sharing the remote; `lockFrom` gives it that project's pipeline.lock. */
+  clone(options?: { lockFrom?: FakeProject; inputs?: Record<string, string>; extra?: string }): FakeProject;
+}
+
+/** Projects sharing one remote prefix, each with its own local store (as on teammates' machines). */
+function team(remote: Record<string, string> = {}): Team {
+  const prefix = `run-${process.pid}-${++prefixes}`;
+  return {
+    prefix,
+    clone({ lockFrom, inputs, extra = "" } = {}) {
+      const settings = { dir: mkdtempSync(join(tmpdir(), "store-")), remote: `s3://${BUCKET}/${prefix}`, endpoint: server.endpoint, ...remote };
+      const yaml = `${BASE_CONFIG}cache:\n${Object.entries(settings).map(([k, v]) => `  ${k}: ${v}\n`).join("")}${extra}`;
+      const p = new FakeProject(yaml, inputs);
+      p.env = server.env;
+      if (lockFrom) copyFileSync(lockFrom.path("pipeline.lock"), p.path("pipeline.lock"));
+      return p;
+    },
+  };
+}
+
+const storeOf = (p: FakeProject) => /dir: (.*)/.exec(p.read("pipeline.yaml"))![1]!;
+const outputs = (p: FakeProject) => ["source/all.txt", "lower/out.txt", "report/report.txt"].map((f) => p.read(`models/${f}`));
+
+describe.concurrent("remote build cache (S3)", () => {
+  it("push; a fresh clone pulls and builds nothing; one that does not pull fetches during its build; --no-remote runs", async () => {
+    const t = team();
+    const ci = t.clone();
+    expect((await ci.build())._result.code).toBe(0);
+    const push = await ci.run(["push", "--json"]);
+    expect(push.code).toBe(0);
+    expect(push.json).toMatchObject({ ok: true, results: { source: expect.stringMatching(/^pushed/), report: expect.stringMatching(/^pushed/) } });
+    expect((await ci.run(["push", "--json"])).json).toMatchObject({ results: { source: "already on the remote" } });
+
+    const pulled = t.clone({ lockFrom: ci });
+    expect((await pulled.run(["pull"])).code).toBe(0);
+    storeIsSound(storeOf(pulled));
+    expect(await pulled.build()).toMatchObject({ source: "restored", lower: "restored", report: "restored" });
+    expect(pulled.calls()).toEqual([]);
+    expect(outputs(pulled)).toEqual(outputs(ci));
+    expect((await pulled.run(["verify"])).code).toBe(0);
+
+    const fetched = t.clone({ lockFrom: ci });
+    expect((await fetched.run(["status", "--json"])).json.nodes.every((n) => n.restore)).toBe(true);
+    expect(await fetched.build()).toMatchObject({ source: "restored", lower: "restored", report: "restored" });
+    expect(fetched.calls()).toEqual([]);
+
+    const offline = t.clone({ lockFrom: ci });
+    expect(await offline.build("--no-remote")).toMatchObject({ source: "ran", lower: "ran", report: "ran" });
+  });
+
+  it("a tampered object is refused with a clear error and never used; a missing entry makes just that node run", async () => {
+    const t = team();
+    const ci = t.clone();
+    await ci.build();
+    expect((await ci.run(["push"])).code).toBe(0);
+    const lock = ci.read("pipeline.lock");
+    const digestOf = (file: string) => new RegExp(`${file.replace(".", "\\.")}: ([0-9a-f]{64})`).exec(lock)![1]!;
+    const fingerprintOf = (node: string) => new RegExp(`\\n  ${node}:\\n[\\s\\S]*?fingerprint: ([0-9a-f]{64})`).exec(lock)![1]!;
+    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: `${t.prefix}/blobs/${digestOf("out.txt")}`, Body: "HELLO EVIL\n" }));
+    await s3.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: `${t.prefix}/manifests/report/${fingerprintOf("report")}.json` }));
+
+    const clone = t.clone({ lockFrom: ci });
+    const pull = await clone.run(["pull", "--json"]);
+    expect(pull.code).toBe(1);
+    expect(pull.json).toMatchObject({
+      ok: false,
+      results: {
+        lower: expect.stringMatching(/^FAILED: remote cache: s3:\/\/team-cache\/.*\/blobs\/[0-9a-f]{64} does not hold the bytes its name promises/),
+        report: "not on the remote: a build runs it",
+      },
+    });
+    expect(manifests(storeOf(clone)).map((m) => m.split("/").at(-2))).toEqual(["source"]);
+    storeIsSound(storeOf(clone));
+
+    const built = await clone.build();
+    expect(built).toMatchObject({ source: "restored", lower: "ran", report: "ran" });
+    expect(built._result.stderr).toMatch(/does not hold the bytes its name promises.*running the node instead/);
+    expect(outputs(clone)).toEqual(outputs(ci));
+    expect((await clone.run(["verify"])).code).toBe(0);
+  });
+
+  it("a bad setup fails in one line naming the setting: URL, bucket, credentials, endpoint, push: false", async () => {
+    const p = team().clone();
+    const yaml = p.read("pipeline.yaml");
+    const withCache = (edit: (y: string) => string) => writeFileSync(p.path("pipeline.yaml"), edit(yaml));
+
+    withCache((y) => y.replace(/remote: .*/, "remote: s3://Bad_Bucket"));
+    let r = await p.run(["pull"]);
+    expect([r.code, r.stderr]).toEqual([2, expect.stringMatching(/pipeline\.yaml:\d+: cache\.remote: must be s3:\/\/bucket\/prefix/)]);
+
+    withCache((y) => y.replace(/remote: .*/, "remote: s3://no-such-bucket/x"));
+    r = await p.run(["pull"]);
+    expect([r.code, r.stderr]).toEqual([2, expect.stringMatching(/cache\.remote: bucket "no-such-bucket" does not exist at http:\/\/127\.0\.0\.1:\d+\. Create it/)]);
+    r = await p.run(["report"]); // a build asks the remote for every stale node: the same line, before anything runs
+    expect([r.code, p.calls()]).toEqual([2, []]);
+
+    withCache((y) => y);
+    p.env = { ...server.env, AWS_ACCESS_KEY_ID: "", AWS_SECRET_ACCESS_KEY: "" };
+    r = await p.run(["pull"]);
+    expect([r.code, r.stderr]).toEqual([2, expect.stringMatching(/cache\.remote: no AWS credentials found\. Set AWS_ACCESS_KEY_ID/)]);
+    expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    p.env = server.env;
+
+    withCache((y) => y.replace(/endpoint: .*/, "endpoint: http://127.0.0.1:9"));
+    r = await p.run(["pull"]);
+    expect([r.code, r.stderr]).toEqual([1, expect.stringMatching(/cache\.endpoint: cannot reach http:\/\/127\.0\.0\.1:9 \(ECONNREFUSED\)/)]);
+
+    withCache((y) => `${y}  push: false\n`);
+    r = await p.run(["push"]);
+    expect([r.code, r.stderr]).toEqual([2, expect.stringMatching(/cache\.push is false: this clone reads the remote cache but does not write it/)]);
+  });
+
+  it("kill -9 during a push and during a pull: the next command completes and nothing corrupt is published", async () => {
+    const t = team();
+    const big = "Hello World\n".repeat(4 << 20); // 48 MiB: each node's output is as large
+    const ci = t.clone({ inputs: { "a.txt": big } });
+    expect((await ci.build())._result.code).toBe(0);
+    const killWhen = async (p: FakeProject, args: string[], text: RegExp) => {
+      const child = p.spawn(args);
+      let err = "";
+      await new Promise<void>((resolve) => {
+        child.stderr!.on("data", (d: Buffer) => {
+          err += d.toString();
+          if (text.test(err)) child.kill("SIGKILL");
+        });
+        child.on("close", () => resolve());
+      });
+      return err;
+    };
+    await killWhen(ci, ["push"], /push \w+: /);
+    const push = await ci.run(["push"]);
+    expect(push.code).toBe(0);
+
+    const clone = t.clone({ lockFrom: ci, inputs: { "a.txt": big } });
+    await killWhen(clone, ["pull"], /pull \w+: /);
+    storeIsSound(storeOf(clone));
+    expect((await clone.run(["pull"])).code).toBe(0);
+    storeIsSound(storeOf(clone));
+    expect(await clone.build()).toMatchObject({ source: "restored", lower: "restored", report: "restored" });
+    expect((await clone.run(["verify"])).code).toBe(0);
+  });
+});
