@@ -1,7 +1,6 @@
 // Subprocesses: own process group (so Ctrl-C can kill a tool and its children), output streamed line by
 // line into a log file and a callback, never accumulated in memory. Every tool dies with this process, even
 // when it is killed with -9 or by the OOM killer and no handler runs: see WRAPPER.
-import { spawn } from "node:child_process";
 import { createWriteStream } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { dirname } from "node:path";
@@ -10,6 +9,9 @@ import type { ExecOptions, ExecResult } from "./types.ts";
 import { UserError } from "./types.ts";
 
 const TAIL_LINES = 40;
+
+/** A zx output store that keeps nothing: the log file is the record. */
+const discard = () => Object.assign([] as string[], { push: () => 0 });
 
 /**
  * Runs the tool ("$@") under a watcher that reads fd 3, the child's end of a pipe whose other end only this
@@ -80,13 +82,19 @@ export async function execLogged(
   // An undefined value removes a variable the parent has (e.g. HF_HUB_OFFLINE for a download).
   const merged: Record<string, string | undefined> = { ...process.env, PYTHONUNBUFFERED: "1", NO_COLOR: "1", TERM: "dumb", ...options.env };
   const env = Object.fromEntries(Object.entries(merged).filter(([, v]) => v !== undefined));
-  const child = spawn("sh", ["-c", WRAPPER, "sh", command, ...args], {
+  // zx is loaded on first use: a no-op build never starts a process and should not pay for it.
+  const { $ } = await import("zx");
+  const proc = $({
     cwd: options.cwd,
-    env,
+    env: env as NodeJS.ProcessEnv,
+    nothrow: true,
+    quiet: true,
+    verbose: false,
     detached: true, // a session and process group of its own, led by the wrapper
-    stdio: ["ignore", "pipe", "pipe", "pipe"],
-  });
-  const pid = child.pid;
+    stdio: ["ignore", "pipe", "pipe", "pipe"], // fd 3: the pipe the wrapper watches
+    store: { stdout: discard(), stderr: discard(), stdall: discard() },
+  })`sh -c ${WRAPPER} sh ${command} ${args}`;
+  const pid = proc.child?.pid;
   if (pid !== undefined) {
     groups.add(pid);
     groupsChanged();
@@ -104,12 +112,9 @@ export async function execLogged(
   let timedOut = false;
   // SIGKILL: a tool stuck in native code may not act on SIGTERM.
   const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => ((timedOut = true), killGroup("SIGKILL")), options.timeoutMs);
-  child.stdout!.on("data", (d: Buffer) => out.push(d.toString("utf8")));
-  child.stderr!.on("data", (d: Buffer) => err.push(d.toString("utf8")));
-  const result = await new Promise<{ exitCode: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
-    child.once("error", reject);
-    child.once("close", (exitCode, sig) => resolve({ exitCode, signal: sig }));
-  }).finally(() => {
+  proc.stdout.on("data", (d: Buffer) => out.push(d.toString("utf8")));
+  proc.stderr.on("data", (d: Buffer) => err.push(d.toString("utf8")));
+  const result = await proc.finally(() => {
     clearTimeout(timer);
     signal.removeEventListener("abort", onAbort);
     if (pid !== undefined) {
