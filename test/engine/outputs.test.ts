@@ -39,7 +39,7 @@ describe.concurrent("outputs a user touched", () => {
     expect(p.read("models/lower/notes.txt")).toBe("my notes\n");
   });
 
-  it("rm -rf models/.builds: status says the outputs are missing, the build reruns them, --force works", async () => {
+  it("rm -rf models/.builds: status says the outputs are missing, the build restores them from the build cache, --force works", async () => {
     const p = new FakeProject();
     await p.build();
     rmSync(p.path("models/.builds"), { recursive: true });
@@ -50,12 +50,12 @@ describe.concurrent("outputs a user touched", () => {
       expect(node?.stale).toBe(true);
       expect(node?.reasons?.join("; ")).toMatch(new RegExp(`output .*models/${id} is missing \\(it links to \\.builds/${id}-.*which is gone\\)`));
     }
-    expect(await p.build()).toMatchObject({ source: "ran", lower: "ran", report: "ran" });
+    expect(await p.build()).toMatchObject({ source: "restored", lower: "restored", report: "restored" });
     expect(p.read("models/report/report.txt")).toBe("# Weekly\nhello world\n");
     rmSync(p.path("models/.builds"), { recursive: true });
     const forced = await p.build("--force", "lower");
     expect(forced._result.code, forced._result.stderr).toBe(0);
-    expect(forced).toMatchObject({ source: "ran", lower: "ran", report: "ran" });
+    expect(forced).toMatchObject({ source: "restored", lower: "ran", report: "restored" });
   });
 
   it("the run lock, each publish and pipeline.lock are synced to disk, files before the folders that name them", async () => {

@@ -1,13 +1,13 @@
 // The run lock tells a live holder from a recycled pid, takes a dead holder's lock over exactly once, and
 // makes sure the dead holder's tools are gone first.
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { RunLock } from "../../engine/runlock.ts";
 import { UserError } from "../../engine/types.ts";
-import { collect, REPO, TSX_ARGS } from "../helpers/cli.ts";
+import { collect, REPO, TSX_ARGS, waitFor } from "../helpers/cli.ts";
 
 const BOOT = readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
 
@@ -75,16 +75,23 @@ describe.concurrent("RunLock", () => {
     for (let i = 0; i < RACES; i++) {
       writeFileSync(join(dir, `${i}.lock`), JSON.stringify({ pid: deadPid(), command: "killed", host: hostname(), boot: BOOT, start: "1", nonce: `dead-${i}` }));
     }
-    // Each taker races the others for every lock in turn, all starting each race at the same instant.
+    // Each taker races the others for every lock in turn, all starting each race at the same instant. The
+    // start is set once every taker is ready, and each stays alive until every taker is done (a lock whose
+    // holder exited may rightly be taken over again), so a loaded machine's slow start changes nothing.
     const script = join(dir, "taker.mts");
     writeFileSync(
       script,
-      `import { RunLock } from ${JSON.stringify(join(REPO, "engine/runlock.ts"))};
-const [dir, at] = process.argv.slice(2);
+      `import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { RunLock } from ${JSON.stringify(join(REPO, "engine/runlock.ts"))};
+const [dir] = process.argv.slice(2);
 const wait = new Int32Array(new SharedArrayBuffer(4));
+const until = (file: string) => { while (!existsSync(file)) Atomics.wait(wait, 0, 0, 10); };
+writeFileSync(dir + "/ready-" + process.pid, "");
+until(dir + "/go");
+const at = Number(readFileSync(dir + "/go", "utf8"));
 let held = "";
 for (let i = 0; i < ${RACES}; i++) {
-  const start = Number(at) + i * ${GAP_MS};
+  const start = at + i * ${GAP_MS};
   if (start - Date.now() > 2) Atomics.wait(wait, 0, 0, start - Date.now() - 2);
   while (Date.now() < start) {}
   try {
@@ -92,18 +99,22 @@ for (let i = 0; i < ${RACES}; i++) {
     held += i + " ";
   } catch {}
 }
-// Alive until every taker is done: a lock whose holder exited may rightly be taken over again.
-const end = Number(at) + ${RACES * GAP_MS} + 4000;
-if (end > Date.now()) Atomics.wait(wait, 0, 0, end - Date.now());
+writeFileSync(dir + "/done-" + process.pid, "");
+until(dir + "/exit");
 process.stdout.write(held);
 `,
     );
-    const at = Date.now() + 3000;
-    const takers = Array.from({ length: 3 }, () => collect(spawn(process.execPath, [...TSX_ARGS, script, dir, String(at)], { stdio: ["ignore", "pipe", "pipe"] })));
+    const procs = Array.from({ length: 3 }, () => spawn(process.execPath, [...TSX_ARGS, script, dir], { stdio: ["ignore", "pipe", "pipe"] }));
+    const takers = procs.map((p) => collect(p));
+    const count = (prefix: string) => readdirSync(dir).filter((n) => n.startsWith(prefix)).length;
+    await waitFor(() => count("ready-") === 3, 60_000);
+    writeFileSync(join(dir, "go"), String(Date.now() + 500));
+    await waitFor(() => count("done-") === 3, 60_000);
+    writeFileSync(join(dir, "exit"), "");
     const held = (await Promise.all(takers)).flatMap((r) => r.stdout.trim().split(" ").filter(Boolean).map(Number));
     const holders = Array.from({ length: RACES }, (_, i) => held.filter((h) => h === i).length);
     expect(holders.filter((n) => n !== 1), `holders per lock: ${holders.join("")}`).toEqual([]);
-  }, 60_000);
+  }, 180_000);
 
   it("taking over a dead holder's lock kills the process groups of the tools it left running", async () => {
     const path = lockPath();

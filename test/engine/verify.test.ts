@@ -64,8 +64,9 @@ describe.concurrent("verify", () => {
     expect(verify.code).toBe(1);
     expect(reportReasons(verify)).toEqual(["output file report.txt was modified"]);
     expect(verify.json.nodes.filter((n) => n.changed).map((n) => n.id)).toEqual(["report"]);
-    // verify also put the true digest in the cache: from now on a build sees the change and repairs it.
-    expect(await p.build()).toMatchObject({ source: "fresh", lower: "fresh", report: "ran" });
+    // verify also put the true digest in the cache: from now on a build sees the change and repairs it
+    // (from the build cache, which holds the output as it was built).
+    expect(await p.build()).toMatchObject({ source: "fresh", lower: "fresh", report: "restored" });
     expect(p.read(REPORT)).toBe("# Weekly\nhello world\n");
     expect((await p.run(["verify"])).code).toBe(0);
   });

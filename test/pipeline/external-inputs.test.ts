@@ -51,7 +51,7 @@ describe("inputs outside the project", () => {
     const inputs = await ggufNode(config).inputs(ctxFor(root, config, { "llama-cpp": toolchain }));
     const digester = await Digester.open(join(root, "stat-cache.json"));
     const before = await digester.inputs(root, inputs.files);
-    expect(Object.keys(before)).toEqual([join(dir, "convert_hf_to_gguf.py"), join(dir, "gguf-py", "gguf", "constants.py")]);
+    expect(Object.keys(before).filter((f) => f.startsWith(dir))).toEqual([join(dir, "convert_hf_to_gguf.py"), join(dir, "gguf-py", "gguf", "constants.py")]);
     writeFileSync(join(dir, "gguf-py", "gguf", "constants.py"), "A = 2\n"); // same commit, dirty tree
     const after = await digester.inputs(root, inputs.files);
     expect(after[join(dir, "gguf-py", "gguf", "constants.py")]).not.toBe(before[join(dir, "gguf-py", "gguf", "constants.py")]);
