@@ -22,11 +22,11 @@ import type { LocalStore } from "./local.ts";
 // The pinned SDK supports Node 20; its multi-line notice about future releases would bury our one-line errors.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
 
-/** Multipart: 16 MiB parts, 4 in flight per file (lib-storage buffers partSize × queueSize). */
-const PART_SIZE = 16 << 20;
+/** Multipart: 32 MiB parts, 4 in flight per file, 2 files at once: lib-storage buffers partSize × queueSize per file. */
+const PART_SIZE = 32 << 20;
 const QUEUE_SIZE = 4;
 /** Files transferred at once. */
-const PARALLEL_FILES = 4;
+const PARALLEL_FILES = 2;
 
 export function parseS3Url(url: string): { bucket: string; prefix: string } {
   const m = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/.exec(url);
