@@ -255,7 +255,10 @@ export class Engine<C> {
     const reports: NodeReport[] = [];
     const ran = new Set<string>();
     let failed = false;
-    for (const id of this.project.graph.order([target])) {
+    /** A later node's guard that failed once an output it reads was built: the build stops there. */
+    let stop: { node: string; after: string; message: string } | undefined;
+    const order = this.project.graph.order([target]);
+    for (const [index, id] of order.entries()) {
       const node = this.project.graph.node(id);
       const started = performance.now();
       const finish = (status: NodeStatus, reason: string) => {
@@ -265,6 +268,15 @@ export class Engine<C> {
       };
       if (failed) {
         finish("skipped", "an earlier node failed");
+        continue;
+      }
+      if (stop) {
+        if (id === stop.node) {
+          failed = true;
+          finish("failed", stop.message);
+        } else {
+          finish("skipped", `${stop.node}'s guard failed once ${stop.after} was built`);
+        }
         continue;
       }
       const upstream = Object.fromEntries(node.deps.map((d) => [d, this.outputDigests.get(d)!]));
@@ -292,6 +304,7 @@ export class Engine<C> {
           if (restored) {
             ran.add(id);
             finish("restored", `from the build cache (${reason})`);
+            stop = await this.lookAhead(order, index);
             continue;
           }
         }
@@ -305,6 +318,7 @@ export class Engine<C> {
         await this.runNode(node, evaluation, options);
         ran.add(id);
         finish("ran", reason);
+        stop = await this.lookAhead(order, index);
       } catch (e) {
         failed = true;
         if (options.signal.aborted) throw e;
@@ -313,6 +327,25 @@ export class Engine<C> {
     }
     await this.digester.save();
     return reports;
+  }
+
+  /**
+   * Once `order[index]` has a new output, the guards of the later nodes that depend on it, directly or not,
+   * run again: what they could not see before the build (a model built in this build: its tokenizer, the
+   * converter's verdict on it) stops the build now, not after the expensive nodes in between (training,
+   * before a GGUF export that would fail).
+   */
+  private async lookAhead(order: readonly string[], index: number): Promise<{ node: string; after: string; message: string } | undefined> {
+    const after = order[index]!;
+    const affected = new Set([after]);
+    for (const id of order.slice(index + 1)) {
+      const node = this.project.graph.node(id);
+      if (!node.deps.some((d) => affected.has(d))) continue;
+      affected.add(id);
+      const errors = (await this.guard(node)).filter((v) => v.level === "error");
+      if (errors.length > 0) return { node: id, after, message: formatVerdicts(errors) };
+    }
+    return undefined;
   }
 
   private async runNode(node: NodeSpec<C>, evaluation: Evaluation, options: { signal: AbortSignal; observer: BuildObserver }): Promise<void> {

@@ -27,4 +27,15 @@ describe.concurrent("what guards see", () => {
     p.write("pipeline.yaml", `${BASE_CONFIG}lower:\n  mode: upper\n`);
     expect(upstreamVerdict(await p.run(["check", "--json"]))).toBe("lower is not built yet");
   });
+
+  it("a guard that can judge only an output built in this build stops the build as soon as it is built, not when its node comes", async () => {
+    const p = new FakeProject(`${BASE_CONFIG}forbid: World\n`);
+    const result = await p.build();
+    expect(result._result.code).toBe(1);
+    expect(p.calls()).toEqual(["source"]); // lower, between source and report, never ran
+    expect(result).toMatchObject({ source: "ran", lower: "skipped", report: "failed" });
+    expect(result._result.stderr).toContain(`source's output holds "World"`);
+    p.write("input/a.txt", "Hello Earth\n");
+    expect((await p.build())._result.code).toBe(0);
+  });
 });
