@@ -285,10 +285,12 @@ describe("a K-quant of a model whose rows are multiples of 256", () => {
     expect(shareIn(types, ["Q4_K"])).toBeGreaterThan(0.5);
   });
 
-  it("is under a quarter of the float32 model's size (about 4.5 bits a weight), and runs in llama.cpp", async () => {
+  it("is under a third of the float32 model's size, and runs in llama.cpp", async () => {
     const report = p.readJson<GgufReport>("models/gguf/gguf.json");
     const f32 = statSync(join(wide, "model.safetensors")).size;
-    expect(report.bytes).toBeLessThan(f32 / 4);
+    // Not a quarter: most of this tiny model is its tied embedding, which Q4_K_M keeps in Q6_K (6.6 bits a
+    // weight), and the GGUF carries the 128k-token vocabulary. An f16 file would be over half.
+    expect(report.bytes).toBeLessThan(f32 / 3);
     expect(await generate(p.path("models/gguf/model.gguf"), report.llamaCpp.prompt)).toHaveLength(4);
   });
 });
