@@ -75,10 +75,12 @@ export async function execLogged(
     }
   };
   signal.addEventListener("abort", killGroup, { once: true });
+  options.signal?.addEventListener("abort", killGroup, { once: true });
   proc.stdout.on("data", (d: Buffer) => out.push(d.toString("utf8")));
   proc.stderr.on("data", (d: Buffer) => err.push(d.toString("utf8")));
   const result = await proc;
   signal.removeEventListener("abort", killGroup);
+  options.signal?.removeEventListener("abort", killGroup);
   out.end();
   err.end();
   log.write(`# exit ${result.exitCode ?? result.signal}\n`);

@@ -56,6 +56,8 @@ export interface ExecOptions {
   readonly env?: Readonly<Record<string, string | undefined>>;
   /** Called with every output line (split on \n and \r, ANSI stripped). */
   readonly onLine?: (line: string) => void;
+  /** Kills this one process group when aborted (a node's own watchdog), beside the build's signal. */
+  readonly signal?: AbortSignal;
 }
 
 export interface ExecResult {
