@@ -28,6 +28,9 @@ function who(cluster: Cluster, rank: number): string {
 export async function runDistributed<C>(ctx: RunCtx<C>, cluster: Cluster, run: DistributedRun): Promise<void> {
   const info = await readToolchain(ctx.upstream("mlx-env"));
   const script = run.args[0] ?? "";
+  // Ranks of an interrupted build that a host kept running (it never saw the hangup) would hold the ports.
+  const leftover = await stopStrayRanks(cluster, ctx.scratch, script);
+  if (leftover.length > 0) ctx.note(`stopped ${leftover.join(", ")} left running by an interrupted build`);
   await syncToHosts(ctx, cluster, join(ctx.scratch, "bin"), run.folders, run.files);
 
   // The newest iteration each rank reported: every rank reports at the same steps (the loss is all-summed).
