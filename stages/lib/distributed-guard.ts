@@ -29,6 +29,16 @@ function addressVerdicts(cluster: Cluster): Verdict[] {
       fix: `Put this machine first in distributed.hosts, with one of its addresses: ${[...here].filter((a) => !a.includes(":")).join(", ")}.`,
     });
   }
+  const loopback = (ip: string) => ip === "::1" || ip.startsWith("127.");
+  const elsewhere = cluster.ranks.slice(1).some((r) => r.ips.some((ip) => !loopback(ip)));
+  if (cluster.backend === "ring" && elsewhere && own.length > 0 && own.every(loopback)) {
+    out.push({
+      level: "error",
+      code: "distributed.rank0",
+      message: `rank 0's address ${own.join(", ")} is this machine's loopback: the other hosts cannot connect to it.`,
+      fix: `Give this machine's network address first in distributed.hosts: ${[...here].filter((a) => !a.includes(":") && !loopback(a)).join(", ")}.`,
+    });
+  }
   return out;
 }
 
