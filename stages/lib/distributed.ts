@@ -159,14 +159,14 @@ export function probeScript(info: ToolchainInfo | undefined): string {
         `V=${remoteVenv(info)}`,
         'echo "venv=$V"',
         'if [ -f "$V/.complete" ] && [ -x "$V/bin/python" ]; then',
-        `  "$V/bin/python" -S -c 'import importlib.metadata as m; print("versions=" + m.version("mlx") + " " + m.version("mlx-lm"))' 2>/dev/null`,
+        `  "$V/bin/python" -c 'import importlib.metadata as m; print("versions=" + m.version("mlx") + " " + m.version("mlx-lm"))' 2>/dev/null`,
         "fi",
       ]
     : [];
   return [
     'echo "os=$(uname -s)"',
     "if [ -r /proc/meminfo ]; then",
-    "  awk '/^MemTotal:/ {print \"total=\" $2 * 1024} /^MemAvailable:/ {print \"available=\" $2 * 1024}' /proc/meminfo",
+    "  awk '/^MemTotal:/ {printf \"total=%.0f\\n\", $2 * 1024} /^MemAvailable:/ {printf \"available=%.0f\\n\", $2 * 1024}' /proc/meminfo",
     "else",
     '  echo "total=$(sysctl -n hw.memsize 2>/dev/null)"',
     "fi",
