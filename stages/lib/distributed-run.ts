@@ -3,7 +3,7 @@
 import { join } from "node:path";
 import type { RunCtx } from "../../engine/types.ts";
 import { UserError } from "../../engine/types.ts";
-import { failedRanks, launchCommand, pidDir, remoteHosts, stopStrayRanks, syncToHosts, tailOf, type Cluster } from "./distributed.ts";
+import { failedRanks, isLocal, launchCommand, pidDir, remoteHosts, stopStrayRanks, syncToHosts, tailOf, type Cluster } from "./distributed.ts";
 import { PY_ENV } from "./tools.ts";
 import { readToolchain } from "./venv.ts";
 
@@ -23,6 +23,14 @@ export interface DistributedRun {
 /** Where the ranks are, for messages: "rank 1 (mac2)". */
 function who(cluster: Cluster, rank: number): string {
   return `rank ${rank} (${rank === 0 ? "this machine" : (cluster.ranks[rank]?.ssh ?? "?")})`;
+}
+
+/** "rank 1 exited with code 255" → "rank 1 (mac2) exited with code 255 (...)": ssh's 255 hides how the rank ended. */
+function explain(cluster: Cluster, failure: string): string {
+  const [, rank = "0", how = ""] = /^rank (\d+) (.*)$/.exec(failure) ?? [];
+  const r = cluster.ranks[Number(rank)];
+  const note = r && !isLocal(r) && how.endsWith("code 255") ? " (its ssh session ended: the rank was killed or the connection dropped)" : how.endsWith("code -15") ? " (stopped by mlx.launch)" : "";
+  return `${who(cluster, Number(rank))} ${how}${note}`;
 }
 
 export async function runDistributed<C>(ctx: RunCtx<C>, cluster: Cluster, run: DistributedRun): Promise<void> {
@@ -84,7 +92,7 @@ export async function runDistributed<C>(ctx: RunCtx<C>, cluster: Cluster, run: D
     );
   }
   if (failures.length > 0 || result.exitCode !== 0) {
-    const what = failures.length > 0 ? failures.map((f) => f.replace(/^rank (\d+)/, (_m, r: string) => who(cluster, Number(r)))).join(", ") : `mlx.launch exited with ${result.exitCode ?? result.signal}`;
+    const what = failures.length > 0 ? failures.map((f) => explain(cluster, f)).join(", ") : `mlx.launch exited with ${result.exitCode ?? result.signal}`;
     throw new UserError(`training across ${world} processes failed: ${what}; the other ranks were stopped${strayNote}. ${resume} Last lines of ${result.logPath}:\n${tailOf(result)}`);
   }
 }

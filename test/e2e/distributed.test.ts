@@ -127,7 +127,7 @@ describe("distributed training through mlx.launch", () => {
     const before = sshd.logins();
     configure({ hosts: ["127.0.0.1", RANK1], ssh_config: sshd.sshConfig });
     const result = await project.mustBuild("adapters", "--force", "adapters");
-    expect(ran(result)).toEqual(["adapters"]);
+    expect(ran(result)).toContain("adapters");
     const viaSsh = losses();
     expect(viaSsh.world_size).toBe(2);
     expectClose(viaSsh.final_train_loss, oneProcess.final_train_loss, 0.03);
@@ -194,7 +194,7 @@ describe("distributed training through mlx.launch", () => {
     });
     ranks.stop();
     expect(killed.code).toBe(1);
-    expect(killed.stderr).toMatch(/training across 2 processes failed: rank 1 \(rank1\) (exited with code -9|was killed)/);
+    expect(killed.stderr).toMatch(/training across 2 processes failed: rank 1 \(rank1\) exited with code 255 \(its ssh session ended: the rank was killed or the connection dropped\)/);
     await expectNoRankLeft(ranks.pids);
     expect(project.exists("models/adapters/adapters.safetensors")).toBe(true); // the earlier output is intact
 
