@@ -73,7 +73,7 @@ function hostVerdicts(host: string, stdout: string, info: ToolchainInfo | undefi
 export async function clusterVerdicts(cluster: Cluster, batchSize: number, info: ToolchainInfo | undefined, peakBytes: number | undefined): Promise<Verdict[]> {
   const out = [...batchVerdicts(batchSize, cluster.ranks.length), ...addressVerdicts(cluster)];
   const hosts = [...remoteHosts(cluster).keys()];
-  if (hosts.length === 0) return out;
+  if (hosts.length === 0) return [...out, { level: "ok", code: "distributed.hosts", message: `${cluster.ranks.length} processes on this machine` }];
   for (const tool of ["ssh", "rsync"]) {
     if (!onPath(tool)) out.push({ level: "error", code: `distributed.${tool}`, message: `${tool} is not on PATH: the other hosts are reached with ssh and rsync.`, fix: `Install ${tool}.` });
   }
