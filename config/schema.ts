@@ -88,6 +88,24 @@ const memorySchema = z
   })
   .strict();
 
+const hostSchema = z.union([
+  z.string().min(1).describe("An IP address: ssh to it and train over it (127.0.0.1: a process on this machine)."),
+  z.object({ ssh: z.string().min(1).describe("What `ssh` connects to (a name from ~/.ssh/config works)."), ip: z.string().min(1).describe("The address the other ranks reach it at.") }).strict(),
+]);
+
+const distributedSchema = z
+  .object({
+    hosts: z.array(hostSchema).min(1).optional().describe("One process per entry, rank 0 first; rank 0 is this machine."),
+    hostfile: z.string().min(1).optional().describe("An mlx.launch hostfile (JSON, as `mlx.distributed_config` writes it) instead of `hosts`, relative to pipeline.yaml."),
+    backend: z.enum(["ring", "jaccl", "mpi"]).optional().describe("mlx.launch's backend (default: the hostfile's, else ring)."),
+    ssh_config: z.string().min(1).optional().describe("An ssh_config file for every ssh and rsync the pipeline runs, relative to pipeline.yaml."),
+    port: z.number().int().min(1024).max(65535).default(32323).describe("The ring backend's first port; rank i listens on port + i."),
+    watchdog: z.number().positive().default(600).describe("Seconds without a metrics line from the training before every rank is stopped."),
+  })
+  .strict()
+  .refine((d) => (d.hosts === undefined) !== (d.hostfile === undefined), { message: "give either `hosts` or `hostfile`" })
+  .describe("Train on several machines with mlx.launch (data parallel; lora.batch_size is the global batch).");
+
 export const pipelineSchema = z
   .object({
     $schema: z.string().optional(),
@@ -103,11 +121,13 @@ export const pipelineSchema = z
     gguf: ggufSchema.default(ggufSchema.parse({})),
     memory: memorySchema.default({}).describe("Which machine the memory guard plans for (default: this one)."),
     cache: cacheSchema.default(cacheSchema.parse({})).describe("The build cache: every output kept by content, restored instead of rebuilt, shared through S3."),
+    distributed: distributedSchema.optional(),
   })
   .strict();
 
 export type PipelineConfig = z.output<typeof pipelineSchema>;
 export type LoraConfig = PipelineConfig["lora"];
+export type DistributedConfig = NonNullable<PipelineConfig["distributed"]>;
 
 /** The editor schema written by `npx tsx pipeline.ts schema`; a test checks the committed file is current. */
 export const SCHEMA_FILE = "pipeline.schema.json";

@@ -109,6 +109,7 @@ export async function execLogged(
   };
   const onAbort = () => killGroup();
   signal.addEventListener("abort", onAbort, { once: true });
+  options.signal?.addEventListener("abort", onAbort, { once: true });
   let timedOut = false;
   // SIGKILL: a tool stuck in native code may not act on SIGTERM.
   const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => ((timedOut = true), killGroup("SIGKILL")), options.timeoutMs);
@@ -117,6 +118,7 @@ export async function execLogged(
   const result = await proc.finally(() => {
     clearTimeout(timer);
     signal.removeEventListener("abort", onAbort);
+    options.signal?.removeEventListener("abort", onAbort);
     if (pid !== undefined) {
       groups.delete(pid);
       groupsChanged();

@@ -58,6 +58,8 @@ export interface ExecOptions {
   readonly onLine?: (line: string) => void;
   /** Kill the process group (SIGKILL) after this long: a hung native tool becomes a failure, not a stuck build. */
   readonly timeoutMs?: number;
+  /** Kills this one process group when aborted (a node's own watchdog), beside the build's signal. */
+  readonly signal?: AbortSignal;
 }
 
 export interface ExecResult {

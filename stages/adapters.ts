@@ -1,7 +1,7 @@
 // Node adapters: LoRA training with `mlx_lm lora`, metrics read through its training-callback hook,
 // resumed from the newest checkpoint when a build of the same fingerprint was interrupted.
 import { existsSync } from "node:fs";
-import { appendFile, copyFile, mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { appendFile, copyFile, mkdir, readdir, readFile, realpath, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
 import type { BaseCtx, Json, NodeSpec, RunCtx, Verdict } from "../engine/types.ts";
@@ -12,6 +12,10 @@ import { STATS, type FormatStats } from "./formatted.ts";
 import { UserError } from "../engine/types.ts";
 import { modelDir } from "./lib/model-ref.ts";
 import { pyScript, runPython, toolVersions } from "./lib/tools.ts";
+import { resolveCluster, type Cluster } from "./lib/distributed.ts";
+import { clusterVerdicts } from "./lib/distributed-guard.ts";
+import { runDistributed } from "./lib/distributed-run.ts";
+import { readToolchain } from "./lib/venv.ts";
 
 const SHIM = pyScript("lora_train.py");
 const METRICS_PREFIX = "@@metrics ";
@@ -25,12 +29,18 @@ async function longestExample(ctx: BaseCtx<PipelineConfig>): Promise<number | un
   return stats.tokens.max;
 }
 
-/** The memory estimate for this config on the planned machine, when the model can be read. */
+/** The machines of `distributed:` (hosts are read from a hostfile when one is named), or undefined for one process. */
+function clusterOf(ctx: BaseCtx<PipelineConfig>): Cluster | undefined {
+  return ctx.config.distributed ? resolveCluster(ctx.config.distributed, ctx.root) : undefined;
+}
+
+/** The memory estimate for this config on the planned machine (one rank's share of the batch), when the model can be read. */
 export async function memoryFor(ctx: BaseCtx<PipelineConfig>): Promise<(MemoryReport & { facts: ModelFacts }) | undefined> {
   const dir = await guardModelDir(ctx);
   if (!dir) return undefined;
   const facts = await readModelFacts(dir);
-  const plan = trainingPlan(ctx.config.lora, await longestExample(ctx));
+  const world = clusterOf(ctx)?.ranks.length ?? 1;
+  const plan = trainingPlan({ ...ctx.config.lora, batch_size: Math.ceil(ctx.config.lora.batch_size / world) }, await longestExample(ctx));
   return { ...memoryReport(facts, plan, ctx.config.memory), facts };
 }
 
@@ -51,17 +61,37 @@ function maskVerdicts(config: PipelineConfig): Verdict[] {
 const PROBE_LAYERS = 6;
 const PROBE_MAX_PARAMS = 150e6;
 
+/** Every host of a distributed run: reachable, with the environment and the memory for its rank. */
+async function distributedVerdicts(ctx: BaseCtx<PipelineConfig>, peakBytes: number | undefined): Promise<Verdict[]> {
+  let cluster: Cluster | undefined;
+  try {
+    cluster = clusterOf(ctx);
+  } catch (e) {
+    if (e instanceof UserError) return [{ level: "error", code: "distributed.config", message: e.message, fix: "" }];
+    throw e;
+  }
+  if (!cluster) return [];
+  const info = ctx.isBuilt("mlx-env") ? await readToolchain(ctx.upstream("mlx-env")) : undefined;
+  return clusterVerdicts(cluster, ctx.config.lora.batch_size, info, peakBytes);
+}
+
 async function adaptersGuard(ctx: BaseCtx<PipelineConfig>): Promise<Verdict[]> {
+  const verdicts = await singleHostVerdicts(ctx);
+  const peak = verdicts.peakBytes;
+  return [...verdicts.list, ...(await distributedVerdicts(ctx, peak))];
+}
+
+async function singleHostVerdicts(ctx: BaseCtx<PipelineConfig>): Promise<{ list: Verdict[]; peakBytes?: number }> {
   let report: Awaited<ReturnType<typeof memoryFor>>;
   try {
     report = await memoryFor(ctx);
   } catch (e) {
     // The message says what is wrong and what to use instead (a missing config field, num_layers).
-    if (e instanceof UserError) return [{ level: "error", code: "model.config", message: e.message, fix: "" }];
+    if (e instanceof UserError) return { list: [{ level: "error", code: "model.config", message: e.message, fix: "" }] };
     throw e;
   }
   if (!report) {
-    return [...maskVerdicts(ctx.config), { level: "ok", code: "memory.later", message: "the base model is not built yet: its architecture and memory are checked right before training" }];
+    return { list: [...maskVerdicts(ctx.config), { level: "ok", code: "memory.later", message: "the base model is not built yet: its architecture and memory are checked right before training" }] };
   }
   const { facts } = report;
   const verdicts = [...maskVerdicts(ctx.config), ...architectureVerdicts(facts), ...report.verdicts];
@@ -75,7 +105,7 @@ async function adaptersGuard(ctx: BaseCtx<PipelineConfig>): Promise<Verdict[]> {
     const why = (e as { stderr?: string }).stderr?.trim().split("\n").at(-1) ?? (e as Error).message;
     verdicts.push({ level: "warn", code: "arch.probe-failed", message: `could not ask mlx-lm about this architecture: ${why}`, fix: "" });
   }
-  return verdicts;
+  return { list: verdicts, peakBytes: report.estimate.peakBytes };
 }
 
 /** The mlx-lm YAML config, without the paths (those are covered by the upstream digests). */
@@ -104,6 +134,7 @@ function loraConfig(config: PipelineConfig): Record<string, Json> {
 
 interface TrainReport {
   type: "train";
+  rank?: number;
   iteration: number;
   train_loss: number | null;
   learning_rate: number;
@@ -113,6 +144,7 @@ interface TrainReport {
 }
 interface ValReport {
   type: "val";
+  rank?: number;
   iteration: number;
   val_loss: number | null;
 }
@@ -174,11 +206,14 @@ async function train(ctx: RunCtx<PipelineConfig>): Promise<{ lastTrain?: TrainRe
     return { resumedFrom: start };
   }
 
+  // Real paths: a distributed run copies them to the other hosts, where the models/ links do not exist.
+  const model = await realpath(await modelDir(ctx.upstream("model")));
+  const data = await realpath(ctx.upstream("formatted"));
   const yaml = {
     ...loraConfig(ctx.config),
     iters: total - start,
-    model: await modelDir(ctx.upstream("model")),
-    data: ctx.upstream("formatted"),
+    model,
+    data,
     adapter_path: runDir,
     ...(resumeFile ? { resume_adapter_file: resumeFile } : {}),
   };
@@ -189,6 +224,8 @@ async function train(ctx: RunCtx<PipelineConfig>): Promise<{ lastTrain?: TrainRe
   let lastVal: ValReport | undefined;
   const started = performance.now();
   const pending: Promise<void>[] = [];
+  const cluster = clusterOf(ctx);
+  const world = cluster ? ` over ${cluster.ranks.length} processes` : "";
   const onLine = (line: string) => {
     // Anywhere in the line: another write on the same stream may have left a partial line before it.
     const at = line.indexOf(METRICS_PREFIX);
@@ -199,6 +236,10 @@ async function train(ctx: RunCtx<PipelineConfig>): Promise<{ lastTrain?: TrainRe
     } catch {
       return; // a mangled line costs one progress update, never the build
     }
+    // Every rank reports the same all-summed figures; rank 0's are the record (the others feed the watchdog).
+    const { rank = 0, ...fields } = report;
+    if (rank !== 0) return;
+    report = fields as Report;
     report.iteration += start;
     pending.push(appendFile(metricsFile, JSON.stringify(report) + "\n"));
     if (report.type === "val") {
@@ -210,12 +251,17 @@ async function train(ctx: RunCtx<PipelineConfig>): Promise<{ lastTrain?: TrainRe
     const rate = (report.iteration - start) / elapsed;
     const loss = report.train_loss === null ? "nan" : report.train_loss.toFixed(3);
     ctx.progress(
-      `iter ${report.iteration}/${total} · loss ${loss} · ${Math.round(report.tokens_per_second)} tok/s · ` +
+      `iter ${report.iteration}/${total} · loss ${loss} · ${Math.round(report.tokens_per_second)} tok/s${world} · ` +
         `peak ${report.peak_memory.toFixed(2)} GB · ETA ${clock((total - report.iteration) / rate)}`,
     );
   };
   ctx.progress(`training ${total - start} iterations`);
-  await runPython(ctx, "mlx-env", [SHIM, "-c", configPath], "mlx_lm lora", { onLine });
+  if (cluster) {
+    const files = [SHIM, configPath, ...(resumeFile ? [resumeFile] : [])];
+    await runDistributed(ctx, cluster, { args: [SHIM, "-c", configPath], folders: [model, data], files, metricsPrefix: METRICS_PREFIX, onLine, offset: start });
+  } else {
+    await runPython(ctx, "mlx-env", [SHIM, "-c", configPath], "mlx_lm lora", { onLine });
+  }
   await Promise.all(pending);
   return { lastTrain, lastVal, resumedFrom: start };
 }
@@ -251,6 +297,7 @@ export const adaptersNode: NodeSpec<PipelineConfig> = {
     if (lastVal?.val_loss != null) facts.final_val_loss = Number(lastVal.val_loss.toFixed(4));
     if (lastTrain) facts.peak_memory_gb = Number(lastTrain.peak_memory.toFixed(3));
     if (resumedFrom > 0) facts.resumed_from_iteration = resumedFrom;
+    if (ctx.config.distributed) facts.world_size = clusterOf(ctx)?.ranks.length ?? 1;
     // The estimate beside what mlx-lm measured, so the memory model can be checked against real runs.
     if (estimate) facts.estimated_peak_gb = Number((estimate.estimate.peakBytes / 1e9).toFixed(3));
     ctx.record(facts);

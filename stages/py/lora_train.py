@@ -7,6 +7,10 @@ Every train and validation report is printed to stderr as one line
     @@metrics {"type": "val", "iteration": ..., "val_loss": ..., "val_time": ...}
 while mlx-lm's own screen UI (rich, format changed in 0.32) goes to stdout and can be ignored.
 
+Under mlx.launch every rank runs this script: each line carries its "rank" (MLX_RANK; 0 alone).
+With MLX_PIPELINE_PIDS set, each rank writes its pid there (rank-N.pid) so the pipeline can stop
+ranks on every host, and a rank whose parent (mlx.launch, or the ssh session) is gone stops itself.
+
 mlx_lm.lora.run() obtains its callback by calling the module-level name
 `get_reporting_callbacks` at call time (checked in mlx-lm 0.26.4 to 0.32.2), so replacing that
 name is enough; the original is still called so `report_to` (wandb, swanlab) keeps working.
@@ -14,12 +18,16 @@ name is enough; the original is still called so `report_to` (wandb, swanlab) kee
 
 import json
 import math
+import os
 import sys
+import threading
+import time
 
 import mlx_lm.lora as lora
 from mlx_lm.tuner.callbacks import TrainingCallback
 
 PREFIX = "@@metrics "
+RANK = int(os.environ.get("MLX_RANK", "0"))
 
 
 def _plain(value):
@@ -37,7 +45,7 @@ class JsonLinesCallback(TrainingCallback):
         self.wrapped = wrapped
 
     def _emit(self, kind, info):
-        line = json.dumps({"type": kind, **{k: _plain(v) for k, v in info.items()}})
+        line = json.dumps({"type": kind, "rank": RANK, **{k: _plain(v) for k, v in info.items()}})
         # stderr, one write + flush per line: mlx-lm's rich UI owns stdout and may wrap or recolour it.
         sys.stderr.write(PREFIX + line + "\n")
         sys.stderr.flush()
@@ -60,7 +68,25 @@ def _reporting_callbacks(*args, **kwargs):
     return JsonLinesCallback(_original(*args, **kwargs))
 
 
+def _watch_parent(parent):
+    # Killing mlx.launch (or dropping the ssh connection) reparents the rank: a rank alone would wait
+    # forever in all_sum for peers that are gone.
+    while True:
+        time.sleep(1)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
+def _register_rank(folder):
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, f"rank-{RANK}.pid"), "w") as f:
+        f.write(str(os.getpid()))
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+
+
 if __name__ == "__main__":
+    if os.environ.get("MLX_PIPELINE_PIDS"):
+        _register_rank(os.environ["MLX_PIPELINE_PIDS"])
     lora.get_reporting_callbacks = _reporting_callbacks
     # argparse in lora.main() reads sys.argv[1:], i.e. everything after this script's name.
     lora.main()
