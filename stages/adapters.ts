@@ -177,7 +177,7 @@ async function train(ctx: RunCtx<PipelineConfig>): Promise<{ lastTrain?: TrainRe
   const yaml = {
     ...loraConfig(ctx.config),
     iters: total - start,
-    model: await modelDir(ctx.upstream("model")),
+    model: await modelDir(ctx.upstream("model"), ctx.root),
     data: ctx.upstream("formatted"),
     adapter_path: runDir,
     ...(resumeFile ? { resume_adapter_file: resumeFile } : {}),
