@@ -43,7 +43,7 @@ export function underCacheRoot(path: string): string {
   return rel.startsWith("..") || isAbsolute(rel) ? path : rel;
 }
 
-/** A path recorded by underCacheRoot, on this machine. */
-export function fromCacheRoot(recorded: string): string {
-  return resolve(userCacheDir(), recorded);
+/** A path recorded by underCacheRoot, on this machine (or for the cache root `root`). */
+export function fromCacheRoot(recorded: string, root = userCacheDir()): string {
+  return resolve(root, recorded);
 }

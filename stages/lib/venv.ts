@@ -52,15 +52,15 @@ export function preloadEnv(preload: readonly string[]): Record<string, string> {
   return preload.length > 0 ? { LD_PRELOAD: preload.join(":") } : {};
 }
 
-/** toolchain.json's content with its paths resolved against this machine's cache root. */
-export function resolveToolchain(stored: JsonOf<typeof toolchainFile>): ToolchainInfo {
-  const venv = fromCacheRoot(stored.venv);
-  const preload = stored.preload.map(fromCacheRoot);
+/** toolchain.json's content with its paths resolved against this machine's cache root (or `root`). */
+export function resolveToolchain(stored: JsonOf<typeof toolchainFile>, root = userCacheDir()): ToolchainInfo {
+  const venv = fromCacheRoot(stored.venv, root);
+  const preload = stored.preload.map((p) => fromCacheRoot(p, root));
   return {
     venv,
     python: venvPython(venv),
     versions: stored.versions,
-    ...(stored.source === undefined ? {} : { source: fromCacheRoot(stored.source) }),
+    ...(stored.source === undefined ? {} : { source: fromCacheRoot(stored.source, root) }),
     env: preloadEnv(preload),
   };
 }
