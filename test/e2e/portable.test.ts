@@ -3,7 +3,7 @@
 // build cache serves the other. The cache roots share only the Python environments (a pip install takes
 // minutes); each unpacks its own llama.cpp source and keeps its own build cache.
 import { createHash } from "node:crypto";
-import { mkdirSync, mkdtempSync, readFileSync, symlinkSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -82,6 +82,21 @@ describe("outputs that do not depend on where the cache and the project are", ()
       for (const lib of (mlx.env.LD_PRELOAD ?? "").split(":").filter(Boolean)) expect(lib.startsWith(mlx.venv + "/")).toBe(true);
       expect(p.toolchain("llama-cpp").source?.startsWith(join(root, "llama.cpp") + "/")).toBe(true);
     }
+  });
+
+  it("a local model folder is named by model: as written, its files by their path in it", async () => {
+    const [c, d] = [machine(cacheRoot()), machine(cacheRoot())];
+    for (const p of [c, d]) {
+      cpSync(a.path("models/model/model"), p.path("base"), { recursive: true });
+      p.write("pipeline.yaml", pipelineYaml({ model: "./base" }));
+      await p.mustBuild("model");
+    }
+    expect(d.read("models/model/model.json")).toBe(c.read("models/model/model.json"));
+    const info = c.readJson<{ ref: string; path?: string; files: Record<string, string> }>("models/model/model.json");
+    expect(info.ref).toBe("./base");
+    expect(info.path).toBeUndefined();
+    expect(Object.keys(info.files)).toContain("config.json");
+    expect(d.lock().model!.output.digest).toBe(c.lock().model!.output.digest);
   });
 
   it("a third machine with the first one's build cache restores what the first built", async () => {
