@@ -207,7 +207,7 @@ async function train(ctx: RunCtx<PipelineConfig>): Promise<{ lastTrain?: TrainRe
   }
 
   // Real paths: a distributed run copies them to the other hosts, where the models/ links do not exist.
-  const model = await realpath(await modelDir(ctx.upstream("model")));
+  const model = await realpath(await modelDir(ctx.upstream("model"), ctx.root));
   const data = await realpath(ctx.upstream("formatted"));
   const yaml = {
     ...loraConfig(ctx.config),

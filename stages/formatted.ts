@@ -128,7 +128,7 @@ export const formattedNode: NodeSpec<PipelineConfig> = {
     return [{ level: "ok", code: "template.ok", message: `every example renders with the chat template${folded}` }];
   },
   async run(ctx) {
-    const dir = await modelDir(ctx.upstream("model"));
+    const dir = await modelDir(ctx.upstream("model"), ctx.root);
     const template = await loadChatTemplate(dir);
     const rules = template ? probeRules(template) : null;
     const origins = JSON.parse(await readFile(join(ctx.upstream("data"), ORIGINS), "utf8")) as Partial<Record<Split, string[]>>;

@@ -58,7 +58,7 @@ export const fusedNode: NodeSpec<PipelineConfig> = {
       : [];
   },
   async run(ctx) {
-    const base = await modelDir(ctx.upstream("model"));
+    const base = await modelDir(ctx.upstream("model"), ctx.root);
     const dequantize = (await quantizationKeysOf(base)).length > 0;
     const args = ["-m", "mlx_lm", "fuse", "--model", base, "--adapter-path", ctx.upstream("adapters"), "--save-path", ctx.staging];
     ctx.progress(dequantize ? "fusing and de-quantizing" : "fusing");

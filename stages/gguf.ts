@@ -16,7 +16,7 @@ import { PY_ENV, toolVersions } from "./lib/tools.ts";
 import { toolFile } from "./lib/paths.ts";
 import { readToolchain, venvPython } from "./lib/venv.ts";
 import { llamaCppVersion } from "./llama-cpp.ts";
-import { QUANTIZER_FILE } from "./quantizer.ts";
+import { quantizerBinary } from "./quantizer.ts";
 import { SMOKE_FILE, type SmokeResult } from "./fused.ts";
 
 const GGUF_FILE = "model.gguf";
@@ -29,7 +29,7 @@ const CHILD_SCRIPTS = [toolFile("stages", "lib", "llama-worker.ts"), toolFile("s
 
 async function convert(ctx: RunCtx<PipelineConfig>, outfile: string, outtype: string): Promise<void> {
   const info = await readToolchain(ctx.upstream("llama-cpp"));
-  const script = join(info.extra.source!, "convert_hf_to_gguf.py");
+  const script = join(info.source!, "convert_hf_to_gguf.py");
   ctx.progress(`converting to ${outtype} with llama.cpp's converter`);
   const result = await ctx.exec(venvPython(info.venv), [script, ctx.upstream("hf"), "--outfile", outfile, "--outtype", outtype], {
     env: PY_ENV,
@@ -44,7 +44,7 @@ async function convert(ctx: RunCtx<PipelineConfig>, outfile: string, outtype: st
 }
 
 async function quantize(ctx: RunCtx<PipelineConfig>, from: string, to: string, type: string): Promise<void> {
-  const { binary } = JSON.parse(await readFile(join(ctx.upstream("quantizer"), QUANTIZER_FILE), "utf8")) as { binary: string };
+  const binary = await quantizerBinary(ctx.upstream("quantizer"));
   ctx.progress(`quantizing to ${type} with llama-quantize`);
   assertSuccess(await ctx.exec(binary, [from, to, type]), `llama-quantize ${type}`);
 }

@@ -52,7 +52,7 @@ export const hfNode: NodeSpec<PipelineConfig> = {
   },
   async run(ctx) {
     const fused = ctx.upstream("fused");
-    const base = await modelDir(ctx.upstream("model"));
+    const base = await modelDir(ctx.upstream("model"), ctx.root);
     const config = JSON.parse(await readFile(join(fused, "config.json"), "utf8")) as Json;
     const leftover = quantizationKeys(config);
     if (leftover.length > 0) throw new UserError(`${fused}/config.json still has ${leftover.join(", ")}; rebuild it with --force fused.`);

@@ -74,12 +74,12 @@ export const llamaCppNode: NodeSpec<PipelineConfig> = {
     if (!userCheckout(ctx)) ctx.progress(`unpacking llama.cpp ${bundledRelease()} from node-llama-cpp's bundle`);
     const source = converterSource(ctx);
     const venv = await ensureVenv(ctx, "llama-cpp-convert", REQUIREMENTS, requirePython(ctx.config.python));
-    await publishToolchain(ctx, venv, PACKAGES, { versions: { llama_cpp: llamaCppVersion(ctx) }, extra: { source } });
+    await publishToolchain(ctx, venv, REQUIREMENTS, PACKAGES, { versions: { llama_cpp: llamaCppVersion(ctx) }, source });
   },
   intact: async (dir) => {
     const gone = await toolchainGone(dir);
     if (gone) return gone;
     const info = await readToolchain(dir);
-    return existsSync(join(info.extra.source ?? "", "convert_hf_to_gguf.py")) ? undefined : `its llama.cpp source ${info.extra.source} is gone`;
+    return existsSync(join(info.source ?? "", "convert_hf_to_gguf.py")) ? undefined : `its llama.cpp source ${info.source} is gone`;
   },
 };

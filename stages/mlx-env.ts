@@ -6,8 +6,8 @@ import { assertSuccess } from "../engine/exec.ts";
 import { currentPlatform, mlxPlatformVerdicts } from "../guard/platform.ts";
 import { toolFile } from "./lib/paths.ts";
 import { findPython, pythonVerdicts } from "./lib/python.ts";
-import { openblasEnv } from "./lib/openblas.ts";
-import { ensureVenv, interpreterInputs, publishToolchain, requirePython, TOOLCHAIN_INFO, toolchainGone, venvPython } from "./lib/venv.ts";
+import { openblasPreload } from "./lib/openblas.ts";
+import { ensureVenv, interpreterInputs, preloadEnv, publishToolchain, requirePython, TOOLCHAIN_INFO, toolchainGone, venvPython } from "./lib/venv.ts";
 
 const REQUIREMENTS = toolFile("stages", "requirements", "mlx.txt");
 /** mlx-lm before 0.29 leaves quantization_config behind after a dequantizing fuse. */
@@ -61,11 +61,11 @@ export const mlxEnv: NodeSpec<PipelineConfig> = {
   guard: async (ctx) => [...(await pythonVerdicts(ctx.config.python)), ...mlxPlatformVerdicts(currentPlatform()), ...glibcVerdicts(), ...pinVerdicts()],
   async run(ctx) {
     const venv = await ensureVenv(ctx, "mlx", REQUIREMENTS, requirePython(ctx.config.python));
-    const env = await openblasEnv(venv);
+    const preload = await openblasPreload(venv);
     // Proves the preload works (and that mlx imports at all) before anything relies on it.
-    const probe = await ctx.exec(venvPython(venv), ["-c", "import mlx.core as mx; mx.eval(mx.ones((2, 2)) @ mx.ones((2, 2)))"], { env });
+    const probe = await ctx.exec(venvPython(venv), ["-c", "import mlx.core as mx; mx.eval(mx.ones((2, 2)) @ mx.ones((2, 2)))"], { env: preloadEnv(preload) });
     assertSuccess(probe, "importing mlx in the new environment");
-    await publishToolchain(ctx, venv, PACKAGES, { env });
+    await publishToolchain(ctx, venv, REQUIREMENTS, PACKAGES, { preload });
   },
   intact: toolchainGone,
 };

@@ -2,11 +2,11 @@
 // folder, or a hub download.
 import { existsSync } from "node:fs";
 import { readdir, stat, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { isAbsolute, join, relative, resolve } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
 import type { DeclaredInputs, NodeSpec, Verdict } from "../engine/types.ts";
 import { UserError } from "../engine/types.ts";
-import { MODEL_INFO, modelDir, parseModelRef, type ModelInfo, type TinyFamily } from "./lib/model-ref.ts";
+import { hubSnapshot, MODEL_INFO, modelDir, parseModelRef, type ModelInfo, type TinyFamily } from "./lib/model-ref.ts";
 import { toolFile } from "./lib/paths.ts";
 import { pyScript, runPython, toolVersions } from "./lib/tools.ts";
 
@@ -75,7 +75,7 @@ export function modelNode(config: PipelineConfig, root: string): NodeSpec<Pipeli
           break;
         }
         case "local":
-          info = { ref: config.model, kind: "local", path: ref.path };
+          info = { ref: config.model, kind: "local" };
           break;
         case "hub": {
           ctx.progress(`fetching ${ref.id} from the Hugging Face hub`);
@@ -83,7 +83,10 @@ export function modelNode(config: PipelineConfig, root: string): NodeSpec<Pipeli
             | { path?: string; revision?: string; error?: string }
             | undefined;
           if (!fetched?.path) throw new UserError(`Could not fetch ${ref.id}: ${fetched?.error ?? "no result"}`);
-          info = { ref: config.model, kind: "hub", path: fetched.path, revision: fetched.revision };
+          // Named by its revision, found in whichever Hugging Face cache the reading machine has; a snapshot
+          // outside the usual layout keeps its path.
+          const usual = fetched.revision !== undefined && resolve(fetched.path) === hubSnapshot(ref.id, fetched.revision);
+          info = { ref: config.model, kind: "hub", revision: fetched.revision, ...(usual ? {} : { path: fetched.path }) };
           ctx.record({ revision: fetched.revision ?? "unknown" });
           break;
         }
@@ -92,20 +95,30 @@ export function modelNode(config: PipelineConfig, root: string): NodeSpec<Pipeli
           throw new Error(`unhandled model kind ${String(never)}`);
         }
       }
-      // The digests of a local folder's files make its model.json change whenever the folder does.
-      const files = ref.kind === "local" ? ctx.inputDigests : {};
+      // The digests of a local folder's files (by their path in it) make its model.json change whenever the folder does.
+      const files = ref.kind === "local" ? filesIn(ref.path, ctx.root, ctx.inputDigests) : {};
       await writeFile(join(ctx.staging, MODEL_INFO), JSON.stringify({ ...info, files }, null, 2) + "\n");
     },
-    intact: modelFilesGone,
+    intact: (output) => modelFilesGone(output, root),
   };
+}
+
+/** The input digests of the files under `dir`, keyed by their path in it (inputs are keyed relative to the project, or absolute). */
+function filesIn(dir: string, root: string, digests: Readonly<Record<string, string>>): Record<string, string> {
+  const files: Record<string, string> = {};
+  for (const [label, digest] of Object.entries(digests)) {
+    const rel = relative(dir, resolve(root, label));
+    if (!rel.startsWith("..") && !isAbsolute(rel)) files[rel] = digest;
+  }
+  return files;
 }
 
 /**
  * A hub model lives in the Hugging Face cache, outside the output: when its files were deleted there (by
  * `huggingface-cli delete-cache`, or by hand), the output names a model that is no longer on disk.
  */
-async function modelFilesGone(output: string): Promise<string | undefined> {
-  const dir = await modelDir(output).catch(() => undefined);
+async function modelFilesGone(output: string, root: string): Promise<string | undefined> {
+  const dir = await modelDir(output, root).catch(() => undefined);
   if (!dir) return `${join(output, MODEL_INFO)} is unreadable`;
   const names = await readdir(dir).catch(() => undefined);
   if (!names?.includes("config.json")) return `the model files at ${dir} are gone`;

@@ -7,11 +7,11 @@ import type { PipelineConfig } from "../config/schema.ts";
 import type { BaseCtx, NodeSpec, Verdict } from "../engine/types.ts";
 import { assertSuccess } from "../engine/exec.ts";
 import { converterRegistry, converterSource } from "./lib/guard-inputs.ts";
-import { onPath, userCacheDir } from "./lib/paths.ts";
+import { fromCacheRoot, onPath, underCacheRoot, userCacheDir } from "./lib/paths.ts";
 import { toolVersions } from "./lib/tools.ts";
 import { readToolchain } from "./lib/venv.ts";
 
-export const QUANTIZER_FILE = "quantizer.json";
+const QUANTIZER_FILE = "quantizer.json";
 const BINARY = "llama-quantize";
 
 /** Quant types are those llama-quantize of this llama.cpp source accepts (read from its quantize.cpp). */
@@ -61,7 +61,7 @@ export const quantizerNode: NodeSpec<PipelineConfig> = {
     let binary = onPath(BINARY);
     if (!binary) {
       const info = await readToolchain(ctx.upstream("llama-cpp"));
-      const source = info.extra.source!;
+      const source = info.source!;
       const buildDir = userCacheDir("llama-quantize", info.versions.llama_cpp ?? "unknown");
       binary = join(buildDir, "bin", BINARY);
       if (!existsSync(binary)) {
@@ -79,10 +79,17 @@ export const quantizerNode: NodeSpec<PipelineConfig> = {
         await rename(tmp, buildDir).catch(() => rm(tmp, { recursive: true, force: true }));
       }
     }
-    await writeFile(join(ctx.staging, QUANTIZER_FILE), JSON.stringify({ binary }, null, 2) + "\n");
+    // One built here is recorded relative to the per-user cache root: the same bytes on every machine.
+    await writeFile(join(ctx.staging, QUANTIZER_FILE), JSON.stringify({ binary: underCacheRoot(binary) }, null, 2) + "\n");
   },
   intact: async (dir) => {
-    const { binary } = JSON.parse(await readFile(join(dir, QUANTIZER_FILE), "utf8")) as { binary: string };
+    const binary = await quantizerBinary(dir);
     return existsSync(binary) ? undefined : `${binary} is gone`;
   },
 };
+
+/** The llama-quantize the quantizer node published, on this machine. */
+export async function quantizerBinary(output: string): Promise<string> {
+  const { binary } = JSON.parse(await readFile(join(output, QUANTIZER_FILE), "utf8")) as { binary: string };
+  return fromCacheRoot(binary);
+}

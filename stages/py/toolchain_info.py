@@ -1,4 +1,4 @@
-"""Print the Python version and the installed versions of the named packages as one JSON line.
+"""Print the Python version, the platform and the installed versions of the named packages as one JSON line.
 
 Reads package metadata only (no imports), so it takes milliseconds even for torch or mlx.
 Usage: python toolchain_info.py mlx mlx-lm transformers
@@ -16,6 +16,6 @@ def installed(name):
         return "missing"
 
 
-info = {"python": platform.python_version()}
+info = {"python": platform.python_version(), "platform": f"{sys.platform}-{platform.machine()}"}
 info.update({name.replace("-", "_"): installed(name) for name in sys.argv[1:]})
 print(json.dumps(info))

@@ -199,7 +199,7 @@ describe("tiny:llama to GGUF", () => {
   });
 
   it("a converter that refuses the architecture: exit 1, a clear message, the previous GGUF kept", async () => {
-    const source = p.toolchain("llama-cpp").extra.source!;
+    const source = p.toolchain("llama-cpp").source!;
     const mine = join(mkdtempSync(join(tmpdir(), "llama-cpp-no-llama-")), "llama.cpp");
     cpSync(source, mine, { recursive: true, filter: (from) => !["ggml", "models", ".git", "build"].map((d) => join(source, d)).includes(from) });
     const init = join(mine, "conversion", "__init__.py");
@@ -224,7 +224,7 @@ describe("tiny:llama to GGUF", () => {
   it("a GGUF that makes llama.cpp abort is a clean node failure: exit 1, llama.cpp's last lines, the previous GGUF kept, and the next build works", async () => {
     // A converter that writes a SentencePiece tokenizer type over the BPE vocabulary in full conversions only
     // (the guard's --vocab-only run stays clean): loading that file, llama.cpp throws std::out_of_range and aborts.
-    const source = p.toolchain("llama-cpp").extra.source!;
+    const source = p.toolchain("llama-cpp").source!;
     const mine = join(mkdtempSync(join(tmpdir(), "llama-cpp-abort-")), "llama.cpp");
     cpSync(source, mine, { recursive: true, filter: (from) => !["ggml", "models", ".git", "build"].map((d) => join(source, d)).includes(from) });
     const script = join(mine, "convert_hf_to_gguf.py");

@@ -6,6 +6,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import YAML from "yaml";
+import { userCacheDir } from "../../stages/lib/paths.ts";
+import { resolveToolchain, type ToolchainInfo } from "../../stages/lib/venv.ts";
 import { collect, REPO, requireJson, spawnCli } from "./cli.ts";
 
 export { REPO, waitFor } from "./cli.ts";
@@ -133,9 +135,9 @@ export class Project {
     return (YAML.parse(this.read("pipeline.lock")) as { nodes: Record<string, LockEntry> }).nodes;
   }
 
-  /** A toolchain node's toolchain.json (python, env, extra.source, ...). */
-  toolchain(node: "mlx-env" | "llama-cpp"): { venv: string; python: string; env: Record<string, string>; extra: Record<string, string>; versions: Record<string, string> } {
-    return this.readJson(`models/${node}/toolchain.json`);
+  /** A toolchain node's toolchain.json, its paths resolved as this project's runs resolve them (python, env, source, ...). */
+  toolchain(node: "mlx-env" | "llama-cpp"): ToolchainInfo {
+    return resolveToolchain(this.readJson(`models/${node}/toolchain.json`), this.env.MLX_PIPELINE_CACHE ?? userCacheDir());
   }
 
   /** Extra environment for every run of this project (undefined removes a variable). */

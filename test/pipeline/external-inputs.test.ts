@@ -4,7 +4,7 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, onTestFinished, vi } from "vitest";
 import { pipelineSchema, type PipelineConfig } from "../../config/schema.ts";
 import { closeHashWorkers, Digester } from "../../engine/digest.ts";
 import type { BaseCtx } from "../../engine/types.ts";
@@ -46,7 +46,7 @@ describe("inputs outside the project", () => {
     const root = mkdtempSync(join(tmpdir(), "project-"));
     const toolchain = join(root, "toolchain");
     mkdirSync(toolchain);
-    writeFileSync(join(toolchain, "toolchain.json"), JSON.stringify({ venv: "/v", python: "/v/bin/python", versions: {}, extra: {}, env: {} }));
+    writeFileSync(join(toolchain, "toolchain.json"), JSON.stringify({ venv: "/v", versions: {}, requirements: "", preload: [] }));
     const config = pipelineSchema.parse({ llama_cpp: dir });
     const inputs = await ggufNode(config).inputs(ctxFor(root, config, { "llama-cpp": toolchain }));
     const digester = await Digester.open(join(root, "stat-cache.json"));
@@ -59,9 +59,10 @@ describe("inputs outside the project", () => {
   });
 
   it("a hub model whose files were deleted from the Hugging Face cache is not intact", async () => {
-    const hf = mkdtempSync(join(tmpdir(), "hf-cache-"));
+    const cache = mkdtempSync(join(tmpdir(), "hf-cache-"));
+    const hf = join(cache, "models--org--model");
     const snapshot = join(hf, "snapshots", "abc");
-    mkdirSync(join(hf, "blobs"));
+    mkdirSync(join(hf, "blobs"), { recursive: true });
     mkdirSync(snapshot, { recursive: true });
     for (const [name, blob] of [["config.json", "b1"], ["model.safetensors", "b2"]] as const) {
       writeFileSync(join(hf, "blobs", blob), "{}");
@@ -70,8 +71,11 @@ describe("inputs outside the project", () => {
     const root = mkdtempSync(join(tmpdir(), "project-"));
     const output = join(root, "models", "model");
     mkdirSync(output, { recursive: true });
-    writeFileSync(join(output, "model.json"), JSON.stringify({ ref: "org/model", kind: "hub", path: snapshot, files: {} }));
+    // model.json names the revision; the snapshot is found in this machine's Hugging Face cache.
+    writeFileSync(join(output, "model.json"), JSON.stringify({ ref: "org/model", kind: "hub", revision: "abc", files: {} }));
     const node = modelNode(pipelineSchema.parse({ model: "org/model" }), root);
+    vi.stubEnv("HF_HUB_CACHE", cache);
+    onTestFinished(() => void vi.unstubAllEnvs());
     expect(await node.intact?.(output)).toBeUndefined();
     rmSync(join(hf, "blobs", "b2"));
     expect(await node.intact?.(output)).toBe(`the model files model.safetensors at ${snapshot} are gone`);
