@@ -18,7 +18,7 @@ const USAGE = `usage: npx tsx pipeline.ts <node> [options]     build a node and 
        npx tsx pipeline.ts verify                   re-hash outputs against pipeline.lock
        npx tsx pipeline.ts schema                   write pipeline.schema.json for editors
 
-nodes: mlx-env, llama-cpp, quantizer, model, data, formatted, adapters, fused, hf, gguf
+nodes: mlx-env, llama-cpp, quantizer, model, data, formatted, adapters, fused, hf, gguf, eval
 
 options:
   --config FILE      the pipeline config (default: pipeline.yaml)
@@ -31,7 +31,7 @@ options:
 `;
 
 async function buildGraph(config: PipelineConfig, root: string): Promise<Graph<PipelineConfig>> {
-  const [{ mlxEnv }, { llamaCppNode }, { quantizerNode }, { modelNode }, { dataNode }, { formattedNode }, { adaptersNode }, { fusedNode }, { hfNode }, { ggufNode }] =
+  const [{ mlxEnv }, { llamaCppNode }, { quantizerNode }, { modelNode }, { dataNode }, { formattedNode }, { adaptersNode }, { fusedNode }, { hfNode }, { ggufNode }, { evalNode }] =
     await Promise.all([
       import("./stages/mlx-env.ts"),
       import("./stages/llama-cpp.ts"),
@@ -43,6 +43,7 @@ async function buildGraph(config: PipelineConfig, root: string): Promise<Graph<P
       import("./stages/fused.ts"),
       import("./stages/hf.ts"),
       import("./stages/gguf.ts"),
+      import("./stages/eval.ts"),
     ]);
   const nodes: NodeSpec<PipelineConfig>[] = [
     mlxEnv,
@@ -55,6 +56,7 @@ async function buildGraph(config: PipelineConfig, root: string): Promise<Graph<P
     fusedNode,
     hfNode,
     ggufNode(config),
+    evalNode(config),
   ];
   return new Graph(nodes);
 }

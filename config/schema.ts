@@ -94,6 +94,13 @@ const ggufSchema = z
   })
   .strict();
 
+const evalSchema = z
+  .object({
+    max_examples: z.number().int().positive().default(40).describe("At most this many test examples are answered by each model."),
+    max_tokens: z.number().int().positive().default(64).describe("The longest answer generated, in tokens."),
+  })
+  .strict();
+
 const memorySchema = z
   .object({
     os: z.enum(["macos", "linux"]).optional().describe("Plan for this OS instead of the current machine's."),
@@ -118,6 +125,7 @@ export const pipelineSchema = z
     data: dataSchema.default(dataSchema.parse({})),
     lora: loraSchema.default(loraSchema.parse({})),
     gguf: ggufSchema.default(ggufSchema.parse({})),
+    eval: evalSchema.default(evalSchema.parse({})).describe("The eval node: base vs fine-tuned vs GGUF answers on the test split."),
     memory: memorySchema.default({}).describe("Which machine the memory guard plans for (default: this one)."),
   })
   .strict();

@@ -14,7 +14,7 @@ import { readToolchain, venvPython } from "./lib/venv.ts";
 import { QUANTIZER_FILE } from "./quantizer.ts";
 import { SMOKE_FILE, type SmokeResult } from "./fused.ts";
 
-const GGUF_FILE = "model.gguf";
+export const GGUF_FILE = "model.gguf";
 const REPORT_FILE = "gguf.json";
 /** Greedy tokens that must agree between mlx-lm (fused) and llama.cpp (GGUF) for unquantized outtypes. */
 const MATCH_TOKENS = 4;
@@ -25,7 +25,7 @@ function converterError(tail: readonly string[]): string | undefined {
   return line?.replace(/^ERROR:hf-to-gguf:/, "");
 }
 
-async function convert(ctx: RunCtx<PipelineConfig>, outfile: string, outtype: string): Promise<void> {
+export async function convert(ctx: RunCtx<PipelineConfig>, outfile: string, outtype: string): Promise<void> {
   const info = await readToolchain(ctx.upstream("llama-cpp"));
   const script = join(info.extra.source!, "convert_hf_to_gguf.py");
   ctx.progress(`converting to ${outtype} with llama.cpp's converter`);
