@@ -1,5 +1,7 @@
 // Node gguf: llama.cpp's convert_hf_to_gguf.py (then llama-quantize for K-quants), proven by parsing the
-// header and running the file in llama.cpp, whose greedy continuation must match mlx-lm's.
+// header and running the file in llama.cpp (in a child process), which must tokenize like the Hugging Face
+// tokenizer, agree on special tokens, and continue greedily like mlx-lm. Its guard runs the converter on the
+// base model's vocabulary before anything trains.
 import { readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
@@ -9,8 +11,11 @@ import { converterVerdicts, tokenizerVerdicts } from "../guard/verdicts.ts";
 import { bundledRelease, converterRegistry, converterSource, guardModelDir, userCheckout } from "./lib/guard-inputs.ts";
 import { UserError } from "../engine/types.ts";
 import { assertSuccess } from "../engine/exec.ts";
+import { formatVerdicts } from "../engine/verdicts.ts";
 import { PY_ENV, toolVersions } from "./lib/tools.ts";
+import { toolFile } from "./lib/paths.ts";
 import { readToolchain, venvPython } from "./lib/venv.ts";
+import { llamaCppVersion } from "./llama-cpp.ts";
 import { QUANTIZER_FILE } from "./quantizer.ts";
 import { SMOKE_FILE, type SmokeResult } from "./fused.ts";
 
@@ -19,11 +24,8 @@ const REPORT_FILE = "gguf.json";
 /** Greedy tokens that must agree between mlx-lm (fused) and llama.cpp (GGUF) for unquantized outtypes. */
 const MATCH_TOKENS = 4;
 
-/** The converter's own last words (its error line, not the traceback around it). */
-function converterError(tail: readonly string[]): string | undefined {
-  const line = [...tail].reverse().find((l) => /^(ERROR:hf-to-gguf:|NotImplementedError|ValueError|KeyError|TypeError)/.test(l));
-  return line?.replace(/^ERROR:hf-to-gguf:/, "");
-}
+/** The code that runs in child processes (llama.cpp, the Hugging Face tokenizer): its edits rerun the node. */
+const CHILD_SCRIPTS = [toolFile("stages", "lib", "llama-worker.ts"), toolFile("stages", "py", "hf_tokens.py")];
 
 export async function convert(ctx: RunCtx<PipelineConfig>, outfile: string, outtype: string): Promise<void> {
   const info = await readToolchain(ctx.upstream("llama-cpp"));
@@ -34,7 +36,8 @@ export async function convert(ctx: RunCtx<PipelineConfig>, outfile: string, outt
     onLine: (line) => line.startsWith("INFO:hf-to-gguf:") && ctx.progress(line.slice(16, 100)),
   });
   if (result.exitCode !== 0) {
-    const said = converterError(result.tail);
+    const { converterSaid } = await import("./lib/vocab-check.ts");
+    const said = converterSaid(result.tail);
     if (said) throw new UserError(`llama.cpp's converter refused the model: ${said}\n  Log: ${result.logPath}`);
     assertSuccess(result, "convert_hf_to_gguf.py");
   }
@@ -50,10 +53,11 @@ export function ggufNode(config: PipelineConfig): NodeSpec<PipelineConfig> {
   const quantized = config.gguf.quantize !== undefined;
   return {
     id: "gguf",
-    deps: ["hf", "fused", "llama-cpp", ...(quantized ? ["quantizer"] : [])],
+    // mlx-env: the Hugging Face tokenizer the model was trained with, for the parity check.
+    deps: ["hf", "fused", "llama-cpp", "mlx-env", ...(quantized ? ["quantizer"] : [])],
     description: "a GGUF file llama.cpp runs",
     inputs: async (ctx) => ({
-      files: [],
+      files: CHILD_SCRIPTS,
       params: { ...ctx.config.gguf, match_tokens: MATCH_TOKENS },
       tools: await toolVersions(ctx.upstream("llama-cpp"), ["llama_cpp", "torch", "transformers"]),
       command: ["convert_hf_to_gguf.py --outtype", ctx.config.gguf.outtype, ...(ctx.config.gguf.quantize ? ["llama-quantize", ctx.config.gguf.quantize] : [])],
@@ -75,6 +79,11 @@ export function ggufNode(config: PipelineConfig): NodeSpec<PipelineConfig> {
       if (dir && existsSync(join(dir, "config.json"))) {
         const config = JSON.parse(await readFile(join(dir, "config.json"), "utf8")) as Record<string, unknown>;
         verdicts.push(...converterVerdicts(config, registry.architectures, converter), ...tokenizerVerdicts(dir));
+        if (verdicts.every((v) => v.level !== "error")) {
+          // The converter itself, on the base model's vocabulary: seconds, and cached.
+          const { vocabVerdicts } = await import("./lib/vocab-check.ts");
+          verdicts.push(...(await vocabVerdicts(ctx, dir, source, llamaCppVersion(ctx), converter)));
+        }
       }
       return verdicts;
     },
@@ -90,15 +99,28 @@ export function ggufNode(config: PipelineConfig): NodeSpec<PipelineConfig> {
         await convert(ctx, out, ctx.config.gguf.outtype);
       }
 
-      // Loaded here: the GGUF parser and llama.cpp bindings weigh more than the rest of the CLI.
-      const { readGgufHeader, llamaCppGreedy } = await import("./lib/gguf-check.ts");
+      // Loaded here: the GGUF parser weighs more than the rest of the CLI.
+      const [{ readGgufHeader }, { checkTokenizer }] = await Promise.all([import("./lib/gguf-check.ts"), import("./lib/tokenizer-parity.ts")]);
       const header = await readGgufHeader(out);
       const missing = [!header.tokenizerModel && "a tokenizer", !header.hasChatTemplate && "a chat template"].filter(Boolean);
       if (header.tensorCount === 0 || !header.tokenizerModel) throw new UserError(`${out} has ${header.tensorCount} tensors and ${missing.join(" and ") || "?"}: the conversion is broken.`);
 
-      ctx.progress("loading the GGUF in llama.cpp and generating");
+      ctx.progress("loading the GGUF in llama.cpp: tokenizer parity, special tokens, greedy answer");
       const smoke = JSON.parse(await readFile(join(ctx.upstream("fused"), SMOKE_FILE), "utf8")) as SmokeResult;
-      const greedy = await llamaCppGreedy(out, smoke.prompt, Math.max(smoke.tokens.length, 1));
+      const size = (await stat(out)).size;
+      const check = await checkTokenizer(ctx.exec, {
+        gguf: out,
+        ggufTemplate: header.chatTemplate,
+        modelDir: ctx.upstream("hf"),
+        hf: await readToolchain(ctx.upstream("mlx-env")),
+        extra: { greedy: { prompt: smoke.prompt, n: Math.max(smoke.tokens.length, 1) } },
+        // Loading takes about a second per GB here; far past that, llama.cpp hangs.
+        timeoutMs: 120_000 + (size / 1e9) * 60_000,
+      });
+      const errors = check.verdicts.filter((v) => v.level === "error");
+      if (errors.length > 0) throw new UserError(`The GGUF does not behave like the model it was converted from:\n${formatVerdicts(errors.map((v) => ({ node: "gguf", ...v })))}`);
+      for (const v of check.verdicts.filter((v) => v.level === "warn")) ctx.note(`warning: ${v.message} → ${v.fix ?? ""}`);
+      const greedy = check.answer.greedy!;
       const compared = Math.min(MATCH_TOKENS, smoke.tokens.length);
       const agree = greedy.tokens.length >= compared && smoke.tokens.slice(0, compared).every((t, i) => t === greedy.tokens[i]);
       const exact = !type && ["f32", "f16", "bf16"].includes(ctx.config.gguf.outtype);
@@ -109,12 +131,14 @@ export function ggufNode(config: PipelineConfig): NodeSpec<PipelineConfig> {
             `The conversion lost something (tokenizer, rope or norm settings); see cache/logs/gguf.log.`,
         );
       }
-      const size = (await stat(out)).size;
+      const { chatTemplate: _template, ...shown } = header;
       const report: Record<string, Json> = {
         file: GGUF_FILE,
         bytes: size,
         type: type ?? ctx.config.gguf.outtype,
-        header: { ...header, tokenizerModel: header.tokenizerModel ?? null, tokenizerPre: header.tokenizerPre ?? null, fileType: header.fileType ?? null },
+        header: { ...shown, tokenizerModel: header.tokenizerModel ?? null, tokenizerPre: header.tokenizerPre ?? null, fileType: header.fileType ?? null },
+        special: { ...check.answer.special },
+        checks: check.verdicts.map((v) => ({ level: v.level, code: v.code, message: v.message })),
         llamaCpp: { prompt: smoke.prompt, tokens: greedy.tokens, text: greedy.text },
         mlx: { tokens: [...smoke.tokens], text: smoke.text },
         agreeOnFirst: agree ? compared : 0,

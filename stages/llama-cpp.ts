@@ -29,7 +29,7 @@ function checkoutCommit(dir: string): string {
 }
 
 /** The llama.cpp version that converts: the checkout's commit, or the bundled release. */
-function llamaCppVersion(ctx: BaseCtx<PipelineConfig>): string {
+export function llamaCppVersion(ctx: BaseCtx<PipelineConfig>): string {
   const own = userCheckout(ctx);
   return own ? checkoutCommit(own) : bundledRelease();
 }

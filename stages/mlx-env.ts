@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import type { PipelineConfig } from "../config/schema.ts";
 import type { NodeSpec, Verdict } from "../engine/types.ts";
 import { assertSuccess } from "../engine/exec.ts";
+import { currentPlatform, mlxPlatformVerdicts } from "../guard/platform.ts";
 import { toolFile } from "./lib/paths.ts";
 import { findPython, pythonVerdicts } from "./lib/python.ts";
 import { openblasEnv } from "./lib/openblas.ts";
@@ -57,7 +58,7 @@ export const mlxEnv: NodeSpec<PipelineConfig> = {
       command: ["python -m venv", "pip install -r mlx.txt"],
     };
   },
-  guard: async (ctx) => [...(await pythonVerdicts(ctx.config.python)), ...glibcVerdicts(), ...pinVerdicts()],
+  guard: async (ctx) => [...(await pythonVerdicts(ctx.config.python)), ...mlxPlatformVerdicts(currentPlatform()), ...glibcVerdicts(), ...pinVerdicts()],
   async run(ctx) {
     const venv = await ensureVenv(ctx, "mlx", REQUIREMENTS, requirePython(ctx.config.python));
     const env = await openblasEnv(venv);

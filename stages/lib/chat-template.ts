@@ -6,6 +6,8 @@ import type { Message } from "./dataset.ts";
 
 export interface ChatTemplate {
   readonly source: string;
+  /** The template itself, as the tokenizer config holds it (llama.cpp copies it into the GGUF). */
+  readonly text: string;
   readonly bosToken: string | undefined;
   readonly eosToken: string | undefined;
   render(messages: readonly Message[], options?: { addGenerationPrompt?: boolean; tools?: readonly unknown[] }): string;
@@ -49,6 +51,7 @@ export async function loadChatTemplate(modelDir: string): Promise<ChatTemplate |
   const eosToken = tokenText(config.eos_token);
   return {
     source,
+    text,
     bosToken,
     eosToken,
     render: (messages, options = {}) =>

@@ -53,7 +53,7 @@ export async function probeArchitecture(
  * The mlx environment: this project's, or the identical one another project already built (same pinned
  * requirements, same Python), so even a first build can ask mlx-lm before anything runs.
  */
-async function mlxToolchain(ctx: BaseCtx<PipelineConfig>): Promise<{ python: string; env: Record<string, string>; versions: Record<string, string> } | undefined> {
+export async function mlxToolchain(ctx: BaseCtx<PipelineConfig>): Promise<{ python: string; env: Record<string, string>; versions: Record<string, string> } | undefined> {
   if (ctx.isBuilt("mlx-env")) return readToolchain(ctx.upstream("mlx-env"));
   const python = findPython(ctx.config.python).path;
   const venv = python ? await existingVenv("mlx", MLX_REQUIREMENTS, python) : undefined;
