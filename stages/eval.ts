@@ -147,6 +147,8 @@ async function testLoss(ctx: RunCtx<PipelineConfig>, model: string, examples: nu
   const info = await readToolchain(ctx.upstream("mlx-env"));
   const l = ctx.config.lora;
   const args = ["-m", "mlx_lm", "lora", "--model", model, "--data", ctx.upstream("formatted"), "--test", "--test-batches", "-1"];
+  // An empty adapter path tests the model as it is (the default, ./adapters, would be loaded).
+  args.push("--adapter-path", "");
   args.push("--batch-size", String(Math.max(1, Math.min(l.batch_size, examples))), "--max-seq-length", String(l.max_seq_length));
   if (l.mask_prompt) args.push("--mask-prompt");
   ctx.progress(`${what}: test loss (mlx_lm lora --test)`);

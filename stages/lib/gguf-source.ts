@@ -148,7 +148,9 @@ export async function verifyRebuiltTokenizer(ctx: RunCtx<PipelineConfig>, gguf: 
   if (errors.length > 0) {
     throw new UserError(`The tokenizer rebuilt from ${gguf} is not the GGUF's:\n${formatVerdicts(errors.map((v) => ({ node: "model", ...v })))}`);
   }
-  for (const v of all.filter((v) => v.level === "warn")) ctx.note(`warning: ${v.message}${v.fix ? ` → ${v.fix}` : ""}`);
-  const ok = all.filter((v) => v.code === "export.vocab" || v.code === "export.tokenizer-parity");
-  ctx.note(`tokenizer: ${ok.map((v) => v.message).join("; ")} (on the converter's vocab-only GGUF and on ${gguf})`);
+  // Both GGUFs are read by the same llama.cpp: a warning about one is usually about both, so each is said once.
+  const warnings = new Set(all.filter((v) => v.level === "warn").map((v) => `warning: ${v.message}${v.fix ? ` → ${v.fix}` : ""}`));
+  for (const w of warnings) ctx.note(w);
+  const ok = new Set(all.filter((v) => v.code === "export.vocab" || v.code === "export.tokenizer-parity").map((v) => v.message));
+  ctx.note(`tokenizer: ${[...ok].join("; ")} (on the converter's vocab-only GGUF and on ${gguf})`);
 }

@@ -10,7 +10,7 @@ interface EvalReport {
   examples: number;
   base: { exact: number; normalized: number; loss: number; ppl: number };
   fineTuned: { exact: number; normalized: number; loss: number; ppl: number };
-  gguf: { type: string; exact: number; agreesWithFused: number };
+  gguf: { type: string; exact: number; agreesWithFused: number; agreesWithF16?: number };
   answers: { question: string; reference: string; base: string; fineTuned: string; gguf: string }[];
 }
 
@@ -45,12 +45,17 @@ describe("eval on a tiny model", () => {
     expect(ran(retest)).toContain("eval");
     expect(p.readJson<EvalReport>("models/eval/eval.json").answers[0]!.reference).toBe((JSON.parse(SAMPLE_LINES[60]!) as { messages: { content: string }[] }).messages.at(-1)!.content);
 
-    // Another GGUF from the same training: only gguf and eval rerun.
-    p.write("pipeline.yaml", pipelineYaml({ data: SPLITS, eval: EVAL, gguf: { outtype: "f32" } }));
+    // Another GGUF from the same training: only gguf and eval rerun. A quantized one is also compared with
+    // the f16 conversion.
+    p.write("pipeline.yaml", pipelineYaml({ data: SPLITS, eval: EVAL, gguf: { outtype: "q8_0" } }));
     expect(ran(await p.mustBuild("eval"))).toEqual(["eval", "gguf"]);
+    const quantized = p.readJson<EvalReport>("models/eval/eval.json");
+    expect(quantized.gguf.type).toBe("q8_0");
+    expect(quantized.gguf.agreesWithF16).toBeGreaterThanOrEqual(0);
+    expect(quantized.gguf.agreesWithF16).toBeLessThanOrEqual(4);
 
     // Another base model: eval is stale along with everything trained on it.
-    p.write("pipeline.yaml", pipelineYaml({ model: "tiny:qwen3", data: SPLITS, eval: EVAL, gguf: { outtype: "f32" } }));
+    p.write("pipeline.yaml", pipelineYaml({ model: "tiny:qwen3", data: SPLITS, eval: EVAL, gguf: { outtype: "q8_0" } }));
     const status = await p.run(["status", "eval", "--json"]);
     const nodes = (status.json as unknown as { nodes: { id: string; stale: boolean }[] }).nodes;
     expect(nodes.find((n) => n.id === "eval")?.stale).toBe(true);
