@@ -156,8 +156,9 @@ async function testLoss(ctx: RunCtx<PipelineConfig>, model: string, examples: nu
   const result = await ctx.exec(venvPython(info.venv), args, {
     env: { ...PY_ENV, ...info.env },
     onLine: (line) => {
-      const m = /Test loss ([\d.]+|nan|inf), Test ppl ([\d.]+|nan|inf)/.exec(line);
-      if (m) said = { loss: Number(m[1]), ppl: Number(m[2]) };
+      // "Test loss 0.512, Test ppl 1.669." (parseFloat stops at the sentence's full stop)
+      const m = /Test loss (\S+), Test ppl (\S+)/.exec(line);
+      if (m) said = { loss: parseFloat(m[1]!), ppl: parseFloat(m[2]!) };
     },
   });
   assertSuccess(result, `${what}: mlx_lm lora --test`);
