@@ -1,4 +1,4 @@
-// `npm run bench [-- noop|hashing|check]`: the engine's benchmarks, as ratios measured side by side in one run.
+// `npm run bench [-- noop|hashing|check|vocab]`: the engine's benchmarks, as ratios measured side by side in one run.
 // They are not timed tests: a shared machine moves every number, which is why each contender runs
 // interleaved with its reference, several times, and the load average is printed.
 //
@@ -12,6 +12,7 @@ import { fmtBytes, GiB, load, log, printTable, type Row } from "./lib.ts";
 import { makeBigProject, noopBench, weightParts } from "./noop.ts";
 import { hashingBench } from "./hashing.ts";
 import { checkBench } from "./check.ts";
+import { vocabBench } from "./vocab-check.ts";
 
 const which = new Set(process.argv.slice(2));
 const selected = (name: string) => which.size === 0 || which.has(name);
@@ -49,6 +50,11 @@ const notes: string[] = [];
 try {
   if (selected("check")) {
     const r = await checkBench(tmp, 3);
+    rows.push(...r.rows);
+    notes.push(...r.notes);
+  }
+  if (selected("vocab")) {
+    const r = await vocabBench(tmp, 3);
     rows.push(...r.rows);
     notes.push(...r.notes);
   }

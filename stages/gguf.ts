@@ -89,6 +89,11 @@ export function ggufNode(config: PipelineConfig): NodeSpec<PipelineConfig> {
     },
     async run(ctx) {
       const out = join(ctx.staging, GGUF_FILE);
+      // Loaded here: the GGUF parser weighs more than the rest of the CLI. The Hugging Face side of the
+      // parity check runs while the converter does.
+      const [{ readGgufHeader }, { checkTokenizer, hfSide }] = await Promise.all([import("./lib/gguf-check.ts"), import("./lib/tokenizer-parity.ts")]);
+      const hf = hfSide(ctx.exec, await readToolchain(ctx.upstream("mlx-env")), ctx.upstream("hf"));
+      hf.catch(() => undefined); // awaited after the conversion; a failed conversion is the error to report
       const type = ctx.config.gguf.quantize;
       if (type) {
         // K-quants are made from a full-precision file: convert to f16 in scratch, then quantize.
@@ -99,8 +104,6 @@ export function ggufNode(config: PipelineConfig): NodeSpec<PipelineConfig> {
         await convert(ctx, out, ctx.config.gguf.outtype);
       }
 
-      // Loaded here: the GGUF parser weighs more than the rest of the CLI.
-      const [{ readGgufHeader }, { checkTokenizer }] = await Promise.all([import("./lib/gguf-check.ts"), import("./lib/tokenizer-parity.ts")]);
       const header = await readGgufHeader(out);
       const missing = [!header.tokenizerModel && "a tokenizer", !header.hasChatTemplate && "a chat template"].filter(Boolean);
       if (header.tensorCount === 0 || !header.tokenizerModel) throw new UserError(`${out} has ${header.tensorCount} tensors and ${missing.join(" and ") || "?"}: the conversion is broken.`);
@@ -108,11 +111,9 @@ export function ggufNode(config: PipelineConfig): NodeSpec<PipelineConfig> {
       ctx.progress("loading the GGUF in llama.cpp: tokenizer parity, special tokens, greedy answer");
       const smoke = JSON.parse(await readFile(join(ctx.upstream("fused"), SMOKE_FILE), "utf8")) as SmokeResult;
       const size = (await stat(out)).size;
-      const check = await checkTokenizer(ctx.exec, {
+      const check = await checkTokenizer(ctx.exec, await hf, {
         gguf: out,
         ggufTemplate: header.chatTemplate,
-        modelDir: ctx.upstream("hf"),
-        hf: await readToolchain(ctx.upstream("mlx-env")),
         extra: { greedy: { prompt: smoke.prompt, n: Math.max(smoke.tokens.length, 1) } },
         // Loading takes about a second per GB here; far past that, llama.cpp hangs.
         timeoutMs: 120_000 + (size / 1e9) * 60_000,

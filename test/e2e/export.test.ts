@@ -1,10 +1,13 @@
-// From nothing to a GGUF with the real converter, and the GGUF run in llama.cpp: tiny:llama and tiny:qwen3 in
-// f16, q8_0 (only gguf reruns), a K-quant through llama-quantize, and a converter that refuses the architecture.
+// From nothing to a GGUF with the real converter, and the GGUF run in llama.cpp: tiny:llama, tiny:qwen3 and
+// tiny:gemma3 in f16 (tokenizer parity and special tokens checked), q8_0 (only gguf reruns), a K-quant through
+// llama-quantize, a converter that refuses the architecture, and a GGUF that makes llama.cpp abort.
 import { execFileSync } from "node:child_process";
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { availableParallelism, tmpdir } from "node:os";
+import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it } from "vitest";
+import { execLogged } from "../../engine/exec.ts";
+import { askLlamaCpp } from "../../stages/lib/llama-child.ts";
 import { pipelineYaml, Project, ran, sample, type RunResult } from "../helpers/project.ts";
 
 const LORA = { iters: 2, steps_per_report: 2, steps_per_eval: 2, save_every: 2 };
@@ -17,33 +20,16 @@ interface GgufReport {
   llamaCpp: { prompt: string; tokens: number[] };
   mlx: { tokens: number[] };
   agreeOnFirst: number;
+  checks: { level: string; code: string; message: string }[];
 }
 
-type Llama = Awaited<ReturnType<typeof import("node-llama-cpp")["getLlama"]>>;
-let llama: Llama | undefined;
-
-/** Loads a GGUF in llama.cpp ourselves and takes `n` greedy tokens (end-of-generation tokens included). */
+/** Loads a GGUF in llama.cpp ourselves (in a child, as the pipeline does) and takes `n` greedy tokens. */
 async function generate(path: string, prompt: string, n = 4): Promise<number[]> {
-  const { getLlama, LlamaLogLevel } = await import("node-llama-cpp");
-  llama ??= await getLlama({ gpu: false, build: "never", skipDownload: true, maxThreads: Math.min(2, availableParallelism()), progressLogs: false, logLevel: LlamaLogLevel.error });
-  const model = await llama.loadModel({ modelPath: path, gpuLayers: 0 });
-  try {
-    const context = await model.createContext({ contextSize: 256, sequences: 1 });
-    const tokens: number[] = [];
-    for await (const token of context.getSequence().evaluate(model.tokenize(prompt, true), { temperature: 0 })) {
-      tokens.push(Number(token));
-      if (tokens.length >= n) break;
-    }
-    await context.dispose();
-    return tokens;
-  } finally {
-    await model.dispose();
-  }
+  const log = join(mkdtempSync(join(tmpdir(), "llama-test-")), "llama.log");
+  const exec = (command: string, args: readonly string[], options?: Parameters<typeof execLogged>[4]) => execLogged(command, args, log, new AbortController().signal, options);
+  const answer = await askLlamaCpp(exec, { model: path, greedy: { prompt, n } });
+  return answer.greedy!.tokens;
 }
-
-afterAll(async () => {
-  await llama?.dispose();
-});
 
 /** transformers (the converter's environment) loads the hf folder as it is. */
 function loadsInTransformers(p: Project): void {
@@ -59,6 +45,11 @@ function loadsInTransformers(p: Project): void {
 async function checkF16(p: Project, architecture: string): Promise<void> {
   const report = p.readJson<GgufReport>("models/gguf/gguf.json");
   expect(report.type).toBe("f16");
+  // llama.cpp tokenized every probe text like the Hugging Face tokenizer, and stops where the model stops.
+  const checks = Object.fromEntries(report.checks.map((c) => [c.code, c]));
+  expect(checks["export.tokenizer-parity"]?.level, JSON.stringify(report.checks)).toBe("ok");
+  expect(checks["export.tokenizer-parity"]?.message).toMatch(/chat template/);
+  expect(checks["export.special-tokens"]?.level, JSON.stringify(report.checks)).toBe("ok");
   expect(report.header.architecture).toBe(architecture);
   expect(report.header.tensorCount).toBeGreaterThan(0);
   expect(report.agreeOnFirst).toBeGreaterThan(0);
@@ -142,6 +133,50 @@ describe("tiny:llama to GGUF", () => {
     expect(result.statuses.gguf ?? "not run").not.toBe("ran");
     expect(p.sha256("models/gguf/model.gguf")).toBe(before);
     expect(p.lock().gguf!.output.digest).toBe(beforeLock);
+  });
+
+  it("a GGUF that makes llama.cpp abort is a clean node failure: exit 1, llama.cpp's last lines, the previous GGUF kept, and the next build works", async () => {
+    // A converter that writes a SentencePiece tokenizer type over the BPE vocabulary in full conversions only
+    // (the guard's --vocab-only run stays clean): loading that file, llama.cpp throws std::out_of_range and aborts.
+    const source = p.toolchain("llama-cpp").extra.source!;
+    const mine = join(mkdtempSync(join(tmpdir(), "llama-cpp-abort-")), "llama.cpp");
+    cpSync(source, mine, { recursive: true, filter: (from) => !["ggml", "models", ".git", "build"].map((d) => join(source, d)).includes(from) });
+    const script = join(mine, "convert_hf_to_gguf.py");
+    const text = readFileSync(script, "utf8");
+    const patched = text.replace(
+      "        if args.vocab_only:\n",
+      "        if not args.vocab_only:\n            _w = model_instance.gguf_writer; _add = _w.add_tokenizer_model; _w.add_tokenizer_model = lambda _m: _add(\"llama\")\n        if args.vocab_only:\n",
+    );
+    expect(patched).not.toBe(text);
+    writeFileSync(script, patched);
+
+    const before = p.sha256("models/gguf/model.gguf");
+    p.write("pipeline.yaml", pipelineYaml({ lora: LORA, gguf: { outtype: "q8_0" }, llama_cpp: mine }));
+    const result = await p.build("gguf");
+    expect(result.code, result.stderr.slice(-3000)).toBe(1);
+    expect(result.statuses.gguf).toBe("failed");
+    const failure = result.json.nodes.find((n) => n.id === "gguf")!.reason;
+    expect(failure).toMatch(/llama\.cpp crashed \(SIGABRT: llama\.cpp aborted\)/);
+    expect(failure).toMatch(/terminate called after throwing an instance of 'std::out_of_range'/);
+    expect(failure).toMatch(/cache\/logs\/gguf\.log/);
+    expect(p.sha256("models/gguf/model.gguf")).toBe(before);
+    // No staging folder is left behind.
+    expect(readdirSync(p.path("models/.builds")).filter((n) => n.includes(".staging-"))).toEqual([]);
+
+    p.write("pipeline.yaml", pipelineYaml({ lora: LORA, gguf: { outtype: "q8_0" } }));
+    const next = await p.build("gguf");
+    expect(next.code, next.stderr.slice(-3000)).toBe(0);
+    expect(existsSync(p.path("models/gguf/model.gguf"))).toBe(true);
+    expect(await generate(p.path("models/gguf/model.gguf"), p.readJson<GgufReport>("models/gguf/gguf.json").llamaCpp.prompt)).toHaveLength(4);
+  });
+});
+
+describe("tiny:gemma3 to GGUF", () => {
+  it("builds an f16 GGUF whose tokenizer llama.cpp reads like Hugging Face, and that runs like mlx-lm", async () => {
+    const p = new Project(pipelineYaml({ model: "tiny:gemma3", lora: LORA }), { "data/train.jsonl": sample(40) });
+    const result = await p.mustBuild("gguf");
+    expect(ran(result)).toEqual([...ALL].sort());
+    await checkF16(p, "gemma3");
   });
 });
 
