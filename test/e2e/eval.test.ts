@@ -60,7 +60,7 @@ describe("eval on a tiny model", () => {
     const nodes = (status.json as unknown as { nodes: { id: string; stale: boolean }[] }).nodes;
     expect(nodes.find((n) => n.id === "eval")?.stale).toBe(true);
     expect(nodes.find((n) => n.id === "data")?.stale).toBe(false);
-  });
+  }, 1_800_000); // four builds, two of which train
 });
 
 describe.concurrent("eval's guards stop the build before anything runs", () => {
