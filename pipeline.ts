@@ -24,7 +24,7 @@ const USAGE = `usage: npx tsx pipeline.ts <node> [options]     build a node and 
        npx tsx pipeline.ts push [node]              upload the lock's outputs to cache.remote
        npx tsx pipeline.ts pull [node]              download them from cache.remote
 
-nodes: mlx-env, llama-cpp, quantizer, model, data, formatted, adapters, fused, hf, gguf
+nodes: mlx-env, llama-cpp, quantizer, model, data, formatted, adapters, fused, hf, gguf, eval
 
 options:
   --config FILE      the pipeline config (default: pipeline.yaml)
@@ -38,7 +38,7 @@ options:
 `;
 
 async function buildGraph(config: PipelineConfig, root: string): Promise<Graph<PipelineConfig>> {
-  const [{ mlxEnv }, { llamaCppNode }, { quantizerNode }, { modelNode }, { dataNode }, { formattedNode }, { adaptersNode }, { fusedNode }, { hfNode }, { ggufNode }, { withStageCode }] =
+  const [{ mlxEnv }, { llamaCppNode }, { quantizerNode }, { modelNode }, { dataNode }, { formattedNode }, { adaptersNode }, { fusedNode }, { hfNode }, { ggufNode }, { evalNode }, { withStageCode }] =
     await Promise.all([
       import("./stages/mlx-env.ts"),
       import("./stages/llama-cpp.ts"),
@@ -50,6 +50,7 @@ async function buildGraph(config: PipelineConfig, root: string): Promise<Graph<P
       import("./stages/fused.ts"),
       import("./stages/hf.ts"),
       import("./stages/gguf.ts"),
+      import("./stages/eval.ts"),
       import("./stages/lib/code.ts"),
     ]);
   const nodes: NodeSpec<PipelineConfig>[] = [
@@ -63,6 +64,7 @@ async function buildGraph(config: PipelineConfig, root: string): Promise<Graph<P
     fusedNode,
     hfNode,
     ggufNode(config),
+    evalNode(config),
   ];
   return new Graph(nodes.map(withStageCode)); // a stage's own code is an input of its output
 }

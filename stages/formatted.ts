@@ -32,7 +32,7 @@ interface Rendered {
   readonly changed: boolean;
 }
 
-function asMessages(example: Example): Message[] | undefined {
+export function asMessages(example: Example): Message[] | undefined {
   switch (example.format) {
     case "messages":
       return [...example.messages];

@@ -19,7 +19,7 @@ import { llamaCppVersion } from "./llama-cpp.ts";
 import { quantizerBinary } from "./quantizer.ts";
 import { SMOKE_FILE, type SmokeResult } from "./fused.ts";
 
-const GGUF_FILE = "model.gguf";
+export const GGUF_FILE = "model.gguf";
 const REPORT_FILE = "gguf.json";
 /** Greedy tokens that must agree between mlx-lm (fused) and llama.cpp (GGUF) for unquantized outtypes. */
 const MATCH_TOKENS = 4;
@@ -27,7 +27,7 @@ const MATCH_TOKENS = 4;
 /** The code that runs in child processes (llama.cpp, the Hugging Face tokenizer): its edits rerun the node. */
 const CHILD_SCRIPTS = [toolFile("stages", "lib", "llama-worker.ts"), toolFile("stages", "py", "hf_tokens.py")];
 
-async function convert(ctx: RunCtx<PipelineConfig>, outfile: string, outtype: string): Promise<void> {
+export async function convert(ctx: RunCtx<PipelineConfig>, outfile: string, outtype: string): Promise<void> {
   const info = await readToolchain(ctx.upstream("llama-cpp"));
   const script = join(info.source!, "convert_hf_to_gguf.py");
   ctx.progress(`converting to ${outtype} with llama.cpp's converter`);
@@ -54,7 +54,9 @@ export function ggufNode(config: PipelineConfig): NodeSpec<PipelineConfig> {
   return {
     id: "gguf",
     // mlx-env: the Hugging Face tokenizer the model was trained with, for the parity check.
-    deps: ["hf", "fused", "llama-cpp", "mlx-env", ...(quantized ? ["quantizer"] : [])],
+    // llama-cpp first, so a first build makes the converter before training: once the model is built, the
+    // engine's look-ahead runs this guard's vocab check on it before the expensive nodes in between.
+    deps: ["llama-cpp", "mlx-env", "hf", "fused", ...(quantized ? ["quantizer"] : [])],
     description: "a GGUF file llama.cpp runs",
     inputs: async (ctx) => ({
       files: [...converterCode(ctx), ...CHILD_SCRIPTS],

@@ -11,7 +11,7 @@ import { pythonVerdicts } from "./lib/python.ts";
 import { ensureVenv, interpreterInputs, publishToolchain, readToolchain, requirePython, TOOLCHAIN_INFO, toolchainGone } from "./lib/venv.ts";
 
 const REQUIREMENTS = toolFile("stages", "requirements", "converter.txt");
-const PACKAGES = ["torch", "transformers", "sentencepiece", "numpy"];
+const PACKAGES = ["torch", "transformers", "sentencepiece", "numpy", "gguf"];
 
 /** The checkout's commit, read from .git without starting git (inputs are computed on every build). */
 function checkoutCommit(dir: string): string {

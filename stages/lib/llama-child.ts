@@ -22,6 +22,8 @@ export interface LlamaRequest {
   readonly eogCandidates?: readonly number[];
   /** Greedy continuation of a prompt (its special tokens parsed, BOS added when the model wants one). */
   readonly greedy?: { readonly prompt: string; readonly n: number };
+  /** Greedy answers to several prompts, each ending at an end-of-generation token (not included) or maxTokens. */
+  readonly answers?: { readonly prompts: readonly string[]; readonly maxTokens: number };
 }
 
 export interface Greedy {
@@ -43,6 +45,7 @@ export interface LlamaAnswer {
   /** The eogCandidates llama.cpp ends generation at. */
   eog: number[];
   greedy?: Greedy;
+  answers?: Greedy[];
   /** llama.cpp's own warnings while loading (e.g. "special_eos_id is not in special_eog_ids"). */
   warnings?: string[];
 }

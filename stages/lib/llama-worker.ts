@@ -44,6 +44,23 @@ if (request.greedy) {
   answer.greedy = { promptTokens: input.map(Number), tokens: out, text: model.detokenize(out as never[]) };
   await context.dispose();
 }
+if (request.answers) {
+  const context = await model.createContext({ contextSize: 1024, sequences: 1 });
+  const sequence = context.getSequence();
+  answer.answers = [];
+  for (const prompt of request.answers.prompts) {
+    await sequence.clearHistory();
+    const promptTokens = model.tokenize(prompt, true);
+    const input = model.tokens.bos != null && model.tokens.shouldPrependBosToken && promptTokens[0] !== model.tokens.bos ? [model.tokens.bos, ...promptTokens] : promptTokens;
+    const out: number[] = [];
+    for await (const token of sequence.evaluate(input, { temperature: 0 })) {
+      if (model.isEogToken(token) || out.length >= request.answers.maxTokens) break;
+      out.push(Number(token));
+    }
+    answer.answers.push({ promptTokens: input.map(Number), tokens: out, text: model.detokenize(out as never[]) });
+  }
+  await context.dispose();
+}
 writeFileSync(answerPath, JSON.stringify(answer));
 await model.dispose();
 await llama.dispose();

