@@ -107,10 +107,12 @@ function specialVerdicts(hf: HfTokens, llama: LlamaAnswer, ggufTemplate: string 
   if (eos !== null && hf.eos_ids.length > 0 && !hf.eos_ids.includes(eos)) {
     out.push({ level: "error", code: "export.eos", message: `The GGUF's EOS is ${eos}, which is none of the base model's end tokens ${show(hf.eos_ids)}.`, fix: configFix });
   }
-  if (eot !== null && eot !== eos && hf.eos_ids.length > 0 && !hf.eos_ids.includes(eot)) {
+  const noStop = hf.eos_ids.filter((id) => !stops.has(id));
+  // llama.cpp picks an end-of-turn token by name when the file names none (SmolLM2: <|endoftext|>); that is one
+  // more place to stop, harmless while every end token of the base model stops generation too.
+  if (eot !== null && eot !== eos && hf.eos_ids.length > 0 && !hf.eos_ids.includes(eot) && noStop.length > 0) {
     out.push({ level: "warn", code: "export.eot", message: `The GGUF's end-of-turn token is ${eot}, which is none of the base model's end tokens ${show(hf.eos_ids)}.`, fix: configFix });
   }
-  const noStop = hf.eos_ids.filter((id) => !stops.has(id));
   if (noStop.length > 0) {
     const main = hf.eos !== null && noStop.includes(hf.eos);
     out.push({
