@@ -97,6 +97,13 @@ function watchRanks(): { pids: Set<number>; stop: () => void } {
   return { pids, stop: () => clearInterval(timer) };
 }
 
+/** The ranks running now, added to the watched set first: the watcher polls, and a rank killed next may die between polls. */
+function seen(ranks: { pids: Set<number> }): Map<number, number> {
+  const now = rankPids();
+  now.forEach((pid) => ranks.pids.add(pid));
+  return now;
+}
+
 async function expectNoRankLeft(pids: Set<number>): Promise<void> {
   expect(pids.size).toBe(2);
   await waitFor(() => [...pids].every((pid) => !alive(pid)), 15_000);
@@ -183,7 +190,7 @@ describe("distributed training through mlx.launch", () => {
     // 1. Rank 1 (behind sshd) freezes after the first checkpoint: rank 0 blocks in all_sum, no metrics come.
     let ranks = watchRanks();
     const hung = await project.run(["adapters", "--json"], () => {
-      void waitFor(() => checkpointIn("run", 3) && rankPids().has(1), 500_000).then(() => process.kill(rankPids().get(1)!, "SIGSTOP"));
+      void waitFor(() => checkpointIn("run", 3) && rankPids().has(1), 500_000).then(() => process.kill(seen(ranks).get(1)!, "SIGSTOP"));
     });
     ranks.stop();
     expect(hung.code).toBe(1);
@@ -195,7 +202,7 @@ describe("distributed training through mlx.launch", () => {
     ranks = watchRanks();
     const interrupted = await project.run(["adapters", "--json"], (child) => {
       // Its report of iteration 6 too: it comes before the checkpoint, but through mlx.launch's relay.
-      void waitFor(() => checkpointIn("run", 3) && rankPids().size === 2 && reported(6), 500_000).then(() => child.kill("SIGINT"));
+      void waitFor(() => checkpointIn("run", 3) && rankPids().size === 2 && reported(6), 500_000).then(() => (seen(ranks), child.kill("SIGINT")));
     });
     ranks.stop();
     expect(interrupted.code).toBe(130);
@@ -204,7 +211,7 @@ describe("distributed training through mlx.launch", () => {
     // 3. Rank 1 killed outright, before the resumed run saves anything.
     ranks = watchRanks();
     const killed = await project.run(["adapters", "--json"], () => {
-      void waitFor(() => rankPids().size === 2, 500_000).then(() => process.kill(rankPids().get(1)!, "SIGKILL"));
+      void waitFor(() => rankPids().size === 2, 500_000).then(() => process.kill(seen(ranks).get(1)!, "SIGKILL"));
     });
     ranks.stop();
     expect(killed.code).toBe(1);
