@@ -5,7 +5,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { pipelineYaml, Project, ran, sample, waitFor, type RunResult } from "../helpers/project.ts";
+import { alive, pipelineYaml, Project, ran, sample, waitFor, type RunResult } from "../helpers/project.ts";
 import { freePorts, startSshd, type TestSshd } from "../helpers/sshd.ts";
 
 let sshd: TestSshd;
@@ -36,20 +36,6 @@ const adaptersMs = (r: RunResult) => r.json.nodes.find((n) => n.id === "adapters
 
 function expectClose(a: number, b: number, relative: number): void {
   expect(Math.abs(a - b) / Math.abs(b), `${a} vs ${b}`).toBeLessThan(relative);
-}
-
-/** Whether a process runs (a zombie, dead but not yet reaped, does not). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
-  } catch {
-    return true; // no /proc (macOS): kill(0) is the answer
-  }
 }
 
 /** The scratch folder of the adapters build in progress (one fingerprint at a time here). */

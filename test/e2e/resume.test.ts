@@ -4,7 +4,7 @@ import { execFileSync, type ChildProcess } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { pipelineYaml, Project, ran, sample, waitFor } from "../helpers/project.ts";
+import { alive, pipelineYaml, Project, ran, sample, waitFor } from "../helpers/project.ts";
 
 /** Every descendant of `pid` (children, grandchildren, ...), from `ps`: works on Linux and macOS. */
 function descendants(pid: number): number[] {
@@ -26,14 +26,6 @@ function descendants(pid: number): number[] {
   return out;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** The checkpoint mlx-lm writes at iteration 5, in the scratch folder of the adapters build (keyed by fingerprint). */
 function checkpoint(p: Project, iteration: number): boolean {

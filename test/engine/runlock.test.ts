@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { RunLock } from "../../engine/runlock.ts";
 import { UserError } from "../../engine/types.ts";
-import { collect, REPO, TSX_ARGS, waitFor } from "../helpers/cli.ts";
+import { alive, collect, REPO, TSX_ARGS, waitFor } from "../helpers/cli.ts";
 
 const BOOT = readFileSync("/proc/sys/kernel/random/boot_id", "utf8").trim();
 
@@ -15,14 +15,6 @@ function lockPath(): string {
   return join(mkdtempSync(join(tmpdir(), "runlock-")), "build.lock");
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** A pid no process has now. */
 function deadPid(): number {

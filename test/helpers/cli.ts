@@ -1,6 +1,7 @@
 // Running one of this repository's CLIs as a subprocess, the way the tests and benchmarks do: as
 // `node --import tsx FILE`, with no tsx wrapper in between, so the child's pid is the engine's own.
 import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 
@@ -64,5 +65,19 @@ export async function waitFor(predicate: () => boolean, ms = 300_000): Promise<v
   while (!predicate()) {
     if (Date.now() - start > ms) throw new Error("timed out waiting");
     await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Whether a process runs (a zombie, dead but not yet reaped, does not). */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  try {
+    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    return true; // no /proc (macOS): kill(0) is the answer
   }
 }

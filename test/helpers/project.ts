@@ -10,7 +10,7 @@ import { userCacheDir } from "../../stages/lib/paths.ts";
 import { resolveToolchain, type ToolchainInfo } from "../../stages/lib/venv.ts";
 import { collect, REPO, requireJson, spawnCli } from "./cli.ts";
 
-export { REPO, waitFor } from "./cli.ts";
+export { alive, REPO, waitFor } from "./cli.ts";
 export const PIPELINE = join(REPO, "pipeline.ts");
 
 /** The repository's sample data, one JSON line per example. */
