@@ -303,8 +303,9 @@ export class Engine<C> {
           const restored = await this.restore(node, evaluation, options);
           if (restored) {
             ran.add(id);
+            // No look-ahead: a restored output was built, and guarded, before; guarding what follows it
+            // would cost a chain of restores the seconds it is meant to take.
             finish("restored", `from the build cache (${reason})`);
-            stop = await this.lookAhead(order, index);
             continue;
           }
         }
@@ -330,7 +331,7 @@ export class Engine<C> {
   }
 
   /**
-   * Once `order[index]` has a new output, the guards of the later nodes that depend on it, directly or not,
+   * Once `order[index]` has run and has a new output, the guards of the later nodes that depend on it, directly or not,
    * run again: what they could not see before the build (a model built in this build: its tokenizer, the
    * converter's verdict on it) stops the build now, not after the expensive nodes in between (training,
    * before a GGUF export that would fail).
@@ -467,10 +468,8 @@ export class Engine<C> {
     const states: NodeState[] = [];
     for (const id of this.project.graph.ids) {
       const entry = this.lock[id];
-      if (!entry) {
-        states.push({ id, stale: true, reasons: ["not in pipeline.lock"] });
-        continue;
-      }
+      // A node never built (eval, when only gguf was asked for) has no recorded output to check.
+      if (!entry) continue;
       // Bypass the stat cache: verify exists to catch what stat cannot see (bit rot, restored backups).
       const problems = await this.outputProblems(this.project.graph.node(id), entry, false);
       states.push({ id, stale: problems.length > 0, reasons: problems });
