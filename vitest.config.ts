@@ -3,6 +3,7 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
+    globalSetup: ["test/global-setup.ts"],
     // Engine tests drive the CLI as a subprocess; end-to-end tests train real models on the CPU.
     testTimeout: 600_000,
     hookTimeout: 600_000,

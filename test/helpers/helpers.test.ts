@@ -1,5 +1,7 @@
 // The test helpers themselves: a CLI that dies without printing its --json document must fail the test that
 // reads it, not read as a build that ran nothing (which a test expecting no node to run would accept).
+import { tmpdir } from "node:os";
+import { basename } from "node:path";
 import { describe, expect, it } from "vitest";
 import { FakeProject } from "./fake-project.ts";
 import { pipelineYaml, Project } from "./project.ts";
@@ -8,6 +10,10 @@ import { pipelineYaml, Project } from "./project.ts";
 const DIE = "data:text/javascript,process.exit(7)";
 
 describe.concurrent("test helpers", () => {
+  it("test files write under the run's own temp root, which the run removes at its end", () => {
+    expect(basename(tmpdir())).toMatch(/^mlx-pipeline-tests-/);
+  });
+
   it("FakeProject: no JSON document throws on reading it, with the exit code and stderr", async () => {
     const p = new FakeProject();
     const r = await p.run(["report", "--json"], ["--import", DIE]);
