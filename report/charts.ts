@@ -64,7 +64,7 @@ const compact = (n: number) => (n >= 1e6 ? `${(n / 1e6).toFixed(1)}M` : n >= 1e3
 
 /** The x axis of the training charts: iteration, and below it the tokens seen by then. */
 function iterationAxis(train: readonly TrainPoint[]): Plot.ScaleOptions {
-  return { label: "iteration (tokens seen) →", labelAnchor: "right", tickFormat: (i: number) => `${i}\n${compact(tokensAt(train, i))} tok` };
+  return { label: "iteration (tokens seen) →", labelAnchor: "right", ticks: 6, tickFormat: (i: number) => `${i}\n${compact(tokensAt(train, i))} tok` };
 }
 
 export function lossChart(metrics: Metrics, earlier: readonly EarlierTraining[]): Chart {
@@ -164,7 +164,8 @@ export function timelineChart(record: BuildRecord): Chart {
   const svg = render({
     height: 40 + rows.length * 26,
     marginLeft: 80,
-    x: { label: "seconds since the build started →", grid: true },
+    marginRight: 110, // room for the last bar's label
+    x: { label: "seconds since the build started →", grid: true, domain: [0, end / 1000] },
     y: { domain: rows.map((r) => r.id), label: null },
     color: { domain: statuses, range: statuses.map((s) => STATUS_COLORS[s]) },
     marks: [
