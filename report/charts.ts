@@ -70,7 +70,7 @@ function iterationAxis(train: readonly TrainPoint[]): Plot.ScaleOptions {
 export function lossChart(metrics: Metrics, earlier: readonly EarlierTraining[]): Chart {
   const train = metrics.train.map((p) => ({ ...p, series: "train" }));
   const val = metrics.val.map((p) => ({ ...p, series: "validation" }));
-  const old = earlier.flatMap((e, i) => e.metrics.train.map((p) => ({ iteration: p.iteration, loss: p.loss, series: `earlier ${i + 1}` })));
+  const old = earlier.flatMap((e, i) => e.metrics.train.map((p) => ({ iteration: p.iteration, loss: p.loss, series: `earlier ${i + 1}`, label: `earlier ${i + 1}: ${e.label}` })));
   const legend: LegendItem[] = [
     { label: "train loss", color: COLORS.train },
     { label: "validation loss", color: COLORS.val },
@@ -83,7 +83,7 @@ export function lossChart(metrics: Metrics, earlier: readonly EarlierTraining[])
     y: { label: "↑ loss", grid: true, zero: true },
     color: { domain: ["train", "validation", ...earlier.map((_, i) => `earlier ${i + 1}`)], range: [COLORS.train, COLORS.val, ...earlier.map((_, i) => COLORS.earlier[i % COLORS.earlier.length]!)] },
     marks: [
-      Plot.lineY(old, { x: "iteration", y: "loss", z: "series", stroke: "series", strokeDasharray: "5,3", strokeOpacity: 0.8 }),
+      Plot.lineY(old, { x: "iteration", y: "loss", z: "series", stroke: "series", strokeDasharray: "5,3", strokeOpacity: 0.8, title: "label" }),
       Plot.lineY(train, { x: "iteration", y: "loss", stroke: "series", strokeWidth: 2 }),
       Plot.lineY(val, { x: "iteration", y: "loss", stroke: "series", strokeWidth: 2 }),
       // One dot per metrics.jsonl report, titled with its exact numbers.

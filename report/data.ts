@@ -57,8 +57,9 @@ export interface EvalFile {
 /** An earlier training of this project still in the build cache, and how its params differ from the lock's. */
 export interface EarlierTraining {
   readonly fingerprint: string;
-  /** "rank 16, iters 100" (this build: rank 8, iters 60): empty when only other inputs differed. */
+  /** The params that differ from this build's (none when only other inputs did). */
   readonly diff: readonly ParamChange[];
+  /** "rank 16 (now 8), iters 100 (now 60)" */
   readonly label: string;
   readonly metrics: Metrics;
   /** Last use of the cache entry (ms since the epoch). */
@@ -132,7 +133,7 @@ export function paramsDiff(then: Json | undefined, now: Json | undefined): Param
 const show = (v: Json | undefined) => (v === undefined ? "unset" : typeof v === "string" ? v : JSON.stringify(v));
 
 export function diffLabel(diff: readonly ParamChange[]): string {
-  return diff.length === 0 ? "same params (data or code differed)" : diff.map((c) => `${c.key} ${show(c.then)}`).join(", ");
+  return diff.length === 0 ? "same params (data or code differed)" : diff.map((c) => `${c.key} ${show(c.then)} (now ${show(c.now)})`).join(", ");
 }
 
 /**
