@@ -7,7 +7,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { pipelineYaml, Project, sample } from "../helpers/project.ts";
 import { expectReportMatchesBuild, readReport, renderInChromium } from "../helpers/report.ts";
 
-const EVAL = { max_examples: 3, max_tokens: 6 };
+const EVAL = { max_examples: 4, max_tokens: 6 };
 const SPLITS = { files: undefined, splits: { train: "data/train.jsonl", valid: "data/valid.jsonl", test: "data/test.jsonl" } };
 const config = (lora: Record<string, unknown> = {}) => pipelineYaml({ data: SPLITS, eval: EVAL, lora });
 
@@ -16,7 +16,7 @@ interface EvalFile {
 }
 
 describe("the run report", () => {
-  const p = new Project(config(), { "data/train.jsonl": sample(40), "data/valid.jsonl": sample(8, 40), "data/test.jsonl": sample(3, 48) });
+  const p = new Project(config(), { "data/train.jsonl": sample(40), "data/valid.jsonl": sample(8, 40), "data/test.jsonl": sample(4, 48) });
   const page = () => readReport(p.path("models/report/index.html"));
 
   beforeAll(async () => {
@@ -33,7 +33,7 @@ describe("the run report", () => {
     const evalFile = JSON.parse(p.read("models/eval/eval.json")) as EvalFile;
     const rows = [...report.document.querySelectorAll("#eval table.answers tbody tr")].map((tr) => [...tr.querySelectorAll("td")].map((td) => td.textContent));
     expect(rows.map((r) => r.slice(0, 4))).toEqual(evalFile.answers.map((a) => [a.question, a.reference, a.base, a.fineTuned]));
-    expect(report.document.querySelector("#eval")?.textContent).toMatch(/The GGUF's answers agree with the fine-tuned model's on \d\/3/);
+    expect(report.document.querySelector("#eval")?.textContent).toMatch(/The GGUF's answers agree with the fine-tuned model's on \d\/4/);
     // The GGUF's facts from gguf.json, its size from the file.
     const settings = report.document.querySelector("#settings")?.textContent ?? "";
     expect(settings).toContain(`${readFileSync(p.path("models/gguf/model.gguf")).length.toLocaleString("en")} bytes`);
