@@ -70,6 +70,9 @@ async function buildGraph(config: PipelineConfig, root: string): Promise<Graph<P
   return new Graph(nodes.map(withStageCode)); // a stage's own code is an input of its output
 }
 
+/** The store is per user, beside the toolchains: every clone and project on this machine shares it. */
+const defaultStore = () => process.env.MLX_PIPELINE_STORE ?? userCacheDir("store");
+
 const CONFIG: ConfigSchema<typeof pipelineSchema> = {
   load: async () => (await import("./config/schema.ts")).pipelineSchema,
   code: [join(import.meta.dirname, "config", "schema.ts")],
@@ -90,8 +93,7 @@ const app: CliApp<PipelineConfig> = {
     }
     const root = dirname(configPath);
     (await import("./config/reserved-paths.ts")).assertNoReservedPaths(config, root, configPath);
-    // The store is per user, beside the toolchains: every clone and project on this machine shares it.
-    const cache = cacheSettings(config.cache, root, process.env.MLX_PIPELINE_STORE ?? userCacheDir("store"));
+    const cache = cacheSettings(config.cache, root, defaultStore());
     return { root, config, graph: await buildGraph(config, root), cache };
   },
   async checkReport(ctx) {
@@ -114,7 +116,7 @@ const app: CliApp<PipelineConfig> = {
     },
     async report(root, configPath) {
       const config = await loadYamlConfig(configPath, CONFIG);
-      const store = cacheSettings(config.cache, root, process.env.MLX_PIPELINE_STORE ?? userCacheDir("store"));
+      const store = cacheSettings(config.cache, root, defaultStore());
       const { writeReport } = await import("./report/report.ts");
       return writeReport({ root, storeDir: store.dir, memory: config.memory });
     },
