@@ -4,7 +4,7 @@
 // The demo's own report is checked in smollm.test.ts, on the demo that test builds.
 import { readFileSync } from "node:fs";
 import { beforeAll, describe, expect, it } from "vitest";
-import { pipelineYaml, Project, sample } from "../helpers/project.ts";
+import { pipelineYaml, Project, sample, type RunResult } from "../helpers/project.ts";
 import { expectReportMatchesBuild, readReport, renderInChromium } from "../helpers/report.ts";
 
 const EVAL = { max_examples: 4, max_tokens: 6 };
@@ -18,10 +18,15 @@ interface EvalFile {
 describe("the run report", () => {
   const p = new Project(config(), { "data/train.jsonl": sample(40), "data/valid.jsonl": sample(8, 40), "data/test.jsonl": sample(4, 48) });
   const page = () => readReport(p.path("models/report/index.html"));
+  let build: RunResult;
 
   beforeAll(async () => {
-    await p.mustBuild("eval");
+    build = await p.mustBuild("eval");
   }, 1_800_000);
+
+  it("the end of training prints the loss as a sparkline beside the final numbers", () => {
+    expect(build.stderr).toMatch(/\[adapters\] train loss [▁▂▃▄▅▆▇█]{2} final \d+\.\d+, validation loss \d/);
+  });
 
   it("is one self-contained page: one SVG per chart, dots equal to metrics.jsonl, the eval table, no URL or script", async () => {
     const run = await p.run(["report"]);
