@@ -43,7 +43,9 @@ const { document } = parseHTML("<!doctype html><html><body></body></html>");
 
 function render(options: Plot.PlotOptions): string {
   const el = Plot.plot({ width: WIDTH, height: 260, style: { fontSize: "11px", background: "transparent" }, ...options, document: document as unknown as Document });
-  return (el as unknown as { outerHTML: string }).outerHTML;
+  // SVG's font-variant attribute takes no "tabular-nums" (the W3C checker rejects Plot's): the page's CSS sets it.
+  for (const g of el.querySelectorAll("[font-variant]")) g.removeAttribute("font-variant");
+  return el.outerHTML;
 }
 
 /** Tokens seen by an iteration, interpolated between the reports (mlx-lm reports every few steps). */

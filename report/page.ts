@@ -133,7 +133,7 @@ h1{font-size:22px;margin:8px 0 2px}h2{font-size:17px;margin:28px 0 8px;border-bo
 .summary dt{font-size:12px;color:#6b7280}.summary dd{margin:0;font-size:18px;font-weight:600}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(480px,1fr));gap:12px}
 figure.chart{margin:0;border:1px solid #e5e7eb;border-radius:6px;padding:8px 10px}
-figcaption{font-weight:600}figure.chart svg{max-width:100%;height:auto}
+figcaption{font-weight:600}figure.chart svg{max-width:100%;height:auto;font-variant-numeric:tabular-nums}
 .legend{list-style:none;padding:0;margin:4px 0;display:flex;flex-wrap:wrap;gap:4px 14px;font-size:12px}
 .swatch{display:inline-block;width:18px;height:0;border-top:3px solid var(--c);vertical-align:middle;margin-right:5px}.swatch.dashed{border-top-style:dashed}
 table{border-collapse:collapse;font-size:13px;margin:6px 0}th,td{border:1px solid #e5e7eb;padding:3px 8px;text-align:left;vertical-align:top;overflow-wrap:anywhere}

@@ -5,7 +5,7 @@
 import { readFileSync } from "node:fs";
 import { beforeAll, describe, expect, it } from "vitest";
 import { pipelineYaml, Project, sample, type RunResult } from "../helpers/project.ts";
-import { expectReportMatchesBuild, readReport, renderInChromium } from "../helpers/report.ts";
+import { expectReportMatchesBuild, htmlErrors, readReport, renderInChromium } from "../helpers/report.ts";
 
 const EVAL = { max_examples: 4, max_tokens: 6 };
 const SPLITS = { files: undefined, splits: { train: "data/train.jsonl", valid: "data/valid.jsonl", test: "data/test.jsonl" } };
@@ -32,6 +32,7 @@ describe("the run report", () => {
     const run = await p.run(["report"]);
     expect(run.code, run.stderr).toBe(0);
     expect(run.stderr.trim()).toBe(p.path("models/report/index.html"));
+    expect(htmlErrors(p.path("models/report/index.html"))).toEqual([]);
     const report = page();
     expectReportMatchesBuild(report, p.read("models/adapters/metrics.jsonl"), JSON.parse(p.read("cache/last-build.json")) as { nodes: { id: string }[] });
     // The answers before and after, and the GGUF's, one row per test example.

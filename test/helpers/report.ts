@@ -1,6 +1,7 @@
 // The run report page as a test reads it: parsed with linkedom (its charts, their dots' titles, its links),
 // and rendered in headless Chromium through the DevTools protocol (each chart's drawn marks, a screenshot).
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
+import { createRequire } from "node:module";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -74,6 +75,15 @@ export function expectReportMatchesBuild(page: ReportPage, metricsText: string, 
   expect(bars).toEqual(lastBuild.nodes.map((n) => n.id));
   expect(page.urls).toEqual([]);
   expect(page.scripts).toBe(0);
+}
+
+/** The W3C's Nu HTML Checker (vnu.jar from npm, run offline on Java) on the page: its errors, none when valid. */
+export function htmlErrors(path: string): string[] {
+  const jar = String(createRequire(import.meta.url)("vnu-jar"));
+  const run = spawnSync("java", ["-jar", jar, "--errors-only", "--format", "json", path], { encoding: "utf8" });
+  if (run.error) throw run.error;
+  const { messages } = JSON.parse(run.stderr) as { messages: { type: string; message: string; lastLine?: number }[] };
+  return messages.map((m) => `${m.type} line ${m.lastLine}: ${m.message}`);
 }
 
 /** Each chart as the browser drew it: the bounding box of its marks (lines, dots, bars; not the axes). */
