@@ -19,6 +19,7 @@ const USAGE = `usage: npx tsx pipeline.ts <node> [options]     build a node and 
        npx tsx pipeline.ts graph                    the graph as Mermaid
        npx tsx pipeline.ts verify                   re-hash outputs against pipeline.lock
        npx tsx pipeline.ts schema                   write pipeline.schema.json for editors
+       npx tsx pipeline.ts report                   the run report: models/report/index.html (charts, settings, eval)
        npx tsx pipeline.ts cache                    the build cache: size, entries per node, the lock's
        npx tsx pipeline.ts gc                       trim the build cache (keeps what pipeline.lock references)
        npx tsx pipeline.ts push [node]              upload the lock's outputs to cache.remote
@@ -69,6 +70,9 @@ async function buildGraph(config: PipelineConfig, root: string): Promise<Graph<P
   return new Graph(nodes.map(withStageCode)); // a stage's own code is an input of its output
 }
 
+/** The store is per user, beside the toolchains: every clone and project on this machine shares it. */
+const defaultStore = () => process.env.MLX_PIPELINE_STORE ?? userCacheDir("store");
+
 const CONFIG: ConfigSchema<typeof pipelineSchema> = {
   load: async () => (await import("./config/schema.ts")).pipelineSchema,
   code: [join(import.meta.dirname, "config", "schema.ts")],
@@ -89,8 +93,7 @@ const app: CliApp<PipelineConfig> = {
     }
     const root = dirname(configPath);
     (await import("./config/reserved-paths.ts")).assertNoReservedPaths(config, root, configPath);
-    // The store is per user, beside the toolchains: every clone and project on this machine shares it.
-    const cache = cacheSettings(config.cache, root, process.env.MLX_PIPELINE_STORE ?? userCacheDir("store"));
+    const cache = cacheSettings(config.cache, root, defaultStore());
     return { root, config, graph: await buildGraph(config, root), cache };
   },
   async checkReport(ctx) {
@@ -110,6 +113,12 @@ const app: CliApp<PipelineConfig> = {
       const { jsonSchema, SCHEMA_FILE } = await import("./config/schema.ts");
       await writeFile(join(root, SCHEMA_FILE), jsonSchema());
       return `wrote ${join(root, SCHEMA_FILE)}`;
+    },
+    async report(root, configPath) {
+      const config = await loadYamlConfig(configPath, CONFIG);
+      const store = cacheSettings(config.cache, root, defaultStore());
+      const { writeReport } = await import("./report/report.ts");
+      return writeReport({ root, storeDir: store.dir, memory: config.memory });
     },
   },
 };

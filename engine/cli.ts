@@ -9,6 +9,7 @@ import { RunLock } from "./runlock.ts";
 import { closeHashWorkers, hashStats } from "./digest.ts";
 import { createObserver } from "./reporter.ts";
 import { formatVerdicts } from "./verdicts.ts";
+import { timingObserver, writeLastBuild } from "./build-record.ts";
 
 export interface CliApp<C> {
   readonly name: string;
@@ -17,8 +18,8 @@ export interface CliApp<C> {
   readonly extraOptions?: readonly string[];
   readonly usage: string;
   loadProject(configPath: string, extra: Readonly<Record<string, string | undefined>>): Promise<Project<C>>;
-  /** App-specific commands that need no graph (e.g. writing a JSON schema). */
-  readonly commands?: Readonly<Record<string, (root: string) => Promise<string>>>;
+  /** App-specific commands that need no graph (e.g. writing a JSON schema, the run report). */
+  readonly commands?: Readonly<Record<string, (root: string, configPath: string) => Promise<string>>>;
   /** Adds app-specific sections to `check` (e.g. the memory breakdown). */
   checkReport?(ctx: BaseCtx<C>, target: string): Promise<{ json: Record<string, Json>; text: string } | undefined>;
 }
@@ -52,7 +53,7 @@ export async function runCli<C>(app: CliApp<C>, argv: readonly string[]): Promis
     const configPath = resolve(String(values.config ?? app.defaultConfig));
     const appCommand = app.commands?.[command];
     if (appCommand) {
-      process.stderr.write((await appCommand(dirname(configPath))) + "\n");
+      process.stderr.write((await appCommand(dirname(configPath), configPath)) + "\n");
       return 0;
     }
     const all = values as Record<string, unknown>;
@@ -195,8 +196,10 @@ async function build<C>(
     }
     // The live task list only when something will run: a no-op build need not load it.
     const observer = await createObserver(engine.project.graph.order([target]), willRun.size > 0);
-    const reports = await engine.build(target, { force: options.force, signal: controller.signal, observer });
+    const timed = timingObserver(observer);
+    const reports = await engine.build(target, { force: options.force, signal: controller.signal, observer: timed.observer });
     await observer.done();
+    if (willRun.size > 0) await writeLastBuild(engine.cacheDir, timed.record(target)); // the report's timeline
     const ok = reports.every((r) => r.status !== "failed");
     emit(ok, reports, { hashed: { ...hashStats } });
     return ok ? 0 : 1;

@@ -382,7 +382,7 @@ export class Engine<C> {
       const output = await this.digester.tree(staging);
       // Kept by content before it is published: the staging folder is still the engine's alone.
       const cache = await this.buildCache();
-      await cache?.record(node.id, evaluation.fingerprint, output, staging, facts).catch((e: unknown) => {
+      await cache?.record(node.id, evaluation.fingerprint, output, staging, facts, { params: evaluation.parts.params, project: this.project.root }).catch((e: unknown) => {
         options.observer.note(node.id, `warning: not kept in the build cache ${cache.local.dir}: ${(e as Error).message}`);
       });
       await this.store.publish(node.id, staging);

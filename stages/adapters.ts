@@ -16,6 +16,7 @@ import { resolveCluster, type Cluster } from "./lib/distributed.ts";
 import { clusterVerdicts } from "./lib/distributed-guard.ts";
 import { runDistributed } from "./lib/distributed-run.ts";
 import { readToolchain } from "./lib/venv.ts";
+import { sparkline } from "./lib/sparkline.ts";
 
 const SHIM = pyScript("lora_train.py");
 const METRICS_PREFIX = "@@metrics ";
@@ -164,6 +165,18 @@ async function findResumePoint(runDir: string, offset: number): Promise<{ file: 
   return { file: join(runDir, `${String(newest).padStart(7, "0")}_adapters.safetensors`), done: offset + newest };
 }
 
+/** The train losses of metrics.jsonl's text, in order (a torn line is left out). */
+function trainLosses(text: string): number[] {
+  return text.split("\n").flatMap((line) => {
+    try {
+      const m = JSON.parse(line) as { type?: string; train_loss?: number };
+      return m.type === "train" && typeof m.train_loss === "number" ? [m.train_loss] : [];
+    } catch {
+      return [];
+    }
+  });
+}
+
 /** The iteration of a metrics.jsonl line; a line torn by a kill counts as past any checkpoint. */
 function iterationOf(line: string): number {
   try {
@@ -301,9 +314,12 @@ export const adaptersNode: NodeSpec<PipelineConfig> = {
     // The estimate beside what mlx-lm measured, so the memory model can be checked against real runs.
     if (estimate) facts.estimated_peak_gb = Number((estimate.estimate.peakBytes / 1e9).toFixed(3));
     ctx.record(facts);
-    await writeFile(join(ctx.staging, MEMORY_FILE), JSON.stringify({ measuredPeakGB: facts.peak_memory_gb ?? null, estimatedPeakGB: facts.estimated_peak_gb ?? null, breakdown: estimate?.estimate.breakdown ?? null }, null, 2) + "\n");
+    // usableGB: the machine's limit the guard planned against, for the report's memory chart.
+    const usableGB = estimate ? Number((estimate.machine.usableBytes / 1e9).toFixed(3)) : null;
+    await writeFile(join(ctx.staging, MEMORY_FILE), JSON.stringify({ measuredPeakGB: facts.peak_memory_gb ?? null, estimatedPeakGB: facts.estimated_peak_gb ?? null, usableGB, breakdown: estimate?.estimate.breakdown ?? null }, null, 2) + "\n");
+    const losses = existsSync(metrics) ? trainLosses(await readFile(metrics, "utf8")) : [];
     ctx.note(
-      `final train loss ${facts.final_train_loss ?? "?"}, validation loss ${facts.final_val_loss ?? "?"}; ` +
+      `train loss ${sparkline(losses)} final ${facts.final_train_loss ?? "?"}, validation loss ${facts.final_val_loss ?? "?"}; ` +
         `peak memory ${facts.peak_memory_gb ?? "?"} GB measured, ${facts.estimated_peak_gb ?? "?"} GB estimated`,
     );
   },

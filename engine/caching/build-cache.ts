@@ -53,6 +53,7 @@ export class BuildCache {
     output: { digest: TreeDigest; files: Record<string, FileDigest> },
     dir: string,
     facts: Readonly<Record<string, Json>>,
+    origin: { readonly params: Json; readonly project: string },
   ): Promise<void> {
     const sizes: Record<string, number> = {};
     const executable: string[] = [];
@@ -61,7 +62,7 @@ export class BuildCache {
       sizes[rel] = st.size;
       if (st.mode & 0o100) executable.push(rel);
     }
-    const manifest: Manifest = { version: 1, node, fingerprint, output, sizes, executable, ...(Object.keys(facts).length > 0 ? { facts } : {}) };
+    const manifest: Manifest = { version: 1, node, fingerprint, output, sizes, executable, ...(Object.keys(facts).length > 0 ? { facts } : {}), ...origin };
     await this.local.set(manifest, (_digest, rel) => `${dir}/${rel}`);
   }
 }

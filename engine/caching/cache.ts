@@ -16,6 +16,9 @@ export interface Manifest {
   /** Files restored with the executable bit. */
   readonly executable: readonly string[];
   readonly facts?: Readonly<Record<string, Json>>;
+  /** The node's params and the project (its root) that built it: lets `report` overlay a project's earlier trainings. */
+  readonly params?: Json;
+  readonly project?: string;
 }
 
 /** Where an entry's bytes can be read from now: a local file holding the blob of `digest`. */

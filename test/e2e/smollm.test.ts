@@ -10,6 +10,7 @@ import type { ModelSpec } from "../../config/schema.ts";
 import { pypiGgufPath } from "../../stages/lib/gguf-source.ts";
 import { parseModelRef } from "../../stages/lib/model-ref.ts";
 import { pipelineYaml, Project, REPO } from "../helpers/project.ts";
+import { expectReportMatchesBuild, htmlErrors, readReport, renderInChromium } from "../helpers/report.ts";
 
 const DEMO_CONFIG = readFileSync(join(REPO, "pipeline.yaml"), "utf8");
 const DATA = readFileSync(join(REPO, "data", "conversions.jsonl"), "utf8");
@@ -54,6 +55,17 @@ describe("the demo: SmolLM2-135M-Instruct from PyPI, fine-tuned, exported and ev
     expect(report.gguf.type).toBe("f16");
     expect(report.gguf.agreesWithFused).toBeGreaterThanOrEqual(report.examples - 2);
     expect(Math.abs(report.gguf.exact - report.fineTuned.exact)).toBeLessThanOrEqual(2);
+  });
+
+  it("the run report of the demo: its charts are metrics.jsonl's reports, self-contained, drawn by Chromium", async () => {
+    const run = await demo.run(["report"]);
+    expect(run.code, run.stderr).toBe(0);
+    expect(htmlErrors(demo.path("models/report/index.html"))).toEqual([]);
+    const page = readReport(demo.path("models/report/index.html"));
+    expectReportMatchesBuild(page, demo.read("models/adapters/metrics.jsonl"), demo.readJson<{ nodes: { id: string }[] }>("cache/last-build.json"));
+    expect(page.document.querySelectorAll("#eval table.answers tbody tr")).toHaveLength(40);
+    const { charts } = await renderInChromium(demo.path("models/report/index.html"));
+    for (const c of charts) expect(c.width * c.height, c.id).toBeGreaterThan(0);
   });
 
   it("the model folder's tokenizer is the GGUF's, not transformers' lossy rebuild", () => {

@@ -1,0 +1,187 @@
+// What the run report shows, read from the project: pipeline.lock, the outputs under models/, the last
+// build's timings (cache/last-build.json) and the build cache's earlier trainings of this project.
+import { existsSync } from "node:fs";
+import { readdir, readFile, stat } from "node:fs/promises";
+import { join } from "node:path";
+import type { FileDigest, Json } from "../engine/types.ts";
+import { readLock, type LockNodes } from "../engine/lockfile.ts";
+import { LAST_BUILD_FILE, type BuildRecord } from "../engine/build-record.ts";
+import type { Manifest } from "../engine/caching/cache.ts";
+import { LocalStore } from "../engine/caching/local.ts";
+
+export interface TrainPoint {
+  readonly iteration: number;
+  readonly loss: number;
+  readonly learningRate: number;
+  readonly tokensPerSecond: number;
+  readonly trainedTokens: number;
+  readonly peakMemoryGB: number;
+}
+
+export interface ValPoint {
+  readonly iteration: number;
+  readonly loss: number;
+}
+
+export interface Metrics {
+  readonly train: readonly TrainPoint[];
+  readonly val: readonly ValPoint[];
+}
+
+export interface MemoryFile {
+  readonly measuredPeakGB: number | null;
+  readonly estimatedPeakGB: number | null;
+  /** Absent in outputs built before the report existed. */
+  readonly usableGB?: number | null;
+}
+
+/** models/gguf/gguf.json, the parts the page shows. */
+export interface GgufFacts {
+  readonly file: string;
+  readonly bytes: number;
+  readonly type: string;
+  readonly header: Readonly<Record<string, Json>>;
+  readonly special?: Readonly<Record<string, Json>>;
+  readonly agreeOnFirst?: number;
+}
+
+/** models/eval/eval.json (stages/eval.ts). */
+export interface EvalFile {
+  readonly examples: number;
+  readonly base: { readonly exact: number; readonly normalized: number; readonly loss: number; readonly ppl: number };
+  readonly fineTuned: { readonly exact: number; readonly normalized: number; readonly loss: number; readonly ppl: number };
+  readonly gguf: { readonly type: string; readonly exact: number; readonly agreesWithFused: number; readonly agreesWithF16?: number };
+  readonly answers: readonly { readonly question: string; readonly reference: string; readonly base: string; readonly fineTuned: string; readonly gguf: string; readonly f16?: string }[];
+}
+
+/** An earlier training of this project still in the build cache, and how its params differ from the lock's. */
+export interface EarlierTraining {
+  readonly fingerprint: string;
+  /** The params that differ from this build's (none when only other inputs did). */
+  readonly diff: readonly ParamChange[];
+  /** "rank 16 (now 8), iters 100 (now 60)" */
+  readonly label: string;
+  readonly metrics: Metrics;
+  /** Last use of the cache entry (ms since the epoch). */
+  readonly used: number;
+}
+
+export interface ParamChange {
+  readonly key: string;
+  readonly then: Json | undefined;
+  readonly now: Json | undefined;
+}
+
+export interface ReportData {
+  readonly root: string;
+  readonly lock: LockNodes;
+  readonly metrics?: Metrics;
+  readonly memory?: MemoryFile;
+  readonly gguf?: GgufFacts;
+  readonly eval?: EvalFile;
+  readonly lastBuild?: BuildRecord;
+  readonly earlier: readonly EarlierTraining[];
+}
+
+/** The most earlier trainings overlaid: more lines than this no longer read as a comparison. */
+const MAX_EARLIER = 6;
+
+export function parseMetrics(text: string): Metrics {
+  const train: TrainPoint[] = [];
+  const val: ValPoint[] = [];
+  for (const line of text.split("\n")) {
+    let m: Record<string, unknown>;
+    try {
+      m = JSON.parse(line) as Record<string, unknown>;
+    } catch {
+      continue; // blank, or torn by an interrupted run
+    }
+    const n = (k: string) => (typeof m[k] === "number" ? (m[k] as number) : NaN);
+    if (m.type === "train") {
+      train.push({ iteration: n("iteration"), loss: n("train_loss"), learningRate: n("learning_rate"), tokensPerSecond: n("tokens_per_second"), trainedTokens: n("trained_tokens"), peakMemoryGB: n("peak_memory") });
+    } else if (m.type === "val") {
+      val.push({ iteration: n("iteration"), loss: n("val_loss") });
+    }
+  }
+  return { train, val };
+}
+
+async function readJsonIf<T>(path: string): Promise<T | undefined> {
+  if (!existsSync(path)) return undefined;
+  return JSON.parse(await readFile(path, "utf8")) as T;
+}
+
+/** Leaf keys of nested params as dotted paths ("lora_parameters.rank"), for a readable diff. */
+function flatten(value: Json | undefined, prefix = "", out: Record<string, Json> = {}): Record<string, Json> {
+  if (value !== null && typeof value === "object" && !Array.isArray(value)) {
+    for (const [k, v] of Object.entries(value)) flatten(v as Json, prefix ? `${prefix}.${k}` : k, out);
+  } else if (value !== undefined && prefix) {
+    out[prefix] = value;
+  }
+  return out;
+}
+
+export function paramsDiff(then: Json | undefined, now: Json | undefined): ParamChange[] {
+  const a = flatten(then);
+  const b = flatten(now);
+  return [...new Set([...Object.keys(a), ...Object.keys(b)])]
+    .sort()
+    .filter((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k]))
+    .map((key) => ({ key, then: a[key], now: b[key] }));
+}
+
+const show = (v: Json | undefined) => (v === undefined ? "unset" : typeof v === "string" ? v : JSON.stringify(v));
+
+export function diffLabel(diff: readonly ParamChange[]): string {
+  return diff.length === 0 ? "same params (data or code differed)" : diff.map((c) => `${c.key} ${show(c.then)} (now ${show(c.now)})`).join(", ");
+}
+
+/**
+ * The adapters entries of the local store built by this project (manifests record the project's root since
+ * the report exists; older ones and other projects' are left out), newest first, the current one excluded.
+ */
+async function earlierTrainings(storeDir: string, root: string, lock: LockNodes): Promise<EarlierTraining[]> {
+  const store = new LocalStore(storeDir);
+  const dir = join(storeDir, "manifests", "adapters");
+  const names = await readdir(dir).catch(() => [] as string[]);
+  const current = lock.adapters;
+  const found: EarlierTraining[] = [];
+  for (const name of names.filter((n) => n.endsWith(".json"))) {
+    const path = join(dir, name);
+    let manifest: Manifest;
+    try {
+      manifest = JSON.parse(await readFile(path, "utf8")) as Manifest;
+    } catch {
+      continue; // torn by hand: not an entry
+    }
+    if (manifest.project !== root || manifest.fingerprint === current?.fingerprint) continue;
+    const digest: FileDigest | undefined = manifest.output.files["metrics.jsonl"];
+    if (!digest) continue;
+    const text = await readFile(store.blobPath(digest), "utf8").catch(() => undefined);
+    if (text === undefined) continue; // its blob was collected
+    const diff = paramsDiff(manifest.params, current?.params);
+    found.push({ fingerprint: manifest.fingerprint, diff, label: diffLabel(diff), metrics: parseMetrics(text), used: (await stat(path)).mtimeMs });
+  }
+  return found.sort((a, b) => b.used - a.used).slice(0, MAX_EARLIER);
+}
+
+export async function collectReport(root: string, storeDir: string | undefined): Promise<ReportData> {
+  const models = join(root, "models");
+  const lock = await readLock(join(root, "pipeline.lock"), join(root, "cache"));
+  const metricsPath = join(models, "adapters", "metrics.jsonl");
+  const gguf = await readJsonIf<GgufFacts>(join(models, "gguf", "gguf.json"));
+  return {
+    root,
+    lock,
+    ...(existsSync(metricsPath) ? { metrics: parseMetrics(await readFile(metricsPath, "utf8")) } : {}),
+    ...optional("memory", await readJsonIf<MemoryFile>(join(models, "adapters", "memory.json"))),
+    ...optional("gguf", gguf),
+    ...optional("eval", await readJsonIf<EvalFile>(join(models, "eval", "eval.json"))),
+    ...optional("lastBuild", await readJsonIf<BuildRecord>(join(root, "cache", LAST_BUILD_FILE))),
+    earlier: storeDir ? await earlierTrainings(storeDir, root, lock) : [],
+  };
+}
+
+function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
+  return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
+}
