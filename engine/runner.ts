@@ -12,7 +12,7 @@ import { readLock, writeLockEntries, type LockEntry, type LockNodes } from "./lo
 import { OutputStore } from "./outputs.ts";
 import { execLogged } from "./exec.ts";
 import { formatVerdicts } from "./verdicts.ts";
-import type { CacheSettings, Manifest } from "./caching/cache.ts";
+import { projectId, type CacheSettings, type Manifest } from "./caching/cache.ts";
 import type { BuildCache } from "./caching/build-cache.ts";
 
 export interface Project<C> {
@@ -382,7 +382,7 @@ export class Engine<C> {
       const output = await this.digester.tree(staging);
       // Kept by content before it is published: the staging folder is still the engine's alone.
       const cache = await this.buildCache();
-      await cache?.record(node.id, evaluation.fingerprint, output, staging, facts, { params: evaluation.parts.params, project: this.project.root }).catch((e: unknown) => {
+      await cache?.record(node.id, evaluation.fingerprint, output, staging, facts, { params: evaluation.parts.params, project: projectId(this.project.root) }).catch((e: unknown) => {
         options.observer.note(node.id, `warning: not kept in the build cache ${cache.local.dir}: ${(e as Error).message}`);
       });
       await this.store.publish(node.id, staging);

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import type { FileDigest, Json } from "../engine/types.ts";
 import { readLock, type LockNodes } from "../engine/lockfile.ts";
 import { LAST_BUILD_FILE, type BuildRecord } from "../engine/build-record.ts";
-import type { Manifest } from "../engine/caching/cache.ts";
+import { projectId, type Manifest } from "../engine/caching/cache.ts";
 import { LocalStore } from "../engine/caching/local.ts";
 
 export interface TrainPoint {
@@ -137,7 +137,7 @@ export function diffLabel(diff: readonly ParamChange[]): string {
 }
 
 /**
- * The adapters entries of the local store built by this project (manifests record the project's root since
+ * The adapters entries of the local store built by this project (manifests record a digest of the project's root since
  * the report exists; older ones and other projects' are left out), newest first, the current one excluded.
  */
 async function earlierTrainings(storeDir: string, root: string, lock: LockNodes): Promise<EarlierTraining[]> {
@@ -154,7 +154,7 @@ async function earlierTrainings(storeDir: string, root: string, lock: LockNodes)
     } catch {
       continue; // torn by hand: not an entry
     }
-    if (manifest.project !== root || manifest.fingerprint === current?.fingerprint) continue;
+    if (manifest.project !== projectId(root) || manifest.fingerprint === current?.fingerprint) continue;
     const digest: FileDigest | undefined = manifest.output.files["metrics.jsonl"];
     if (!digest) continue;
     const text = await readFile(store.blobPath(digest), "utf8").catch(() => undefined);

@@ -3,7 +3,7 @@
 import { statSync } from "node:fs";
 import type { FileDigest, Fingerprint, Json, TreeDigest } from "../types.ts";
 import { UserError } from "../types.ts";
-import { transferLine, type Cache, type CacheSettings, type Manifest } from "./cache.ts";
+import { transferLine, type Cache, type CacheSettings, type Manifest, type ProjectId } from "./cache.ts";
 import { LocalStore } from "./local.ts";
 
 export class BuildCache {
@@ -53,7 +53,7 @@ export class BuildCache {
     output: { digest: TreeDigest; files: Record<string, FileDigest> },
     dir: string,
     facts: Readonly<Record<string, Json>>,
-    origin: { readonly params: Json; readonly project: string },
+    origin: { readonly params: Json; readonly project: ProjectId },
   ): Promise<void> {
     const sizes: Record<string, number> = {};
     const executable: string[] = [];

@@ -3,6 +3,8 @@
 // Two maps, written in order (Bazel's CAS and action cache): blobs, each file's bytes once under its
 // sha256; then a manifest per node fingerprint naming the files, their digests and the lock facts.
 // Blobs go first and the manifest last, so an entry never points at a missing blob.
+import { resolve } from "node:path";
+import { sha256 } from "../digest.ts";
 import type { FileDigest, Fingerprint, Json, TreeDigest } from "../types.ts";
 
 /** What a node's fingerprint made: enough to materialize its output and write its lock entry. */
@@ -16,9 +18,16 @@ export interface Manifest {
   /** Files restored with the executable bit. */
   readonly executable: readonly string[];
   readonly facts?: Readonly<Record<string, Json>>;
-  /** The node's params and the project (its root) that built it: lets `report` overlay a project's earlier trainings. */
+  /** The node's params and the project that built it: lets `report` overlay a project's earlier trainings. */
   readonly params?: Json;
-  readonly project?: string;
+  readonly project?: ProjectId;
+}
+
+/** A project, as manifests name it: a digest of its root, so entries pushed to a remote do not carry a user's paths. */
+export type ProjectId = string & { readonly __brand: "ProjectId" };
+
+export function projectId(root: string): ProjectId {
+  return sha256(resolve(root)).slice(0, 16) as ProjectId;
 }
 
 /** Where an entry's bytes can be read from now: a local file holding the blob of `digest`. */
