@@ -279,6 +279,8 @@ export class Engine<C> {
     /** A later node's guard that failed once an output it reads was built: the build stops there. */
     let stop: { node: string; after: string; message: string } | undefined;
     const pending = [...order];
+    /** Each running node's own cancel, beside the build's signal. */
+    const cancels = new Map<string, AbortController>();
     let allDone!: () => void;
     const done = new Promise<void>((resolve) => (allDone = resolve));
 
@@ -289,9 +291,9 @@ export class Engine<C> {
       options.observer.nodeFinished(report);
     };
     const fail = (id: string) => {
-      if (failure) return;
+      if (failure || stop) return;
       failure = id;
-      const others = [...running.keys()];
+      const others = [...running.keys()].filter((r) => r !== id);
       if (others.length > 0) {
         options.observer.note(id, `no further node starts; ${others.join(", ")} still running: let finish, their outputs are kept (Ctrl-C cancels them)`);
       }
@@ -333,6 +335,9 @@ export class Engine<C> {
       const upstream = Object.fromEntries(node.deps.map((d) => [d, this.outputDigests.get(d)!]));
       const depRan = node.deps.some((d) => ran.has(d));
       let heavy = false;
+      const cancel = new AbortController();
+      cancels.set(id, cancel);
+      const signal = AbortSignal.any([options.signal, cancel.signal]);
       try {
         // The plan's evaluation stands while no dependency has run since (a no-op build stats once); after
         // one ran, inputs() may read its new output, so the node is evaluated again.
@@ -380,17 +385,36 @@ export class Engine<C> {
         }
         this.fresh.delete(id);
         options.observer.nodeRunning(id, reason);
-        await this.runNode(node, evaluation, options);
+        await this.runNode(node, evaluation, { ...options, signal });
         ran.add(id);
         const ended = performance.now();
         // Before the node counts as done: a node that depends on it must not start before its guard ran again.
-        stop ??= await this.lookAhead(order, order.indexOf(id));
+        const refused = await this.lookAhead(order, order.indexOf(id));
+        if (refused && !stop) {
+          stop = refused;
+          // The build cannot reach the refused node; what runs only to feed it stops too. The refusal is about
+          // what was built on the way (the model a converter rejects), so that work would most likely be
+          // redone: its scratch folder (a training's checkpoints) is kept for the next build.
+          const feeding = new Set(this.project.graph.order([refused.node]));
+          const others = [...cancels.keys()].filter((o) => o !== id);
+          const cancelled = others.filter((o) => feeding.has(o));
+          const finishing = others.filter((o) => !feeding.has(o));
+          options.observer.note(
+            id,
+            `${refused.node}'s guard refused once ${id} was built: no further node starts` +
+              (cancelled.length > 0 ? `; cancelling ${cancelled.join(", ")}, which it needs` : "") +
+              (finishing.length > 0 ? `; ${finishing.join(", ")} still running: let finish, their outputs are kept` : ""),
+          );
+          for (const o of cancelled) cancels.get(o)!.abort(`${refused.node}'s guard refused once ${id} was built, so this build cannot reach it: cancelled, its scratch folder kept`);
+        }
         finish(id, "ran", reason, started, ended);
       } catch (e) {
-        const cancelled = options.signal.aborted;
         fail(id);
-        finish(id, cancelled ? "cancelled" : "failed", cancelled ? "interrupted while it ran: its output was discarded" : (e as Error).message, started);
+        if (options.signal.aborted) finish(id, "cancelled", "interrupted while it ran: its output was discarded", started);
+        else if (cancel.signal.aborted) finish(id, "cancelled", String(cancel.signal.reason), started);
+        else finish(id, "failed", (e as Error).message, started);
       } finally {
+        cancels.delete(id);
         if (heavy) slots.releaseHeavy();
       }
     };
