@@ -218,7 +218,7 @@ async function build<C>(
     const reports = await engine.build(target, { force: options.force, signal: controller.signal, observer, jobs: options.jobs });
     await observer.done();
     const ok = reports.every((r) => r.status !== "failed");
-    emit(ok, reports, { hashed: { ...hashStats } });
+    emit(ok, reports, { hashed: { ...hashStats }, jobs: options.jobs });
     return ok ? 0 : 1;
   } finally {
     for (const s of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.off(s, onSignal);
