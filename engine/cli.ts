@@ -217,7 +217,7 @@ async function build<C>(
     const observer = await createObserver(engine.project.graph.order([target]), willRun.size > 0);
     const reports = await engine.build(target, { force: options.force, signal: controller.signal, observer, jobs: options.jobs });
     await observer.done();
-    const ok = reports.every((r) => r.status !== "failed");
+    const ok = reports.every((r) => r.status !== "failed" && r.status !== "cancelled");
     emit(ok, reports, { hashed: { ...hashStats }, jobs: options.jobs });
     return ok ? 0 : 1;
   } finally {

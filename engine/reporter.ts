@@ -56,7 +56,7 @@ function plainObserver(): Observer {
     nodeFinished(r) {
       const bad = r.status === "failed" || r.status === "cancelled";
       process.stderr.write(`${bad ? "✗" : "✓"} ${summary(r)}\n`);
-      if (r.status === "failed") write(r.id, r.reason);
+      if (bad) write(r.id, r.reason);
     },
     done: async () => undefined,
   };
@@ -139,7 +139,9 @@ function listrObserver(order: readonly string[], { Listr, ListrLogger, ProcessOu
       await running;
       if (notes.length > 0) process.stderr.write(`\n${notes.join("\n")}\n`);
       // Failures are also printed in full, after the list, where long messages stay readable.
-      for (const [id, s] of states) if (s.report?.status === "failed") process.stderr.write(`\n${id}: ${s.report.reason}\n`);
+      for (const [id, s] of states) {
+        if (s.report?.status === "failed" || s.report?.status === "cancelled") process.stderr.write(`\n${id}: ${s.report.reason}\n`);
+      }
     },
   };
 }
