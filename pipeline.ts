@@ -33,13 +33,15 @@ options:
   --frozen           fail if anything is stale (for CI)
   --dry-run          say what would run, run nothing
   --no-remote        restore from the local build cache only
+  -j, --jobs N       run up to N independent nodes at once (default: half the cores, 2 to 4;
+                     1: one at a time); two heavy nodes (training, compiling) never run together
   --json             one JSON document on stdout; progress on stderr
   --memory SIZE      check: plan for a machine with this much memory, e.g. 16GB
   --os macos|linux   check: plan for this OS
 `;
 
 async function buildGraph(config: PipelineConfig, root: string): Promise<Graph<PipelineConfig>> {
-  const [{ mlxEnv }, { llamaCppNode }, { quantizerNode }, { modelNode }, { dataNode }, { formattedNode }, { adaptersNode }, { fusedNode }, { hfNode }, { ggufNode }, { evalNode }, { withStageCode }] =
+  const [{ mlxEnv }, { llamaCppNode }, { quantizerNode }, { modelNode }, { dataNode }, { formattedNode }, { adaptersNode }, { fusedNode }, { hfNode }, { ggufNode }, { evalNode }, { withStageCode }, { withWeight }] =
     await Promise.all([
       import("./stages/mlx-env.ts"),
       import("./stages/llama-cpp.ts"),
@@ -53,6 +55,7 @@ async function buildGraph(config: PipelineConfig, root: string): Promise<Graph<P
       import("./stages/gguf.ts"),
       import("./stages/eval.ts"),
       import("./stages/lib/code.ts"),
+      import("./stages/lib/weights.ts"),
     ]);
   const nodes: NodeSpec<PipelineConfig>[] = [
     mlxEnv,
@@ -67,7 +70,8 @@ async function buildGraph(config: PipelineConfig, root: string): Promise<Graph<P
     ggufNode(config),
     evalNode(config),
   ];
-  return new Graph(nodes.map(withStageCode)); // a stage's own code is an input of its output
+  // A stage's own code is an input of its output; its weight only says how it is scheduled.
+  return new Graph(nodes.map(withStageCode).map((n) => withWeight(n, config, root)));
 }
 
 /** The store is per user, beside the toolchains: every clone and project on this machine shares it. */

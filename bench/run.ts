@@ -1,4 +1,4 @@
-// `npm run bench [-- noop|hashing|check|vocab|cache]`: the engine's benchmarks, as ratios measured side by side in one run.
+// `npm run bench [-- noop|hashing|check|vocab|cache|parallel]`: the engine's benchmarks, as ratios measured side by side in one run.
 // They are not timed tests: a shared machine moves every number, which is why each contender runs
 // interleaved with its reference, several times, and the load average is printed.
 //
@@ -15,9 +15,12 @@ import { hashingBench } from "./hashing.ts";
 import { checkBench } from "./check.ts";
 import { vocabBench } from "./vocab-check.ts";
 import { cacheBench } from "./cache.ts";
+import { parallelBench } from "./parallel.ts";
 
 const which = new Set(process.argv.slice(2));
 const selected = (name: string) => which.size === 0 || which.has(name);
+/** Benches too heavy for a plain `npm run bench`: run only when named. */
+const named = (name: string) => which.has(name);
 const gib = Number(process.env.BENCH_GIB ?? 4);
 const noopReps = Number(process.env.BENCH_NOOP_REPS ?? 11);
 const hashReps = Number(process.env.BENCH_HASH_REPS ?? 3);
@@ -57,6 +60,11 @@ try {
   }
   if (selected("vocab")) {
     const r = await vocabBench(tmp, 3);
+    rows.push(...r.rows);
+    notes.push(...r.notes);
+  }
+  if (named("parallel")) {
+    const r = await parallelBench(tmp);
     rows.push(...r.rows);
     notes.push(...r.notes);
   }

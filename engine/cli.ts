@@ -8,8 +8,9 @@ import { Engine, type NodeReport, type NodeState, type Project } from "./runner.
 import { RunLock } from "./runlock.ts";
 import { closeHashWorkers, hashStats } from "./digest.ts";
 import { createObserver } from "./reporter.ts";
+import { defaultJobs } from "./scheduler.ts";
 import { formatVerdicts } from "./verdicts.ts";
-import { timingObserver, writeLastBuild } from "./build-record.ts";
+import { writeLastBuild } from "./build-record.ts";
 
 export interface CliApp<C> {
   readonly name: string;
@@ -40,6 +41,7 @@ export async function runCli<C>(app: CliApp<C>, argv: readonly string[]): Promis
         "dry-run": { type: "boolean" },
         json: { type: "boolean" },
         "no-remote": { type: "boolean" },
+        jobs: { type: "string", short: "j" },
         help: { type: "boolean", short: "h" },
         ...extra,
       },
@@ -88,7 +90,13 @@ export async function runCli<C>(app: CliApp<C>, argv: readonly string[]): Promis
         case "pull":
           return await (await import("./caching/commands.ts")).cacheCommand(command, engine, targets[0], json);
         default:
-          return await build(app, engine, target, { force, json, frozen: values.frozen === true, dryRun: values["dry-run"] === true });
+          return await build(app, engine, target, {
+            force,
+            json,
+            frozen: values.frozen === true,
+            dryRun: values["dry-run"] === true,
+            jobs: parseJobs(values.jobs),
+          });
       }
     } finally {
       await engine.saveCaches();
@@ -102,6 +110,14 @@ export async function runCli<C>(app: CliApp<C>, argv: readonly string[]): Promis
   } finally {
     await closeHashWorkers();
   }
+}
+
+/** -j N / --jobs N: how many nodes run at once; 1 runs them one after the other, in build order. */
+function parseJobs(value: string | undefined): number {
+  if (value === undefined) return defaultJobs();
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new UserError(`--jobs ${value}: give a whole number of nodes to run at once, 1 or more (e.g. -j 2).`, 2);
+  return n;
 }
 
 function printStates(target: string, states: NodeState[], json: boolean, word: string): number {
@@ -136,7 +152,7 @@ async function build<C>(
   app: CliApp<C>,
   engine: Engine<C>,
   target: string,
-  options: { force: ReadonlySet<string>; json: boolean; frozen: boolean; dryRun: boolean },
+  options: { force: ReadonlySet<string>; json: boolean; frozen: boolean; dryRun: boolean; jobs: number },
 ): Promise<number> {
   const emit = (ok: boolean, nodes: readonly NodeReport[], extra: Record<string, Json> = {}) => {
     if (options.json) process.stdout.write(JSON.stringify({ target, ok, nodes, ...extra }) + "\n");
@@ -149,11 +165,14 @@ async function build<C>(
   }
   const controller = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => {
-    controller.abort(); // kills the running tool's process group synchronously
+    controller.abort(); // kills every running tool's process group synchronously
     engine.abandonStaging();
     lock.release();
-    process.stderr.write(`\ninterrupted (${signal}): the running node's partial output was removed; earlier outputs are intact.\n`);
-    emit(false, [], { interrupted: true });
+    const nodes = engine.interruptedReports(`interrupted by ${signal}`);
+    const cancelled = nodes.filter((n) => n.status === "cancelled").map((n) => n.id);
+    const what = cancelled.length > 0 ? `${cancelled.join(", ")} cancelled, their partial outputs removed` : "no node was running";
+    process.stderr.write(`\ninterrupted (${signal}): ${what}; finished outputs are intact.\n`);
+    emit(false, nodes, { interrupted: true });
     process.exit(130);
   };
   // SIGHUP: the terminal closed or the ssh session dropped.
@@ -171,6 +190,7 @@ async function build<C>(
           ? `would be restored from the build cache (${s.reasons.join("; ")})`
           : s.stale ? s.reasons.join("; ") : options.force.has(s.id) ? "forced with --force" : "up to date",
         ...(restores.has(s.id) ? { restore: true } : {}),
+        startedMs: 0,
         ms: 0,
       }));
       if (!options.json) printStates(target, states, false, "stale");
@@ -196,12 +216,12 @@ async function build<C>(
     }
     // The live task list only when something will run: a no-op build need not load it.
     const observer = await createObserver(engine.project.graph.order([target]), willRun.size > 0);
-    const timed = timingObserver(observer);
-    const reports = await engine.build(target, { force: options.force, signal: controller.signal, observer: timed.observer });
+    const started = new Date().toISOString();
+    const reports = await engine.build(target, { force: options.force, signal: controller.signal, observer, jobs: options.jobs });
     await observer.done();
-    if (willRun.size > 0) await writeLastBuild(engine.cacheDir, timed.record(target)); // the report's timeline
-    const ok = reports.every((r) => r.status !== "failed");
-    emit(ok, reports, { hashed: { ...hashStats } });
+    if (willRun.size > 0) await writeLastBuild(engine.cacheDir, { target, started, nodes: reports }); // the report's timeline
+    const ok = reports.every((r) => r.status !== "failed" && r.status !== "cancelled");
+    emit(ok, reports, { hashed: { ...hashStats }, jobs: options.jobs });
     return ok ? 0 : 1;
   } finally {
     for (const s of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.off(s, onSignal);

@@ -26,6 +26,8 @@ function summary(r: NodeReport): string {
       return `${r.id}: FAILED after ${seconds(r.ms)}`;
     case "skipped":
       return `${r.id}: skipped (${r.reason})`;
+    case "cancelled":
+      return `${r.id}: cancelled after ${seconds(r.ms)}`;
     default: {
       const never: never = r.status;
       return never;
@@ -38,21 +40,23 @@ export async function createObserver(order: readonly string[], work: boolean): P
   return interactive ? listrObserver(order, await import("listr2")) : plainObserver();
 }
 
+/** Plain lines; with nodes running at once, every line of a node's (even a multi-line message's) names it. */
 function plainObserver(): Observer {
   const lastProgress = new Map<string, number>();
-  const write = (line: string) => process.stderr.write(line + "\n");
+  const write = (id: string, text: string) => process.stderr.write(text.split("\n").map((l) => `[${id}] ${l}\n`).join(""));
   return {
-    nodeRunning: (id, reason) => write(`[${id}] rebuilding: ${reason}`),
+    nodeRunning: (id, reason) => write(id, `rebuilding: ${reason}`),
     progress(id, line) {
       const now = Date.now();
       if (now - (lastProgress.get(id) ?? 0) < PLAIN_THROTTLE_MS) return;
       lastProgress.set(id, now);
-      write(`[${id}] ${line}`);
+      write(id, line);
     },
-    note: (id, line) => write(`[${id}] ${line}`),
+    note: write,
     nodeFinished(r) {
-      write(`${r.status === "failed" ? "✗" : "✓"} ${summary(r)}`);
-      if (r.status === "failed") write(r.reason);
+      const bad = r.status === "failed" || r.status === "cancelled";
+      process.stderr.write(`${bad ? "✗" : "✓"} ${summary(r)}\n`);
+      if (bad) write(r.id, r.reason);
     },
     done: async () => undefined,
   };
@@ -66,22 +70,29 @@ interface TaskState {
   finish?: (r: NodeReport) => void;
 }
 
-/** Bridges the engine's events onto a listr2 list that shows one task per node, in build order. */
+/**
+ * Bridges the engine's events onto a listr2 list that shows one task per node, in build order. The tasks
+ * run concurrently, as the nodes do: each one's spinner turns while its node works, side by side; a node
+ * not started yet says so in its title.
+ */
 function listrObserver(order: readonly string[], { Listr, ListrLogger, ProcessOutput }: typeof import("listr2")): Observer {
   const states = new Map<string, TaskState>(order.map((id) => [id, {}]));
   const tasks = new Map<string, Task>();
   const processOutput = new ProcessOutput(process.stderr, process.stderr);
   const list = new Listr(
     order.map((id) => ({
-      title: id,
+      title: `${id}: waiting`,
       task: (_ctx: unknown, task: Task) =>
         new Promise<void>((resolve, reject) => {
           const state = states.get(id)!;
           tasks.set(id, task);
-          if (state.output) task.output = state.output;
+          if (state.output) {
+            task.title = id;
+            task.output = state.output;
+          }
           const settle = (r: NodeReport) => {
             task.title = summary(r);
-            if (r.status === "failed") reject(new Error(r.reason));
+            if (r.status === "failed" || r.status === "cancelled") reject(new Error(r.reason));
             else if (r.status === "skipped") {
               task.skip(summary(r));
               resolve();
@@ -92,8 +103,9 @@ function listrObserver(order: readonly string[], { Listr, ListrLogger, ProcessOu
         }),
     })),
     {
-      concurrent: false,
-      exitOnError: true,
+      concurrent: true,
+      // A failure stops the engine starting nodes, not the list: the nodes still running go on showing.
+      exitOnError: false,
       registerSignalListeners: false,
       renderer: "default",
       rendererOptions: { logger: new ListrLogger({ processOutput }), collapseSubtasks: false },
@@ -109,7 +121,10 @@ function listrObserver(order: readonly string[], { Listr, ListrLogger, ProcessOu
     progress(id, line) {
       states.get(id)!.output = line;
       const task = tasks.get(id);
-      if (task) task.output = line;
+      if (task) {
+        task.title = id;
+        task.output = line;
+      }
     },
     note(id, line) {
       notes.push(`${id}: ${line}`);
@@ -124,7 +139,9 @@ function listrObserver(order: readonly string[], { Listr, ListrLogger, ProcessOu
       await running;
       if (notes.length > 0) process.stderr.write(`\n${notes.join("\n")}\n`);
       // Failures are also printed in full, after the list, where long messages stay readable.
-      for (const s of states.values()) if (s.report?.status === "failed") process.stderr.write(`\n${s.report.reason}\n`);
+      for (const [id, s] of states) {
+        if (s.report?.status === "failed" || s.report?.status === "cancelled") process.stderr.write(`\n${id}: ${s.report.reason}\n`);
+      }
     },
   };
 }

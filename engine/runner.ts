@@ -11,6 +11,7 @@ import { explainChange, fingerprintOf, type FingerprintParts } from "./fingerpri
 import { readLock, writeLockEntries, type LockEntry, type LockNodes } from "./lockfile.ts";
 import { OutputStore } from "./outputs.ts";
 import { execLogged } from "./exec.ts";
+import { Slots } from "./scheduler.ts";
 import { formatVerdicts } from "./verdicts.ts";
 import { projectId, type CacheSettings, type Manifest } from "./caching/cache.ts";
 import type { BuildCache } from "./caching/build-cache.ts";
@@ -23,12 +24,15 @@ export interface Project<C> {
   readonly cache?: CacheSettings;
 }
 
-export type NodeStatus = "ran" | "restored" | "fresh" | "cutoff" | "failed" | "skipped";
+/** cancelled: it was running when the build was interrupted (Ctrl-C, SIGTERM, SIGHUP); its output was discarded. */
+export type NodeStatus = "ran" | "restored" | "fresh" | "cutoff" | "failed" | "skipped" | "cancelled";
 
 export interface NodeReport {
   readonly id: string;
   readonly status: NodeStatus;
   readonly reason: string;
+  /** When the node started, in ms since the build started: with `ms`, a timeline of the build. */
+  readonly startedMs: number;
   readonly ms: number;
 }
 
@@ -71,8 +75,12 @@ export class Engine<C> {
   /** Nodes whose guards ran in this process. */
   private readonly guarded = new Set<string>();
   private cache: Promise<BuildCache> | undefined;
-  /** The staging folder being written, removed by the signal handler. */
-  currentStaging: string | undefined;
+  /** The staging folders being written (one per running node), removed by the signal handler. */
+  private readonly stagings = new Set<string>();
+  /** Lock writes, one after the other: concurrent completions each rewrite the whole file from what is on disk. */
+  private lockWrites: Promise<void> = Promise.resolve();
+  /** The build in progress: what the signal handler reports of every node. */
+  private live: { readonly order: readonly string[]; readonly start: number; readonly reports: Map<string, NodeReport>; readonly running: Map<string, number> } | undefined;
 
   private constructor(
     readonly project: Project<C>,
@@ -249,38 +257,87 @@ export class Engine<C> {
     }
   }
 
-  /** Runs the stale nodes on the way to `target`. The caller first runs the guards of the nodes that will run. */
-  async build(target: string, options: { force: ReadonlySet<string>; signal: AbortSignal; observer: BuildObserver }): Promise<NodeReport[]> {
+  /**
+   * Runs the stale nodes on the way to `target`, each as soon as its dependencies are done, up to `jobs` at
+   * once (1: one at a time, in build order) and one heavy node at a time. The caller first runs the guards
+   * of the nodes that will run. After a failure no node starts; the running ones finish, and are recorded.
+   */
+  async build(
+    target: string,
+    options: { force: ReadonlySet<string>; signal: AbortSignal; observer: BuildObserver; jobs?: number },
+  ): Promise<NodeReport[]> {
     await this.store.sweep();
-    const reports: NodeReport[] = [];
+    const order = this.project.graph.order([target]);
+    const start = performance.now();
+    const reports = new Map<string, NodeReport>();
+    /** Nodes working now, and when they started. */
+    const running = new Map<string, number>();
+    this.live = { order, start, reports, running };
     const ran = new Set<string>();
-    let failed = false;
+    /** The first node that failed (or was cancelled): no node starts after it. */
+    let failure: string | undefined;
     /** A later node's guard that failed once an output it reads was built: the build stops there. */
     let stop: { node: string; after: string; message: string } | undefined;
-    const order = this.project.graph.order([target]);
-    for (const [index, id] of order.entries()) {
-      const node = this.project.graph.node(id);
-      const started = performance.now();
-      const finish = (status: NodeStatus, reason: string) => {
-        const report = { id, status, reason, ms: Math.round(performance.now() - started) };
-        reports.push(report);
-        options.observer.nodeFinished(report);
-      };
-      if (failed) {
-        finish("skipped", "an earlier node failed");
-        continue;
+    const pending = [...order];
+    /** Each running node's own cancel, beside the build's signal. */
+    const cancels = new Map<string, AbortController>();
+    let allDone!: () => void;
+    const done = new Promise<void>((resolve) => (allDone = resolve));
+
+    const finish = (id: string, status: NodeStatus, reason: string, started = performance.now(), ended = performance.now()) => {
+      const report = { id, status, reason, startedMs: Math.round(started - start), ms: Math.round(ended - started) };
+      reports.set(id, report);
+      running.delete(id);
+      options.observer.nodeFinished(report);
+    };
+    const fail = (id: string) => {
+      if (failure || stop) return;
+      failure = id;
+      const others = [...running.keys()].filter((r) => r !== id);
+      if (others.length > 0) {
+        options.observer.note(id, `no further node starts; ${others.join(", ")} still running: let finish, their outputs are kept (Ctrl-C cancels them)`);
       }
-      if (stop) {
-        if (id === stop.node) {
-          failed = true;
-          finish("failed", stop.message);
-        } else {
-          finish("skipped", `${stop.node}'s guard failed once ${stop.after} was built`);
+    };
+    // Starts every node whose dependencies are done while a job slot is free, in build order.
+    const pump = () => {
+      for (const id of [...pending]) {
+        if (stop) {
+          pending.splice(pending.indexOf(id), 1);
+          if (id === stop.node) {
+            fail(id);
+            finish(id, "failed", stop.message);
+          } else finish(id, "skipped", `not started: ${stop.node}'s guard failed once ${stop.after} was built`);
+          continue;
         }
-        continue;
+        if (failure) {
+          pending.splice(pending.indexOf(id), 1);
+          finish(id, "skipped", `not started: ${failure} failed`);
+          continue;
+        }
+        if (!this.project.graph.node(id).deps.every((d) => reports.has(d))) continue;
+        if (!slots.tryTake()) break;
+        pending.splice(pending.indexOf(id), 1);
+        running.set(id, performance.now());
+        void one(id)
+          .catch((e: unknown) => {
+            fail(id);
+            finish(id, "failed", (e as Error).message);
+          })
+          .finally(() => slots.release());
       }
+      if (pending.length === 0 && running.size === 0) allDone();
+    };
+    const slots = new Slots(Math.max(1, options.jobs ?? 1), pump);
+
+    const one = async (id: string): Promise<void> => {
+      const node = this.project.graph.node(id);
+      let started = running.get(id)!;
       const upstream = Object.fromEntries(node.deps.map((d) => [d, this.outputDigests.get(d)!]));
       const depRan = node.deps.some((d) => ran.has(d));
+      let heavy = false;
+      const cancel = new AbortController();
+      cancels.set(id, cancel);
+      const signal = AbortSignal.any([options.signal, cancel.signal]);
       try {
         // The plan's evaluation stands while no dependency has run since (a no-op build stats once); after
         // one ran, inputs() may read its new output, so the node is evaluated again.
@@ -292,42 +349,100 @@ export class Engine<C> {
           this.outputDigests.set(id, this.lock[id]!.output.digest);
           this.fresh.add(id);
           const cut = node.deps.filter((d) => ran.has(d));
-          if (cut.length > 0) finish("cutoff", `${cut.join(", ")} reran with identical output`);
-          else finish("fresh", "up to date");
-          continue;
+          if (cut.length > 0) finish(id, "cutoff", `${cut.join(", ")} reran with identical output`, started);
+          else finish(id, "fresh", "up to date", started);
+          return;
         }
         const reason = forced ? "forced with --force" : evaluation.reasons.join("; ");
-        // Guarded again when a dependency was rebuilt in this build: what could not be checked before the
-        // build started (a downloaded model's config, the data's token counts) is checked before it runs.
         if (!forced) {
           const restored = await this.restore(node, evaluation, options);
           if (restored) {
             ran.add(id);
             // No look-ahead: a restored output was built, and guarded, before; guarding what follows it
             // would cost a chain of restores the seconds it is meant to take.
-            finish("restored", `from the build cache (${reason})`);
-            continue;
+            finish(id, "restored", `from the build cache (${reason})`, started);
+            return;
           }
         }
+        // Guarded again when a dependency was rebuilt in this build: what could not be checked before the
+        // build started (a downloaded model's config, the data's token counts) is checked before it runs.
         // Also a node not guarded yet: it was to be restored, and its cache entry turned out unusable.
         if (depRan || !this.guarded.has(id)) {
           const late = (await this.guard(node)).filter((v) => v.level === "error");
           if (late.length > 0) throw new UserError(formatVerdicts(late));
         }
+        if (node.weight === "heavy") {
+          heavy = true;
+          if (await slots.takeHeavy(order.indexOf(id))) {
+            // It waited for another heavy node: its timeline starts now, and a failure meanwhile stops it.
+            started = performance.now();
+            running.set(id, started);
+            if (failure || stop) {
+              finish(id, "skipped", `not started: ${failure ? `${failure} failed` : `${stop!.node}'s guard failed`} while it waited for the heavy slot`, started);
+              return;
+            }
+          }
+        }
         this.fresh.delete(id);
         options.observer.nodeRunning(id, reason);
-        await this.runNode(node, evaluation, options);
+        await this.runNode(node, evaluation, { ...options, signal });
         ran.add(id);
-        finish("ran", reason);
-        stop = await this.lookAhead(order, index);
+        const ended = performance.now();
+        // Before the node counts as done: a node that depends on it must not start before its guard ran again.
+        const refused = await this.lookAhead(order, order.indexOf(id));
+        if (refused && !stop) {
+          stop = refused;
+          // The build cannot reach the refused node; what runs only to feed it stops too. The refusal is about
+          // what was built on the way (the model a converter rejects), so that work would most likely be
+          // redone: its scratch folder (a training's checkpoints) is kept for the next build.
+          const feeding = new Set(this.project.graph.order([refused.node]));
+          const others = [...cancels.keys()].filter((o) => o !== id);
+          const cancelled = others.filter((o) => feeding.has(o));
+          const finishing = others.filter((o) => !feeding.has(o));
+          options.observer.note(
+            id,
+            `${refused.node}'s guard refused once ${id} was built: no further node starts` +
+              (cancelled.length > 0 ? `; cancelling ${cancelled.join(", ")}, which it needs` : "") +
+              (finishing.length > 0 ? `; ${finishing.join(", ")} still running: let finish, their outputs are kept` : ""),
+          );
+          for (const o of cancelled) cancels.get(o)!.abort(`${refused.node}'s guard refused once ${id} was built, so this build cannot reach it: cancelled, its scratch folder kept`);
+        }
+        finish(id, "ran", reason, started, ended);
       } catch (e) {
-        failed = true;
-        if (options.signal.aborted) throw e;
-        finish("failed", (e as Error).message);
+        fail(id);
+        if (options.signal.aborted) finish(id, "cancelled", "interrupted while it ran: its output was discarded", started);
+        else if (cancel.signal.aborted) finish(id, "cancelled", String(cancel.signal.reason), started);
+        else finish(id, "failed", (e as Error).message, started);
+      } finally {
+        cancels.delete(id);
+        if (heavy) slots.releaseHeavy();
       }
-    }
+    };
+
+    pump();
+    await done;
+    this.live = undefined;
     await this.digester.save();
-    return reports;
+    return order.map((id) => reports.get(id)!);
+  }
+
+  /**
+   * Every node's fate, for a build cut short by a signal: the finished ones as they ended, the running ones
+   * cancelled (their process groups killed, their staging folders removed), the others not started.
+   */
+  interruptedReports(why: string): NodeReport[] {
+    const live = this.live;
+    if (!live) return [];
+    const now = performance.now();
+    return live.order.map((id) => {
+      const finished = live.reports.get(id);
+      if (finished) return finished;
+      const started = live.running.get(id);
+      if (started !== undefined) {
+        return { id, status: "cancelled", reason: `${why} while it ran: its output was discarded`, startedMs: Math.round(started - live.start), ms: Math.round(now - started) };
+      }
+      return { id, status: "skipped", reason: `not started: ${why}`, startedMs: Math.round(now - live.start), ms: 0 };
+    });
   }
 
   /**
@@ -352,7 +467,7 @@ export class Engine<C> {
   private async runNode(node: NodeSpec<C>, evaluation: Evaluation, options: { signal: AbortSignal; observer: BuildObserver }): Promise<void> {
     await this.store.assertPublishable(node.id); // before the work, not after it
     const staging = await this.store.createStaging(node.id);
-    this.currentStaging = staging;
+    this.stagings.add(staging);
     const scratch = join(this.cacheDir, "scratch", node.id, evaluation.fingerprint.slice(0, 16));
     const logPath = join(this.cacheDir, "logs", `${node.id}.log`);
     await mkdir(scratch, { recursive: true });
@@ -386,12 +501,11 @@ export class Engine<C> {
         options.observer.note(node.id, `warning: not kept in the build cache ${cache.local.dir}: ${(e as Error).message}`);
       });
       await this.store.publish(node.id, staging);
-      this.currentStaging = undefined;
+      this.stagings.delete(staging);
       await this.commit(node.id, evaluation, output, facts);
       await rm(scratch, { recursive: true, force: true });
     } finally {
-      if (this.currentStaging) await rm(this.currentStaging, { recursive: true, force: true });
-      this.currentStaging = undefined;
+      if (this.stagings.delete(staging)) await rm(staging, { recursive: true, force: true });
     }
   }
 
@@ -403,7 +517,10 @@ export class Engine<C> {
       output,
       ...(facts && Object.keys(facts).length > 0 ? { facts } : {}),
     };
-    await writeLockEntries(this.lockPath, this.cacheDir, { [id]: entry });
+    // One writer: each write reads the file and adds its entry, so two at once could lose one of them.
+    const write = this.lockWrites.then(() => writeLockEntries(this.lockPath, this.cacheDir, { [id]: entry }));
+    this.lockWrites = write.catch(() => undefined);
+    await write;
     this.lock = { ...this.lock, [id]: entry };
     this.outputDigests.set(id, output.digest);
     this.fresh.add(id);
@@ -427,7 +544,7 @@ export class Engine<C> {
     }
     if (!manifest) return false;
     const staging = await this.store.createStaging(node.id);
-    this.currentStaging = staging;
+    this.stagings.add(staging);
     try {
       try {
         await cache.local.materialize(manifest, staging);
@@ -449,18 +566,18 @@ export class Engine<C> {
       const broken = await node.intact?.(staging);
       if (broken) return false;
       await this.store.publish(node.id, staging);
-      this.currentStaging = undefined;
+      this.stagings.delete(staging);
       await this.commit(node.id, evaluation, manifest.output, manifest.facts);
       return true;
     } finally {
-      if (this.currentStaging) await rm(this.currentStaging, { recursive: true, force: true });
-      this.currentStaging = undefined;
+      if (this.stagings.delete(staging)) await rm(staging, { recursive: true, force: true });
     }
   }
 
   /** Synchronous cleanup for signal handlers, which cannot wait. */
   abandonStaging(): void {
-    if (this.currentStaging) rmSync(this.currentStaging, { recursive: true, force: true });
+    for (const staging of this.stagings) rmSync(staging, { recursive: true, force: true });
+    this.stagings.clear();
   }
 
   /** Re-hashes every recorded output and compares it with pipeline.lock. */

@@ -90,10 +90,18 @@ export interface RunCtx<C> extends BaseCtx<C> {
   note(line: string): void;
 }
 
+export type NodeWeight = "heavy" | "light";
+
 export interface NodeSpec<C> {
   readonly id: string;
   readonly deps: readonly string[];
   readonly description: string;
+  /**
+   * How much of the machine its run takes. Two heavy nodes (training, compiling, anything that fills the
+   * memory or every core) never run at once, whatever -j says; light ones (a download, a pip install) run
+   * beside anything. Default: light.
+   */
+  readonly weight?: NodeWeight;
   /** Called once the dependencies are built (their outputs can be read). */
   inputs(ctx: BaseCtx<C>): Promise<DeclaredInputs> | DeclaredInputs;
   /** Cheap checks before anything expensive runs. */

@@ -23,6 +23,7 @@ export const STATUS_COLORS: Readonly<Record<NodeStatus, string>> = {
   fresh: "#cbd5e1",
   failed: "#dc2626",
   skipped: "#94a3b8",
+  cancelled: "#f59e0b",
 };
 
 /** One legend entry: what the page prints beside a chart (Plot's own legends would add SVGs). */
@@ -159,9 +160,9 @@ export function memoryChart(metrics: Metrics, memory: MemoryFile | undefined, us
 }
 
 export function timelineChart(record: BuildRecord): Chart {
-  const end = Math.max(...record.nodes.map((n) => n.startMs + n.ms), 1);
+  const end = Math.max(...record.nodes.map((n) => n.startedMs + n.ms), 1);
   // A fresh node takes a millisecond: drawn a sliver wide so every node shows.
-  const rows = record.nodes.map((n) => ({ ...n, s0: n.startMs / 1000, s1: Math.max(n.startMs + n.ms, n.startMs + end / 300) / 1000 }));
+  const rows = record.nodes.map((n) => ({ ...n, s0: n.startedMs / 1000, s1: Math.max(n.startedMs + n.ms, n.startedMs + end / 300) / 1000 }));
   const statuses = Object.keys(STATUS_COLORS) as NodeStatus[];
   const svg = render({
     height: 40 + rows.length * 26,
