@@ -2,6 +2,7 @@
 // cmake from the same llama.cpp source that converts the model. Only in the graph when gguf.quantize is set.
 import { existsSync } from "node:fs";
 import { mkdir, rename, rm, writeFile, readFile } from "node:fs/promises";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
 import type { BaseCtx, NodeSpec, Verdict } from "../engine/types.ts";
@@ -74,7 +75,9 @@ export const quantizerNode: NodeSpec<PipelineConfig> = {
         assertSuccess(await ctx.exec("cmake", ["-S", source, "-B", tmp, ...flags]), "cmake (configure)");
         ctx.progress(`building ${BINARY} (a few minutes, once)`);
         const onLine = (line: string) => /^\[\s*\d+%\]/.test(line) && ctx.progress(`building ${BINARY}: ${line.slice(0, 60)}`);
-        assertSuccess(await ctx.exec("cmake", ["--build", tmp, "--target", BINARY, "-j", "2"], { onLine }), `cmake --build (${BINARY})`);
+        // Every core: the quantizer is a heavy node, so nothing else heavy runs meanwhile.
+        const jobs = String(availableParallelism());
+        assertSuccess(await ctx.exec("cmake", ["--build", tmp, "--target", BINARY, "-j", jobs], { onLine }), `cmake --build (${BINARY})`);
         // Another build may have finished the same binary meanwhile: keep theirs.
         await rename(tmp, buildDir).catch(() => rm(tmp, { recursive: true, force: true }));
       }
