@@ -1,12 +1,12 @@
 // What the run report shows, read from the project: pipeline.lock, the outputs under models/, the last
 // build's timings (cache/last-build.json) and the build cache's earlier trainings of this project.
 import { existsSync } from "node:fs";
-import { readdir, readFile, stat } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { FileDigest, Json } from "../engine/types.ts";
 import { readLock, type LockNodes } from "../engine/lockfile.ts";
 import { LAST_BUILD_FILE, type BuildRecord } from "../engine/build-record.ts";
-import { projectId, type Manifest } from "../engine/caching/cache.ts";
+import { projectId } from "../engine/caching/cache.ts";
 import { LocalStore } from "../engine/caching/local.ts";
 
 export interface TrainPoint {
@@ -142,27 +142,20 @@ export function diffLabel(diff: readonly ParamChange[]): string {
  */
 async function earlierTrainings(storeDir: string, root: string, lock: LockNodes): Promise<EarlierTraining[]> {
   const store = new LocalStore(storeDir);
-  const dir = join(storeDir, "manifests", "adapters");
-  const names = await readdir(dir).catch(() => [] as string[]);
+  const project = projectId(root);
   const current = lock.adapters;
   const found: EarlierTraining[] = [];
-  for (const name of names.filter((n) => n.endsWith(".json"))) {
-    const path = join(dir, name);
-    let manifest: Manifest;
-    try {
-      manifest = JSON.parse(await readFile(path, "utf8")) as Manifest;
-    } catch {
-      continue; // torn by hand: not an entry
-    }
-    if (manifest.project !== projectId(root) || manifest.fingerprint === current?.fingerprint) continue;
+  for (const { manifest, used } of await store.entries("adapters")) {
+    if (manifest.project !== project || manifest.fingerprint === current?.fingerprint) continue;
     const digest: FileDigest | undefined = manifest.output.files["metrics.jsonl"];
     if (!digest) continue;
     const text = await readFile(store.blobPath(digest), "utf8").catch(() => undefined);
     if (text === undefined) continue; // its blob was collected
     const diff = paramsDiff(manifest.params, current?.params);
-    found.push({ fingerprint: manifest.fingerprint, diff, label: diffLabel(diff), metrics: parseMetrics(text), used: (await stat(path)).mtimeMs });
+    found.push({ fingerprint: manifest.fingerprint, diff, label: diffLabel(diff), metrics: parseMetrics(text), used });
+    if (found.length === MAX_EARLIER) break; // entries come newest first
   }
-  return found.sort((a, b) => b.used - a.used).slice(0, MAX_EARLIER);
+  return found;
 }
 
 export async function collectReport(root: string, storeDir: string | undefined): Promise<ReportData> {

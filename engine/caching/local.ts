@@ -117,11 +117,11 @@ export class LocalStore implements Cache {
     await rm(this.manifestPath(manifest.node, manifest.fingerprint), { force: true });
   }
 
-  /** Every entry, newest use first. */
-  async entries(): Promise<StoreEntry[]> {
+  /** Every entry (or only those of the node `only`), newest use first. */
+  async entries(only?: string): Promise<StoreEntry[]> {
     const root = join(this.dir, "manifests");
     const out: StoreEntry[] = [];
-    for (const node of await readdir(root).catch(() => [] as string[])) {
+    for (const node of only ? [only] : (await readdir(root).catch(() => [] as string[]))) {
       for (const name of await readdir(join(root, node)).catch(() => [] as string[])) {
         if (!name.endsWith(".json")) continue;
         const path = join(root, node, name);
