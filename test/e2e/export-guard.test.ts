@@ -1,5 +1,6 @@
 // The gguf guard asks llama.cpp's converter itself (--vocab-only on the base model) before anything trains,
 // and loads the vocabulary-only GGUF in llama.cpp, out of process, for tokenizer parity.
+import { randomUUID } from "node:crypto";
 import { rmSync } from "node:fs";
 import { beforeAll, describe, expect, it } from "vitest";
 import { pipelineYaml, Project, type RunResult } from "../helpers/project.ts";
@@ -27,6 +28,11 @@ describe("the gguf guard runs llama.cpp's converter on the base model's vocabula
         const split = (t as unknown as Tokenizer).pre_tokenizer.pretokenizers[0]!;
         split.pattern!.Regex = split.pattern!.Regex.replace("\\p{N}{1,3}", "\\p{N}{1,2}");
       },
+      // The verdict cache outlives test runs (the tool cache is the user's): a tokenizer no earlier run has seen
+      // makes this first build run the converter for certain.
+      "tokenizer_config.json": (c) => {
+        c.test_run = randomUUID();
+      },
     });
     const p = new Project(pipelineYaml({ model }));
     const result = await p.build("gguf");
@@ -40,6 +46,7 @@ describe("the gguf guard runs llama.cpp's converter on the base model's vocabula
     expect(p.exists("models/adapters")).toBe(false);
 
     // The verdict is cached by the tokenizer files' digests and the converter: a second check runs no converter.
+    expect(p.exists("cache/logs/gguf.guard.log")).toBe(true);
     rmSync(p.path("cache/logs/gguf.guard.log"));
     const again = await p.run(["check", "gguf", "--json"]);
     expect(again.code).toBe(1);
