@@ -8,32 +8,7 @@ import { readLock, type LockNodes } from "../engine/lockfile.ts";
 import { LAST_BUILD_FILE, type BuildRecord } from "../engine/build-record.ts";
 import { projectId } from "../engine/caching/cache.ts";
 import { LocalStore } from "../engine/caching/local.ts";
-
-export interface TrainPoint {
-  readonly iteration: number;
-  readonly loss: number;
-  readonly learningRate: number;
-  readonly tokensPerSecond: number;
-  readonly trainedTokens: number;
-  readonly peakMemoryGB: number;
-}
-
-export interface ValPoint {
-  readonly iteration: number;
-  readonly loss: number;
-}
-
-export interface Metrics {
-  readonly train: readonly TrainPoint[];
-  readonly val: readonly ValPoint[];
-}
-
-export interface MemoryFile {
-  readonly measuredPeakGB: number | null;
-  readonly estimatedPeakGB: number | null;
-  /** Absent in outputs built before the report existed. */
-  readonly usableGB?: number | null;
-}
+import { MEMORY_FILE, METRICS_FILE, parseMetrics, type MemoryFile, type Metrics } from "../stages/lib/training-metrics.ts";
 
 /** models/gguf/gguf.json, the parts the page shows. */
 export interface GgufFacts {
@@ -86,26 +61,6 @@ export interface ReportData {
 /** The most earlier trainings overlaid: more lines than this no longer read as a comparison. */
 const MAX_EARLIER = 6;
 
-export function parseMetrics(text: string): Metrics {
-  const train: TrainPoint[] = [];
-  const val: ValPoint[] = [];
-  for (const line of text.split("\n")) {
-    let m: Record<string, unknown>;
-    try {
-      m = JSON.parse(line) as Record<string, unknown>;
-    } catch {
-      continue; // blank, or torn by an interrupted run
-    }
-    const n = (k: string) => (typeof m[k] === "number" ? (m[k] as number) : NaN);
-    if (m.type === "train") {
-      train.push({ iteration: n("iteration"), loss: n("train_loss"), learningRate: n("learning_rate"), tokensPerSecond: n("tokens_per_second"), trainedTokens: n("trained_tokens"), peakMemoryGB: n("peak_memory") });
-    } else if (m.type === "val") {
-      val.push({ iteration: n("iteration"), loss: n("val_loss") });
-    }
-  }
-  return { train, val };
-}
-
 async function readJsonIf<T>(path: string): Promise<T | undefined> {
   if (!existsSync(path)) return undefined;
   return JSON.parse(await readFile(path, "utf8")) as T;
@@ -147,7 +102,7 @@ async function earlierTrainings(storeDir: string, root: string, lock: LockNodes)
   const found: EarlierTraining[] = [];
   for (const { manifest, used } of await store.entries("adapters")) {
     if (manifest.project !== project || manifest.fingerprint === current?.fingerprint) continue;
-    const digest: FileDigest | undefined = manifest.output.files["metrics.jsonl"];
+    const digest: FileDigest | undefined = manifest.output.files[METRICS_FILE];
     if (!digest) continue;
     const text = await readFile(store.blobPath(digest), "utf8").catch(() => undefined);
     if (text === undefined) continue; // its blob was collected
@@ -161,13 +116,13 @@ async function earlierTrainings(storeDir: string, root: string, lock: LockNodes)
 export async function collectReport(root: string, storeDir: string | undefined): Promise<ReportData> {
   const models = join(root, "models");
   const lock = await readLock(join(root, "pipeline.lock"), join(root, "cache"));
-  const metricsPath = join(models, "adapters", "metrics.jsonl");
+  const metricsPath = join(models, "adapters", METRICS_FILE);
   const gguf = await readJsonIf<GgufFacts>(join(models, "gguf", "gguf.json"));
   return {
     root,
     lock,
     ...(existsSync(metricsPath) ? { metrics: parseMetrics(await readFile(metricsPath, "utf8")) } : {}),
-    ...optional("memory", await readJsonIf<MemoryFile>(join(models, "adapters", "memory.json"))),
+    ...optional("memory", await readJsonIf<MemoryFile>(join(models, "adapters", MEMORY_FILE))),
     ...optional("gguf", gguf),
     ...optional("eval", await readJsonIf<EvalFile>(join(models, "eval", "eval.json"))),
     ...optional("lastBuild", await readJsonIf<BuildRecord>(join(root, "cache", LAST_BUILD_FILE))),

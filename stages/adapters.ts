@@ -17,11 +17,10 @@ import { clusterVerdicts } from "./lib/distributed-guard.ts";
 import { runDistributed } from "./lib/distributed-run.ts";
 import { readToolchain } from "./lib/venv.ts";
 import { sparkline } from "./lib/sparkline.ts";
+import { MEMORY_FILE, METRICS_FILE, parseMetrics, type MemoryFile, type Report, type TrainReport, type ValReport } from "./lib/training-metrics.ts";
 
 const SHIM = pyScript("lora_train.py");
 const METRICS_PREFIX = "@@metrics ";
-const METRICS_FILE = "metrics.jsonl";
-const MEMORY_FILE = "memory.json";
 
 /** The longest formatted example in tokens, once the formatted node has counted them. */
 async function longestExample(ctx: BaseCtx<PipelineConfig>): Promise<number | undefined> {
@@ -133,24 +132,6 @@ function loraConfig(config: PipelineConfig): Record<string, Json> {
   };
 }
 
-interface TrainReport {
-  type: "train";
-  rank?: number;
-  iteration: number;
-  train_loss: number | null;
-  learning_rate: number;
-  tokens_per_second: number;
-  iterations_per_second: number;
-  peak_memory: number;
-}
-interface ValReport {
-  type: "val";
-  rank?: number;
-  iteration: number;
-  val_loss: number | null;
-}
-type Report = TrainReport | ValReport;
-
 function clock(seconds: number): string {
   const s = Math.max(0, Math.round(seconds));
   return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
@@ -163,18 +144,6 @@ async function findResumePoint(runDir: string, offset: number): Promise<{ file: 
   if (steps.length === 0) return undefined;
   const newest = Math.max(...steps);
   return { file: join(runDir, `${String(newest).padStart(7, "0")}_adapters.safetensors`), done: offset + newest };
-}
-
-/** The train losses of metrics.jsonl's text, in order (a torn line is left out). */
-function trainLosses(text: string): number[] {
-  return text.split("\n").flatMap((line) => {
-    try {
-      const m = JSON.parse(line) as { type?: string; train_loss?: number };
-      return m.type === "train" && typeof m.train_loss === "number" ? [m.train_loss] : [];
-    } catch {
-      return [];
-    }
-  });
 }
 
 /** The iteration of a metrics.jsonl line; a line torn by a kill counts as past any checkpoint. */
@@ -305,22 +274,29 @@ export const adaptersNode: NodeSpec<PipelineConfig> = {
     await writeFile(join(ctx.staging, "adapter_config.json"), JSON.stringify({ ...adapterConfig, iters: ctx.config.lora.iters }, null, 2) + "\n");
     const metrics = join(ctx.scratch, METRICS_FILE);
     if (existsSync(metrics)) await copyFile(metrics, join(ctx.staging, METRICS_FILE));
+    const peakGB = lastTrain ? Number(lastTrain.peak_memory.toFixed(3)) : null;
+    // The estimate beside what mlx-lm measured, so the memory model can be checked against real runs.
+    const estimatedGB = estimate ? Number((estimate.estimate.peakBytes / 1e9).toFixed(3)) : null;
     const facts: Record<string, Json> = {};
     if (lastTrain?.train_loss != null) facts.final_train_loss = Number(lastTrain.train_loss.toFixed(4));
     if (lastVal?.val_loss != null) facts.final_val_loss = Number(lastVal.val_loss.toFixed(4));
-    if (lastTrain) facts.peak_memory_gb = Number(lastTrain.peak_memory.toFixed(3));
+    if (peakGB !== null) facts.peak_memory_gb = peakGB;
     if (resumedFrom > 0) facts.resumed_from_iteration = resumedFrom;
     if (ctx.config.distributed) facts.world_size = clusterOf(ctx)?.ranks.length ?? 1;
-    // The estimate beside what mlx-lm measured, so the memory model can be checked against real runs.
-    if (estimate) facts.estimated_peak_gb = Number((estimate.estimate.peakBytes / 1e9).toFixed(3));
+    if (estimatedGB !== null) facts.estimated_peak_gb = estimatedGB;
     ctx.record(facts);
     // usableGB: the machine's limit the guard planned against, for the report's memory chart.
-    const usableGB = estimate ? Number((estimate.machine.usableBytes / 1e9).toFixed(3)) : null;
-    await writeFile(join(ctx.staging, MEMORY_FILE), JSON.stringify({ measuredPeakGB: facts.peak_memory_gb ?? null, estimatedPeakGB: facts.estimated_peak_gb ?? null, usableGB, breakdown: estimate?.estimate.breakdown ?? null }, null, 2) + "\n");
-    const losses = existsSync(metrics) ? trainLosses(await readFile(metrics, "utf8")) : [];
+    const memory: MemoryFile = {
+      measuredPeakGB: peakGB,
+      estimatedPeakGB: estimatedGB,
+      usableGB: estimate ? Number((estimate.machine.usableBytes / 1e9).toFixed(3)) : null,
+      breakdown: estimate?.estimate.breakdown ?? null,
+    };
+    await writeFile(join(ctx.staging, MEMORY_FILE), JSON.stringify(memory, null, 2) + "\n");
+    const losses = existsSync(metrics) ? parseMetrics(await readFile(metrics, "utf8")).train.map((p) => p.loss) : [];
     ctx.note(
       `train loss ${sparkline(losses)} final ${facts.final_train_loss ?? "?"}, validation loss ${facts.final_val_loss ?? "?"}; ` +
-        `peak memory ${facts.peak_memory_gb ?? "?"} GB measured, ${facts.estimated_peak_gb ?? "?"} GB estimated`,
+        `peak memory ${peakGB ?? "?"} GB measured, ${estimatedGB ?? "?"} GB estimated`,
     );
   },
 };
