@@ -8,9 +8,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { pyScript } from "../../stages/lib/tools.ts";
 import { pipelineYaml, Project } from "../helpers/project.ts";
 
-interface Answers {
-  answers: { text: string; tokens: number[]; stop: "eos" | "length" }[];
-}
+type Answers = { text: string; tokens: number[]; stop: "eos" | "length" }[];
 
 const PROMPTS = ["1 km in m?", "How many grams are in 3 kg?", "Convert 12 minutes to seconds, please, and show the result.", "5 m =", "A"];
 
@@ -32,7 +30,7 @@ describe("eval's answers", () => {
         encoding: "utf8",
       });
       if (child.status !== 0) throw new Error(`eval_answers.py exited ${child.status}:\n${child.stderr}`);
-      return { answers: JSON.parse(readFileSync(out, "utf8")) as Answers, stderr: child.stderr };
+      return { answers: (JSON.parse(readFileSync(out, "utf8")) as { answers: Answers }).answers, stderr: child.stderr };
     };
   }, 900_000);
 
@@ -42,9 +40,9 @@ describe("eval's answers", () => {
     const alone = run("import mlx_lm.models.cache as c\ndel c.KVCache.merge");
     expect(together.stderr).not.toMatch(/one prompt at a time/);
     expect(alone.stderr).toMatch(/does not yet support batching with history: answering one prompt at a time/);
-    expect(together.answers.answers).toHaveLength(PROMPTS.length);
-    expect(alone.answers.answers).toEqual(together.answers.answers);
-    for (const a of together.answers.answers) {
+    expect(together.answers).toHaveLength(PROMPTS.length);
+    expect(alone.answers).toEqual(together.answers);
+    for (const a of together.answers) {
       expect(a.tokens.length).toBeLessThanOrEqual(8);
       expect(a.stop === "length").toBe(a.tokens.length === 8);
     }
