@@ -364,6 +364,18 @@ export class Engine<C> {
             return;
           }
         }
+        // Every await since the node took its slot (planning, a restore that fell through, a guard, the heavy
+        // slot) may have let another node fail or a refused guard cancel this one: checked again right before
+        // anything of this node starts, so that no tool starts after either.
+        const notStarting = (waited: boolean): boolean => {
+          if (signal.aborted) finish(id, "cancelled", options.signal.aborted ? "interrupted before it started" : String(cancel.signal.reason), started);
+          else if (failure || stop) {
+            const why = failure ? `${failure} failed` : `${stop!.node}'s guard failed once ${stop!.after} was built`;
+            finish(id, "skipped", `not started: ${why}${waited ? " while it waited for the heavy slot" : ""}`, started);
+          } else return false;
+          return true;
+        };
+        if (notStarting(false)) return;
         // Guarded again when a dependency was rebuilt in this build: what could not be checked before the
         // build started (a downloaded model's config, the data's token counts) is checked before it runs.
         // Also a node not guarded yet: it was to be restored, and its cache entry turned out unusable.
@@ -371,18 +383,17 @@ export class Engine<C> {
           const late = (await this.guard(node)).filter((v) => v.level === "error");
           if (late.length > 0) throw new UserError(formatVerdicts(late));
         }
+        let waited = false;
         if (node.weight === "heavy") {
           heavy = true;
-          if (await slots.takeHeavy(order.indexOf(id))) {
-            // It waited for another heavy node: its timeline starts now, and a failure meanwhile stops it.
+          waited = await slots.takeHeavy(order.indexOf(id));
+          if (waited) {
+            // It waited for another heavy node: its timeline starts now.
             started = performance.now();
             running.set(id, started);
-            if (failure || stop) {
-              finish(id, "skipped", `not started: ${failure ? `${failure} failed` : `${stop!.node}'s guard failed`} while it waited for the heavy slot`, started);
-              return;
-            }
           }
         }
+        if (notStarting(waited)) return;
         this.fresh.delete(id);
         options.observer.nodeRunning(id, reason);
         await this.runNode(node, evaluation, { ...options, signal });
@@ -486,6 +497,8 @@ export class Engine<C> {
     };
     try {
       await node.run(ctx);
+      // A node cancelled while it ran code of its own (no tool to kill) is not published either.
+      if (options.signal.aborted) throw new UserError(`${node.id} was cancelled while it ran: its output was discarded.`);
       // Inputs re-checked: an input edited while the node ran means the output may be of neither version.
       const after = await this.evaluate(node, evaluation.parts.upstream as Record<string, TreeDigest>);
       const changed = explainChange(evaluation.parts, after.parts);
