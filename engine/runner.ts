@@ -60,6 +60,14 @@ interface Evaluation {
   readonly reasons: string[];
 }
 
+/** What one build's look-ahead knows of it: forced nodes, finished nodes, the plans made before it, cache answers. */
+interface Foresight {
+  readonly force: ReadonlySet<string>;
+  readonly done: (id: string) => boolean;
+  readonly plans: ReadonlyMap<string, Evaluation>;
+  readonly peeked: Map<Fingerprint, Promise<TreeDigest | undefined>>;
+}
+
 export class Engine<C> {
   readonly store: OutputStore;
   readonly lockPath: string;
@@ -274,6 +282,8 @@ export class Engine<C> {
     const running = new Map<string, number>();
     this.live = { order, start, reports, running };
     const ran = new Set<string>();
+    /** What the look-ahead needs to tell which later nodes will run; the plans as status made them, before any ran. */
+    const foresight: Foresight = { force: options.force, done: (id) => reports.has(id) || ran.has(id), plans: new Map(this.planned), peeked: new Map() };
     /** The first node that failed (or was cancelled): no node starts after it. */
     let failure: string | undefined;
     /** A later node's guard that failed once an output it reads was built: the build stops there. */
@@ -400,7 +410,7 @@ export class Engine<C> {
         ran.add(id);
         const ended = performance.now();
         // Before the node counts as done: a node that depends on it must not start before its guard ran again.
-        const refused = await this.lookAhead(order, order.indexOf(id));
+        const refused = await this.lookAhead(order, order.indexOf(id), foresight);
         if (refused && !stop) {
           stop = refused;
           // The build cannot reach the refused node; what runs only to feed it stops too. The refusal is about
@@ -458,21 +468,69 @@ export class Engine<C> {
 
   /**
    * Once `order[index]` has run and has a new output, the guards of the later nodes that depend on it, directly or not,
-   * run again: what they could not see before the build (a model built in this build: its tokenizer, the
+   * and will run, run again: what they could not see before the build (a model built in this build: its tokenizer, the
    * converter's verdict on it) stops the build now, not after the expensive nodes in between (training,
-   * before a GGUF export that would fail).
+   * before a GGUF export that would fail). A node that will be cut off or restored runs no tool, so its guard
+   * has nothing to refuse: a toolchain rebuilt on a new machine with the lock's bytes must not have the memory
+   * guard refuse a training that is then restored.
    */
-  private async lookAhead(order: readonly string[], index: number): Promise<{ node: string; after: string; message: string } | undefined> {
+  private async lookAhead(order: readonly string[], index: number, foresight: Foresight): Promise<{ node: string; after: string; message: string } | undefined> {
     const after = order[index]!;
+    const outcome = this.outcomes(foresight);
     const affected = new Set([after]);
     for (const id of order.slice(index + 1)) {
       const node = this.project.graph.node(id);
       if (!node.deps.some((d) => affected.has(d))) continue;
       affected.add(id);
+      if ((await outcome(id)) !== undefined) continue;
       const errors = (await this.guard(node)).filter((v) => v.level === "error");
       if (errors.length > 0) return { node: id, after, message: formatVerdicts(errors) };
     }
     return undefined;
+  }
+
+  /**
+   * The output digest each node will have once this build is through, as far as known now: a finished node's
+   * own; the lock's for one that will be fresh or cut off; the cache entry's for one that will be restored.
+   * Undefined for one that will run: a node whose dependency will run is taken to run too (only its run can
+   * tell a cutoff). Memoized for one look-ahead, since finished nodes change the answers between two.
+   */
+  private outcomes(foresight: Foresight): (id: string) => Promise<TreeDigest | undefined> {
+    const memo = new Map<string, Promise<TreeDigest | undefined>>();
+    const predict = async (id: string): Promise<TreeDigest | undefined> => {
+      if (foresight.done(id)) return this.outputDigests.get(id);
+      if (foresight.force.has(id)) return undefined;
+      const node = this.project.graph.node(id);
+      const upstream: Record<string, TreeDigest> = {};
+      for (const d of node.deps) {
+        const digest = await outcome(d);
+        if (digest === undefined) return undefined;
+        upstream[d] = digest;
+      }
+      const plan = foresight.plans.get(id);
+      let evaluation: Evaluation;
+      try {
+        evaluation = plan && node.deps.every((d) => plan.parts.upstream[d] === upstream[d]) ? plan : await this.evaluate(node, upstream);
+      } catch {
+        return undefined; // its inputs cannot be read yet: it is built, and guarded, when its turn comes
+      }
+      if (evaluation.reasons.length === 0) return this.lock[id]?.output.digest;
+      const cache = this.buildCache();
+      if (!cache) return undefined;
+      let peek = foresight.peeked.get(evaluation.fingerprint);
+      if (!peek) {
+        // A remote that cannot answer makes the node one that runs: guarded, as it would be without a cache.
+        peek = cache.then((c) => c.peek(id, evaluation.fingerprint)).then((m) => m?.output.digest, () => undefined);
+        foresight.peeked.set(evaluation.fingerprint, peek);
+      }
+      return peek;
+    };
+    const outcome = (id: string): Promise<TreeDigest | undefined> => {
+      let known = memo.get(id);
+      if (!known) memo.set(id, (known = predict(id)));
+      return known;
+    };
+    return outcome;
   }
 
   private async runNode(node: NodeSpec<C>, evaluation: Evaluation, options: { signal: AbortSignal; observer: BuildObserver }): Promise<void> {
