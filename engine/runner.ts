@@ -10,6 +10,7 @@ import { Digester, RACY_MARGIN_MS } from "./digest.ts";
 import { explainChange, fingerprintOf, type FingerprintParts } from "./fingerprint.ts";
 import { readLock, writeLockEntries, type LockEntry, type LockNodes } from "./lockfile.ts";
 import { OutputStore } from "./outputs.ts";
+import { sweepTemps } from "./durable.ts";
 import { execLogged } from "./exec.ts";
 import { Slots } from "./scheduler.ts";
 import { formatVerdicts } from "./verdicts.ts";
@@ -274,7 +275,8 @@ export class Engine<C> {
     target: string,
     options: { force: ReadonlySet<string>; signal: AbortSignal; observer: BuildObserver; jobs?: number },
   ): Promise<NodeReport[]> {
-    await this.store.sweep();
+    // What builds killed mid-write left: staging folders, and temp files of pipeline.lock.
+    await Promise.all([this.store.sweep(), sweepTemps(this.lockPath)]);
     const order = this.project.graph.order([target]);
     const start = performance.now();
     const reports = new Map<string, NodeReport>();
