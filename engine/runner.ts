@@ -23,6 +23,11 @@ export interface Project<C> {
   readonly graph: Graph<C>;
   /** The build cache; none: every stale node runs. */
   readonly cache?: CacheSettings;
+  /**
+   * The folder of the app that defines the graph (its stage code, its scripts): an input file in it is keyed
+   * by its path there, not by where this machine has the app, so every checkout gives the same fingerprints.
+   */
+  readonly toolRoot?: string;
 }
 
 /** cancelled: it was running when the build was interrupted (Ctrl-C, SIGTERM, SIGHUP); its output was discarded. */
@@ -139,7 +144,7 @@ export class Engine<C> {
     const inputs = await node.inputs(this.ctx());
     const parts: FingerprintParts = {
       params: inputs.params,
-      files: await this.digester.inputs(this.project.root, inputs.files),
+      files: await this.digester.inputs(this.project.root, inputs.files, this.project.toolRoot),
       upstream,
       tools: inputs.tools,
       command: inputs.command,
