@@ -519,7 +519,7 @@ export class Engine<C> {
       try {
         evaluation = plan && node.deps.every((d) => plan.parts.upstream[d] === upstream[d]) ? plan : await this.evaluate(node, upstream);
       } catch {
-        return undefined; // its inputs cannot be read yet: it is built, and guarded, when its turn comes
+        return undefined; // its inputs cannot be read before its dependencies are built: taken to run
       }
       if (evaluation.reasons.length === 0) return this.lock[id]?.output.digest;
       const cache = this.buildCache();
