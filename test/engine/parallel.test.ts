@@ -22,7 +22,7 @@ class Project {
   readonly dir = mkdtempSync(join(tmpdir(), "parallel-pipeline-"));
 
   constructor(
-    nodes: Record<string, { deps?: string[]; seconds?: number; weight?: "heavy" | "light"; fail?: boolean; refuseOnceBuilt?: string; refuseIf?: string; brokenIf?: string }>,
+    nodes: Record<string, { deps?: string[]; seconds?: number; weight?: "heavy" | "light"; fail?: boolean; refuseOnceBuilt?: string; refuseIf?: string; brokenIf?: string; input?: string }>,
     options: { cache?: boolean } = {},
   ) {
     writeFileSync(join(this.dir, "pipeline.yaml"), YAML.stringify({ nodes, ...options }));
@@ -188,6 +188,23 @@ describe.concurrent("running independent nodes at once", () => {
     expect(r.status).toEqual({ toolchain: "ran", train: "restored", export: "restored" });
     expect(p.events().filter((e) => e.id === "train" && e.t >= since)).toEqual([]); // neither guarded nor run
     expect(readFileSync(join(p.dir, "pipeline.lock"), "utf8")).toBe(lock);
+  });
+
+  it("a toolchain rerun on a new machine with the lock's bytes does not re-guard what it cuts off or restores", async () => {
+    // Its fingerprint names this machine's interpreter, so no cache entry has it: everything after it is
+    // planned to rerun, and turns out cut off (train, whose output is here) or restored (export, whose is not).
+    const p = new Project(
+      { toolchain: { input: "interpreter" }, train: { deps: ["toolchain"], weight: "heavy", refuseIf: "small-laptop" }, export: { deps: ["train"] } },
+      { cache: true },
+    );
+    writeFileSync(join(p.dir, "interpreter"), "CI's python");
+    expect((await p.build("export", "-j", "2")).code).toBe(0);
+    writeFileSync(join(p.dir, "interpreter"), "the laptop's python");
+    writeFileSync(join(p.dir, "small-laptop"), "");
+    rmSync(join(p.dir, "models", "export"));
+    const r = await p.build("export", "-j", "2");
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.status).toEqual({ toolchain: "ran", train: "cutoff", export: "restored" });
   });
 
   it("a forced rerun with identical output does not re-guard the nodes it cuts off", async () => {
