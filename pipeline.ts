@@ -10,7 +10,7 @@ import { loadYamlConfig, type ConfigSchema } from "./engine/config.ts";
 import { Graph } from "./engine/graph.ts";
 import { UserError, type NodeSpec } from "./engine/types.ts";
 import { prefetchPython } from "./stages/lib/python.ts";
-import { userCacheDir } from "./stages/lib/paths.ts";
+import { toolFile, userCacheDir } from "./stages/lib/paths.ts";
 import { cacheSettings } from "./engine/caching/settings.ts";
 
 const USAGE = `usage: npx tsx pipeline.ts <node> [options]     build a node and the stale nodes it needs
@@ -98,7 +98,8 @@ const app: CliApp<PipelineConfig> = {
     const root = dirname(configPath);
     (await import("./config/reserved-paths.ts")).assertNoReservedPaths(config, root, configPath);
     const cache = cacheSettings(config.cache, root, defaultStore());
-    return { root, config, graph: await buildGraph(config, root), cache };
+    // The tool's folder, as the stages name their own files (toolFile): those are keyed by their path in it.
+    return { root, config, graph: await buildGraph(config, root), cache, toolRoot: toolFile() };
   },
   async checkReport(ctx) {
     const { memoryFor } = await import("./stages/adapters.ts");

@@ -2,7 +2,7 @@
 // record of what happened, written when a build ran or restored something (a no-op keeps the last one).
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import { replaceFile } from "./durable.ts";
+import { replaceFile, sweepTemps } from "./durable.ts";
 import type { NodeReport } from "./runner.ts";
 
 export const LAST_BUILD_FILE = "last-build.json";
@@ -17,5 +17,7 @@ export interface BuildRecord {
 
 export async function writeLastBuild(cacheDir: string, record: BuildRecord): Promise<void> {
   await mkdir(cacheDir, { recursive: true });
-  await replaceFile(join(cacheDir, LAST_BUILD_FILE), JSON.stringify(record, null, 2) + "\n");
+  const path = join(cacheDir, LAST_BUILD_FILE);
+  await sweepTemps(path); // what a build killed while writing it left
+  await replaceFile(path, JSON.stringify(record, null, 2) + "\n");
 }

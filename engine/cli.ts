@@ -148,6 +148,43 @@ async function check<C>(app: CliApp<C>, engine: Engine<C>, target: string, json:
   return ok ? 0 : 1;
 }
 
+/** Which nodes a build would run (stale or forced), and which of those it would restore from the build cache instead. */
+function plan(states: readonly NodeState[], force: ReadonlySet<string>): { willRun: Set<string>; restores: Set<string> } {
+  return {
+    willRun: new Set(states.filter((s) => s.stale || force.has(s.id)).map((s) => s.id)),
+    restores: new Set(states.filter((s) => s.restore && !force.has(s.id)).map((s) => s.id)),
+  };
+}
+
+/** --dry-run and --frozen: what a build would do, and for --frozen a failure when it would rebuild anything. */
+async function planOnly<C>(
+  engine: Engine<C>,
+  target: string,
+  options: { force: ReadonlySet<string>; json: boolean; frozen: boolean; dryRun: boolean },
+  emit: (ok: boolean, nodes: readonly NodeReport[], extra?: Record<string, Json>) => void,
+): Promise<number> {
+  const states = await engine.status(target);
+  const { willRun, restores } = plan(states, options.force);
+  const nodes: (NodeReport & { restore?: boolean })[] = states.map((s) => ({
+    id: s.id,
+    status: willRun.has(s.id) ? "skipped" : "fresh",
+    reason: restores.has(s.id)
+      ? `would be restored from the build cache (${s.reasons.join("; ")})`
+      : s.stale ? s.reasons.join("; ") : options.force.has(s.id) ? "forced with --force" : "up to date",
+    ...(restores.has(s.id) ? { restore: true } : {}),
+    startedMs: 0,
+    ms: 0,
+  }));
+  if (!options.json) printStates(target, states, false, "stale");
+  if (options.frozen && willRun.size > 0) {
+    process.stderr.write(`--frozen: ${[...willRun].join(", ")} would rebuild. Run the build and commit pipeline.lock.\n`);
+    emit(false, nodes);
+    return 1;
+  }
+  emit(true, nodes, options.dryRun ? { dryRun: true } : {});
+  return 0;
+}
+
 async function build<C>(
   app: CliApp<C>,
   engine: Engine<C>,
@@ -157,6 +194,8 @@ async function build<C>(
   const emit = (ok: boolean, nodes: readonly NodeReport[], extra: Record<string, Json> = {}) => {
     if (options.json) process.stdout.write(JSON.stringify({ target, ok, nodes, ...extra }) + "\n");
   };
+  // They change nothing, like `status`: a build running meanwhile must not stop them, so they take no run lock.
+  if (options.frozen || options.dryRun) return planOnly(engine, target, options, emit);
   let lock: RunLock;
   try {
     lock = RunLock.acquire(join(engine.cacheDir, "build.lock"), `${app.name} ${target}`);
@@ -179,31 +218,7 @@ async function build<C>(
   for (const s of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(s, onSignal);
   try {
     // Plan first: only the nodes that will run are guarded, so a no-op build stays a few stats.
-    const states = await engine.status(target);
-    const willRun = new Set(states.filter((s) => s.stale || options.force.has(s.id)).map((s) => s.id));
-    const restores = new Set(states.filter((s) => s.restore && !options.force.has(s.id)).map((s) => s.id));
-    if (options.frozen || options.dryRun) {
-      const nodes: (NodeReport & { restore?: boolean })[] = states.map((s) => ({
-        id: s.id,
-        status: willRun.has(s.id) ? "skipped" : "fresh",
-        reason: restores.has(s.id)
-          ? `would be restored from the build cache (${s.reasons.join("; ")})`
-          : s.stale ? s.reasons.join("; ") : options.force.has(s.id) ? "forced with --force" : "up to date",
-        ...(restores.has(s.id) ? { restore: true } : {}),
-        startedMs: 0,
-        ms: 0,
-      }));
-      if (!options.json) printStates(target, states, false, "stale");
-      if (options.frozen && willRun.size > 0) {
-        process.stderr.write(`--frozen: ${[...willRun].join(", ")} would rebuild. Run the build and commit pipeline.lock.\n`);
-        emit(false, nodes);
-        return 1;
-      }
-      if (options.dryRun) {
-        emit(true, nodes, { dryRun: true });
-        return 0;
-      }
-    }
+    const { willRun, restores } = plan(await engine.status(target), options.force);
     // A node to be restored runs no tool: its guard waits until a restore falls through (engine.build).
     const guarded = new Set([...willRun].filter((id) => !restores.has(id)));
     const verdicts = guarded.size > 0 ? await engine.guards(target, guarded) : [];

@@ -129,12 +129,13 @@ export class Digester {
   }
 
   /**
-   * Expands files, folders and globs (relative to root, or absolute) into per-file digests. All the
-   * patterns are expanded and hashed at once, so several named files hash on several cores.
+   * Expands files, folders and globs (relative to root, or absolute) into per-file digests, keyed as
+   * inputLabel says. All the patterns are expanded and hashed at once, so several named files hash on
+   * several cores.
    */
-  async inputs(root: string, patterns: readonly string[]): Promise<Record<string, FileDigest>> {
+  async inputs(root: string, patterns: readonly string[], toolRoot?: string): Promise<Record<string, FileDigest>> {
     const scanStart = scanStartNow();
-    const label = (p: string) => (p.startsWith(root + "/") ? relative(root, p) : p);
+    const label = (p: string) => inputLabel(p, root, toolRoot);
     const expand = async (pattern: string): Promise<[string, FileDigest][]> => {
       const abs = resolve(root, pattern);
       const st = await stat(abs).catch(() => undefined);
@@ -196,6 +197,27 @@ export class Digester {
 async function unchanged(dirs: Readonly<Record<string, string>>): Promise<boolean> {
   const now = await Promise.all(Object.keys(dirs).map((d) => stat(d, { bigint: true }).then(dirKey, () => "gone")));
   return Object.values(dirs).every((k, i) => k === now[i]);
+}
+
+/**
+ * How an input file inside the tool's folder (and not the project's) is keyed: "//" and its path there, as
+ * Bazel labels a path from the workspace root. No path relative to the project, nor any absolute one, starts so.
+ */
+const TOOL_LABEL = "//";
+
+/**
+ * An input file's key in the fingerprint: its path in the project; else, inside the tool's folder, "//" and
+ * its path there, so two machines with the tool checked out in different folders agree; else its absolute path.
+ */
+function inputLabel(abs: string, root: string, toolRoot: string | undefined): string {
+  if (abs.startsWith(root + "/")) return relative(root, abs);
+  if (toolRoot !== undefined && abs.startsWith(toolRoot + "/")) return TOOL_LABEL + relative(toolRoot, abs);
+  return abs;
+}
+
+/** The file an input key names: inputLabel undone, on this machine. */
+export function inputPath(label: string, root: string, toolRoot: string | undefined): string {
+  return toolRoot !== undefined && label.startsWith(TOOL_LABEL) ? join(toolRoot, label.slice(TOOL_LABEL.length)) : resolve(root, label);
 }
 
 /** Stands in for the digest of a declared input that does not exist. */

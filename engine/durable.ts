@@ -2,8 +2,8 @@
 // file's bytes only once the file itself is (ext4, APFS and XFS may otherwise keep the new name and lose
 // the contents, leaving a zero-length file).
 import { closeSync, fsyncSync, openSync, writeSync } from "node:fs";
-import { open, rename } from "node:fs/promises";
-import { dirname } from "node:path";
+import { open, readdir, rename, rm } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
 
 /** Flushes a folder's entries (a rename, link or unlink in it) to disk. */
 export function fsyncDirSync(dir: string): void {
@@ -37,7 +37,7 @@ export function writeSyncedSync(path: string, text: string, flags = "wx"): void 
 
 /** Replaces `path` with `text` atomically and durably: a reader sees the old file or the new one, never part. */
 export async function replaceFile(path: string, text: string): Promise<void> {
-  const tmp = `${path}.${process.pid}.tmp`;
+  const tmp = `${path}.${process.pid}.tmp`; // sweepTemps knows this name
   const handle = await open(tmp, "w");
   try {
     await handle.writeFile(text);
@@ -47,4 +47,29 @@ export async function replaceFile(path: string, text: string): Promise<void> {
   }
   await rename(tmp, path);
   await fsyncDir(dirname(path));
+}
+
+function running(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * Removes the temp files replaceFile left beside `path` when killed between writing and renaming one
+ * (`path.<pid>.tmp` of a pid that no longer runs): nothing else ever would, and beside pipeline.lock it
+ * shows in `git status`. A live pid's is left alone, being written now or not.
+ */
+export async function sweepTemps(path: string): Promise<void> {
+  const dir = dirname(path);
+  const prefix = `${basename(path)}.`;
+  const names = await readdir(dir).catch(() => [] as string[]);
+  const dead = names.filter((n) => {
+    const pid = n.startsWith(prefix) && n.endsWith(".tmp") ? n.slice(prefix.length, -".tmp".length) : "";
+    return /^\d+$/.test(pid) && !running(Number(pid));
+  });
+  await Promise.all(dead.map((n) => rm(join(dir, n), { force: true })));
 }

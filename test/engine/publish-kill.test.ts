@@ -1,13 +1,16 @@
 // kill -9 at every step of publishing an output and recording it in pipeline.lock: models/<node> is always a link
 // to a complete output, the old one or the new one, never missing or half-written; the lock always parses;
 // whatever status calls fresh is the new output; and the next build finishes the job.
-import { lstatSync, readFileSync, readlinkSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { describe, expect, it } from "vitest";
 import YAML from "yaml";
 import { BASE_CONFIG, FakeProject } from "../helpers/fake-project.ts";
 import { collect } from "../helpers/cli.ts";
+import { sweepTemps } from "../../engine/durable.ts";
 
 const KILL_AT = pathToFileURL(join(import.meta.dirname, "../helpers/kill-at.mjs")).href;
 const OLD = "# Weekly\nhello world\n";
@@ -56,6 +59,8 @@ describe.concurrent("kill -9 while publishing and recording", () => {
     expect(next._result.code, next._result.stderr).toBe(0);
     expect(["ran", "fresh", "restored"]).toContain(next.report);
     expect(p.read("models/report/report.txt")).toBe(NEW);
+    // A lock write cut short left its temp file in the project, where git status shows it: the build swept it.
+    expect(readdirSync(p.dir).filter((n) => n.startsWith("pipeline.lock."))).toEqual([]);
     expect((await p.run(["status", "--json"])).json.nodes.every((n) => n.stale === false)).toBe(true);
     expect((await p.run(["verify"])).code).toBe(0);
   });
@@ -65,3 +70,14 @@ function lockEntry(p: FakeProject): { output: { digest: string } } {
   const lock = YAML.parse(readFileSync(p.path("pipeline.lock"), "utf8")) as { nodes: Record<string, { output: { digest: string } }> };
   return lock.nodes.report!;
 }
+
+describe("temp files of lock writes", () => {
+  it("only a dead writer's are swept; a live one's, and other names, are left alone", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "sweep-temps-"));
+    const dead = spawnSync("true").pid!;
+    const names = [`pipeline.lock.${dead}.tmp`, `pipeline.lock.${process.pid}.tmp`, `pipeline.lock.x${dead}.tmp`, `other.lock.${dead}.tmp`, "pipeline.lock"];
+    for (const n of names) writeFileSync(join(dir, n), "");
+    await sweepTemps(join(dir, "pipeline.lock"));
+    expect(readdirSync(dir).sort()).toEqual(names.slice(1).sort());
+  });
+});

@@ -59,6 +59,28 @@ describe.concurrent("safety", () => {
     await new Promise((r) => first.on("close", r));
   });
 
+  it("--dry-run and --frozen answer while a build holds the run lock: they change nothing", async () => {
+    const p = new FakeProject();
+    await p.build();
+    p.write("pipeline.yaml", SLOW_LOWER.replace("seconds: 30", "seconds: 36")); // a sleep no other test here pgreps for
+    const first = p.spawn(["report"]);
+    try {
+      await waitFor(() => logSays(p, "sleeping"));
+      expect(p.exists("cache/build.lock")).toBe(true);
+      const dry = await p.run(["report", "--dry-run", "--json"]);
+      expect(dry.code, dry.stderr).toBe(0);
+      expect(dry.json.nodes.map((n) => n.status)).toEqual(["fresh", "skipped", "skipped"]);
+      const frozen = await p.run(["report", "--frozen"]);
+      expect(frozen.code).toBe(1);
+      expect(frozen.stderr).toMatch(/--frozen: lower, report would rebuild/);
+      expect(frozen.stderr).not.toMatch(/Another build/);
+      expect(p.exists("cache/build.lock")).toBe(true); // still the running build's
+    } finally {
+      first.kill("SIGINT");
+      await new Promise((r) => first.on("close", r));
+    }
+  });
+
   it("Ctrl-C exits 130, kills the tool, and leaves no lock and no staging folder", async () => {
     const p = new FakeProject(SLOW_LOWER.replace("seconds: 30", "seconds: 31"));
     const child = p.spawn(["report"]);
