@@ -49,7 +49,8 @@ export async function replaceFile(path: string, text: string): Promise<void> {
   await fsyncDir(dirname(path));
 }
 
-function running(pid: number): boolean {
+/** Whether a process (or process group leader) of this pid exists: EPERM means it does, owned by another user. */
+export function running(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -8,7 +8,7 @@ import { randomUUID } from "node:crypto";
 import { linkSync, mkdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { hostname, platform, uptime } from "node:os";
 import { dirname } from "node:path";
-import { fsyncDirSync, writeSyncedSync } from "./durable.ts";
+import { fsyncDirSync, running, writeSyncedSync } from "./durable.ts";
 import { sha256 } from "./digest.ts";
 import { watchChildGroups } from "./exec.ts";
 import { UserError } from "./types.ts";
@@ -65,15 +65,6 @@ function processStart(pid: number): string | undefined {
 
 function sameStart(recorded: string, now: string): boolean {
   return platform() === "linux" ? recorded === now : Math.abs(Number(recorded) - Number(now)) < 2000;
-}
-
-function running(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 /** Whether the holder still runs: "elsewhere" when it ran on another host, which this one cannot ask. */
