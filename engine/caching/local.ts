@@ -194,7 +194,7 @@ export class LocalStore implements Cache {
 
   /** Reads and validates one manifest file, its size checked before a byte is read. */
   private async read(path: string, node: string, fingerprint: Fingerprint): Promise<Manifest | undefined> {
-    const remove = `Delete it (rm ${path}).`;
+    const remove = `Delete it (rm ${path})`;
     let fh;
     try {
       fh = await open(path, "r");

@@ -68,7 +68,7 @@ export class InvalidEntry extends UserError {}
 
 /**
  * The manifest in `text` if it is one, and the one asked for; `where` names it (the store path or the S3 URL)
- * and `remove` says how to delete it, for the refusal.
+ * and `remove` says how to delete it, for the refusal (no final stop: callers append what happens next).
  */
 export function parseManifest(text: string, node: string, fingerprint: Fingerprint, where: string, remove: string): Manifest {
   let json: unknown;
@@ -79,8 +79,10 @@ export function parseManifest(text: string, node: string, fingerprint: Fingerpri
   }
   const r = manifestSchema.safeParse(json);
   if (!r.success) {
-    const issue = r.error.issues[0]!;
+    let issue = r.error.issues[0]!;
     const at = issue.path.map(String).join(".");
+    // A record's bad key (a path) is reported as "Invalid key in record"; the reason is the inner issue.
+    while (issue.code === "invalid_key" && issue.issues[0]) issue = issue.issues[0];
     throw new InvalidEntry(`build cache: ${where} is not a valid manifest (${at ? `${at}: ` : ""}${issue.message}): refused. ${remove}`);
   }
   if (r.data.node !== node || r.data.fingerprint !== fingerprint) {

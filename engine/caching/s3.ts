@@ -149,7 +149,7 @@ export class S3Cache implements RemoteCache {
   /** The entry's manifest, validated; undefined when there is none. An invalid one throws (InvalidEntry), naming its URL. */
   async manifest(node: string, fingerprint: Fingerprint): Promise<Manifest | undefined> {
     const url = this.url(this.manifestKey(node, fingerprint));
-    const remove = `Delete it (aws s3 rm ${url}) and push the entry again from a trusted machine.`;
+    const remove = `Delete it (aws s3 rm ${url}) and push the entry again from a trusted machine`;
     let text: string;
     try {
       const r = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.manifestKey(node, fingerprint) }), deadline());
