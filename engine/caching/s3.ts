@@ -188,7 +188,7 @@ export class S3Cache implements RemoteCache {
     try {
       body = (await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }))).Body as Readable;
     } catch (e) {
-      if (isMissing(e)) throw new InvalidEntry(`remote cache: ${this.url(key)} is missing, though a manifest names it. Push the entry again from a machine that has it (push uploads the blobs a remote entry lacks).`);
+      if (isMissing(e)) throw new InvalidEntry(`remote cache: ${this.url(key)} is missing, though a manifest names it. Push the entry again from a machine that has it (push uploads the blobs a remote entry lacks)`);
       throw explain(e, this.settings, this.bucket);
     }
     const tmp = await this.local.tempPath();
@@ -205,7 +205,7 @@ export class S3Cache implements RemoteCache {
       if (actual !== digest) {
         throw new InvalidEntry(
           `remote cache: ${this.url(key)} does not hold the bytes its name promises (got sha256 ${actual.slice(0, 12)}…, ${bytes} bytes): refused. ` +
-            `It was altered or truncated on the server: delete it (aws s3 rm ${this.url(key)}), then push again from a trusted machine that has the entry.`,
+            `It was altered or truncated on the server: delete it (aws s3 rm ${this.url(key)}), then push again from a trusted machine that has the entry`,
         );
       }
       await this.local.adopt(tmp, digest);
