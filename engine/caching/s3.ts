@@ -31,8 +31,9 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
 /** Multipart: 32 MiB parts, 4 in flight per file, 2 files at once: lib-storage buffers partSize × queueSize per file. */
 const PART_SIZE = 32 << 20;
 const QUEUE_SIZE = 4;
-/** Files transferred at once. */
-const PARALLEL_FILES = 2;
+/** Files uploaded at once (each buffers PART_SIZE × QUEUE_SIZE), and downloaded at once (streamed, no buffer). */
+const PARALLEL_UPLOADS = 2;
+const PARALLEL_DOWNLOADS = 4;
 /** A request of a few bytes (the bucket check, a manifest, a HEAD) taking longer: the remote is too slow to use. */
 const SMALL_REQUEST_MS = 10_000;
 /** A connection taking longer to open, or a transfer idle longer: the remote is unreachable or stalled. */
@@ -175,7 +176,7 @@ export class S3Cache implements RemoteCache {
       for (const b of blobsOf(manifest)) if (!(await this.local.hasBlob(b.digest))) missing.push(b);
       const total = missing.reduce((n, b) => n + b.size, 0);
       let done = 0;
-      await parallel(missing, PARALLEL_FILES, (b) => this.download(b.digest, (n) => progress?.((done += n), total)));
+      await parallel(missing, PARALLEL_DOWNLOADS, (b) => this.download(b.digest, (n) => progress?.((done += n), total)));
       await this.local.writeManifest(manifest); // blobs first, the manifest last
       return manifest;
     });
@@ -241,7 +242,7 @@ export class S3Cache implements RemoteCache {
     const total = missing.reduce((n, b) => n + b.size, 0);
     const sent = new Map<FileDigest, number>();
     const report = () => progress?.([...sent.values()].reduce((a, b) => a + b, 0), total);
-    await parallel(missing, PARALLEL_FILES, async (b) => {
+    await parallel(missing, PARALLEL_UPLOADS, async (b) => {
       const path = blobs(b.digest, b.rel);
       const actual = await sha256File(path);
       if (actual !== b.digest) {
