@@ -10,6 +10,7 @@
 // and a crash leaves at most a temp file. A manifest's mtime is its last use (gc keeps the recent ones).
 // Every manifest is validated (manifest.ts) before a path or digest in it is used.
 import { randomBytes } from "node:crypto";
+import { constants } from "node:fs";
 import { chmod, lstat, mkdir, open, readdir, readFile, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -197,9 +198,12 @@ export class LocalStore implements Cache {
     const remove = `Delete it (rm ${path})`;
     let fh;
     try {
-      fh = await open(path, "r");
+      // Not through a link: the store reads only its own files.
+      fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === "ENOENT") return undefined;
+      if (code === "ELOOP") throw new InvalidEntry(`build cache: ${path} is a link, not a manifest: refused. ${remove}`);
       throw e;
     }
     try {
@@ -217,8 +221,10 @@ export class LocalStore implements Cache {
       for (const [rel, digest] of Object.entries(manifest.output.files)) {
         const blob = this.blobPath(digest);
         const now = new Date();
-        // Already there: touched, so gc (which waits for this lease) sees it as just used.
-        if (await utimes(blob, now, now).then(() => true, () => false)) continue;
+        const st = await lstat(blob).catch(() => undefined);
+        // Already there: touched, so gc sees it as just used. Not through a link: that would touch a file outside.
+        if (st?.isFile() && (await utimes(blob, now, now).then(() => true, () => false))) continue;
+        if (st && !st.isFile()) await rm(blob, { recursive: true, force: true }); // not a blob: replaced by one
         const tmp = await this.tempPath();
         await cloneFile(blobs(digest, rel), tmp);
         await this.adopt(tmp, digest);

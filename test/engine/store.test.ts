@@ -3,7 +3,7 @@
 // runs), nothing outside the staging folder and the store is written or removed, and gc and builds share the
 // store safely (each interleaving held open with test/helpers/pause-at.mjs, no hook in the engine).
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, truncateSync, utimesSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -101,6 +101,30 @@ describe.concurrent("local store: invalid manifests", () => {
     expect(r).toMatchObject({ report: "ran" });
     expect(r._result.stderr).toMatch(/not kept in the build cache .*blobs\/[0-9a-f]{2} is not a folder of the store/);
     expect(readdirSync(outside)).toEqual([]);
+  });
+});
+
+describe.concurrent("local store: links", () => {
+  it("a manifest that is a link is refused, not read through, and the file it points at is left as it was", async () => {
+    const p = new FakeProject();
+    expect((await p.build())._result.code).toBe(0);
+    const fp = fingerprint(p.read("pipeline.lock"), "report");
+    p.write("input/a.txt", "Goodbye\n");
+    await p.build();
+    // A valid manifest, but outside the store: the store must read only its own files.
+    const path = p.path("cache/store/manifests/report", `${fp}.json`);
+    p.write("elsewhere.json", readFileSync(path, "utf8"));
+    const then = new Date(Date.now() - 3_600_000);
+    utimesSync(p.path("elsewhere.json"), then, then);
+    rmSync(path);
+    symlinkSync(p.path("elsewhere.json"), path);
+    p.write("input/a.txt", "Hello World\n");
+    const r = await p.build();
+    expect(r).toMatchObject({ report: "ran" });
+    expect(r._result.stderr).toContain(`${path} is a link, not a manifest: refused`);
+    expect(statSync(p.path("elsewhere.json")).mtimeMs).toBe(then.getTime());
+    expect(lstatSync(path).isFile()).toBe(true); // the run's record replaced the link
+    storeIsSound(p.path("cache/store"));
   });
 });
 
