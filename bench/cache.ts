@@ -18,7 +18,7 @@ const CONFIG = `report:\n  title: Weekly\ntools:\n  fake: "1.0"\n`;
 
 async function cli(dir: string, args: string[], env: NodeJS.ProcessEnv = ENV): Promise<{ ms: number; json: { nodes?: { id: string; status: string }[] } }> {
   const r = await timed(process.execPath, [...TSX_ARGS, BIG, ...args, "--json"], { cwd: dir, env });
-  if (r.code !== 0) throw new Error(`${args.join(" ")} in ${dir} failed (exit ${r.code}):\n${r.stderr}`);
+  if (r.code !== 0) throw new Error(`${args.join(" ")} in ${dir} failed (exit ${r.code}):\n${r.stdout}\n${r.stderr.slice(-2000)}`);
   return { ms: r.ms, json: JSON.parse(r.stdout) as { nodes?: { id: string; status: string }[] } };
 }
 
@@ -68,7 +68,7 @@ export async function cacheBench(tmp: string, p: { dir: string }, bytes: number,
       "On ext4 both are full copies; on btrfs/XFS (FICLONE) and APFS (cp -c) the restore's copy is a clone.",
   );
 
-  log(`cache: push and pull of ${fmtBytes(bytes)} through moto, against plain sequential PutObject/GetObject`);
+  log(`cache: push and pull of ${fmtBytes(bytes)} through moto, against plain parallel PutObject/GetObject`);
   const server = await startS3();
   const env = { ...ENV, ...server.env };
   try {

@@ -120,10 +120,12 @@ export class LocalStore implements Cache {
     await this.ready();
     const locks = await this.folder("locks");
     const lease = join(locks, `use-${process.pid}-${unique()}`);
-    for (;;) {
+    for (let told = false; ; told = true) {
       await writeFile(lease, "");
-      if ((await this.gcHolder(locks)) === undefined) break;
+      const gc = await this.gcHolder(locks);
+      if (gc === undefined) break;
       await rm(lease, { force: true });
+      if (!told) process.stderr.write(`build cache: waiting for gc (pid ${gc}) to finish with ${this.dir}\n`);
       await sleep(50);
     }
     try {

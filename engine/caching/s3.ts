@@ -36,9 +36,12 @@ const PARALLEL_UPLOADS = 2;
 const PARALLEL_DOWNLOADS = 4;
 /** A request of a few bytes (the bucket check, a manifest, a HEAD) taking longer: the remote is too slow to use. */
 const SMALL_REQUEST_MS = 10_000;
-/** A connection taking longer to open, or a transfer idle longer: the remote is unreachable or stalled. */
+/**
+ * A connection taking longer to open, or a transfer idle longer: the remote is unreachable or stalled. Generous:
+ * completing a multipart upload of GBs sends nothing back until the server has assembled the object.
+ */
 const CONNECT_MS = 5_000;
-const IDLE_MS = 30_000;
+const IDLE_MS = 120_000;
 
 const deadline = () => ({ abortSignal: AbortSignal.timeout(SMALL_REQUEST_MS) });
 

@@ -37,6 +37,17 @@ function pauseAt(fn: string, path: string): { args: string[]; reached: () => boo
   };
 }
 
+/** Runs the CLI; `said(re)`: whether its stderr so far matches (a sign it is waiting, read while it runs). */
+function watched(p: FakeProject, args: string[], nodeArgs: string[] = []): { done: ReturnType<typeof collect>; said: (re: RegExp) => boolean } {
+  const child = p.spawn(args, nodeArgs);
+  let err = "";
+  child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
+  return { done: collect(child), said: (re) => re.test(err) };
+}
+
+/** Resolves when `run` ends or says it waits: a process that waits for the other proves the lock; one that ends did not wait. */
+const endsOrWaits = (run: ReturnType<typeof watched>, re: RegExp) => Promise.race([run.done, waitFor(() => run.said(re), 120_000)]);
+
 describe.concurrent("local store: invalid manifests", () => {
   it("each manifest that is invalid or reaches outside is refused with its path, the node runs, and nothing outside is touched", async () => {
     const p = new FakeProject();
@@ -176,13 +187,13 @@ describe.concurrent("gc beside builds", () => {
     await waitFor(pause.reached, 60_000);
     // b's lower and report outputs are a's bytes: its record finds those blobs there and keeps them.
     const b = new FakeProject(config, { "a.txt": "HELLO world\n" });
-    const built = b.build();
-    // Held until b is done, or long enough to show that b waits for gc.
-    await Promise.race([built, new Promise((r) => setTimeout(r, 4000))]);
+    const built = watched(b, ["report"]);
+    // Held until b is done (a build that does not wait for gc), or says it waits for gc.
+    await endsOrWaits(built, /waiting for gc \(pid \d+\)/);
     pause.go();
-    const [g, rb] = await Promise.all([gc, built]);
+    const [g, rb] = await Promise.all([gc, built.done]);
     expect(g.code, g.stderr).toBe(0);
-    expect(rb._result.code, rb._result.stderr).toBe(0);
+    expect(rb.code, rb.stderr).toBe(0);
     storeIsSound(store);
     // b's entries are all there: a clone of its lock restores everything.
     const c = new FakeProject(config, { "a.txt": "HELLO world\n" });
@@ -203,10 +214,11 @@ describe.concurrent("gc beside builds", () => {
     const pause = pauseAt("copyFile", "/blobs/");
     const restoring = collect(p.spawn(["report", "--json"], pause.args));
     await waitFor(pause.reached, 60_000);
-    const gc = collect(new FakeProject(config).spawn(["gc"]));
-    await Promise.race([gc, new Promise((r) => setTimeout(r, 4000))]);
+    const gc = watched(new FakeProject(config), ["gc"]);
+    // Held until gc is done (a gc that does not wait for the restore), or says it waits for it.
+    await endsOrWaits(gc, /gc: waiting for the build using .* \(pid \d+\)/);
     pause.go();
-    const [r, g] = await Promise.all([restoring, gc]);
+    const [r, g] = await Promise.all([restoring, gc.done]);
     expect(g.code, g.stderr).toBe(0);
     const nodes = (JSON.parse(r.stdout) as { nodes: { id: string; status: string }[] }).nodes;
     expect(Object.fromEntries(nodes.map((n) => [n.id, n.status]))).toEqual({ source: "restored", lower: "restored", report: "restored" });
