@@ -20,8 +20,6 @@ export class BuildCache {
     readonly settings: CacheSettings,
     /** false: --no-remote, or a command that must not touch it. */
     private readonly useRemote: boolean,
-    /** Where the one warning about an unusable remote goes. */
-    private readonly warn: (line: string) => void = (line) => process.stderr.write(`${line}\n`),
   ) {
     this.local = new LocalStore(settings.dir);
   }
@@ -36,7 +34,8 @@ export class BuildCache {
       return await work(await this.remote());
     } catch (e) {
       if (!(e instanceof RemoteUnavailable)) throw e;
-      if (!this.remoteDown) this.warn(`warning: ${e.message} Building with the local build cache only.`);
+      // Straight to stderr: planning (status, --dry-run) has no observer to note it with.
+      if (!this.remoteDown) process.stderr.write(`warning: ${e.message} Building with the local build cache only.\n`);
       this.remoteDown = true;
       return fallback;
     }

@@ -96,7 +96,7 @@ async function gc<C>(engine: Engine<C>, cache: BuildCache, json: boolean): Promi
   );
   const text = [
     `gc: removed ${r.removedEntries.length} ${r.removedEntries.length === 1 ? "entry" : "entries"}, freed ${formatBytes(r.freedBytes)}.`,
-    `kept ${formatBytes(r.keptBytes)}: every entry pipeline.lock references, then the most recently used within cache.max_size (${formatBytes(maxSize)}).`,
+    `kept ${formatBytes(r.keptBytes)}: every entry pipeline.lock references or used in the last hour, then the most recently used within cache.max_size (${formatBytes(maxSize)}).`,
   ].join("\n");
   out(json, { removed: r.removedEntries.map((m) => ({ node: m.node, fingerprint: m.fingerprint })), freedBytes: r.freedBytes, keptBytes: r.keptBytes, maxSize }, text);
   return 0;
