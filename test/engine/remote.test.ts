@@ -2,6 +2,7 @@
 // push, pull, a build that misses locally and fetches, refused tampered objects, missing ones run, the one-line
 // errors of a bad setup, and kill -9 in the middle of a push or a pull.
 import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer as createHttpServer, type ServerResponse } from "node:http";
 import { createServer, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -267,5 +268,28 @@ describe.concurrent("remote build cache (S3)", () => {
     expect(push.json).toMatchObject({ ok: false, results: { lower: expect.stringMatching(new RegExp(`^FAILED: build cache: ${rotten} should hold sha256 .* Delete it \\(rm ${rotten}\\)`)) } });
     expect(await exists(`${t.prefix}/blobs/${rotten.split("/").at(-1)}`)).toBe(false);
     expect(await exists(`${t.prefix}/manifests/lower/${fingerprintOf(ci, "lower")}.json`)).toBe(false);
+  });
+
+  it("a 2 GB remote manifest is refused unread, by its size, and the node runs", async () => {
+    // A server that says every manifest is 2 GiB long and then sends one byte: reading it would hang or fill memory.
+    const held: ServerResponse[] = [];
+    const fake = createHttpServer((req, res) => {
+      if (req.method === "HEAD") return res.writeHead(200).end();
+      if (req.url?.includes("/manifests/")) {
+        res.writeHead(200, { "Content-Length": String(2 ** 31), "Content-Type": "application/json" }).write("{");
+        return held.push(res);
+      }
+      res.writeHead(404, { "Content-Type": "application/xml" }).end('<?xml version="1.0"?><Error><Code>NoSuchKey</Code><Message>none</Message></Error>');
+    });
+    await new Promise<void>((resolve) => fake.listen(0, "127.0.0.1", resolve));
+    try {
+      const p = team({ endpoint: `http://127.0.0.1:${(fake.address() as { port: number }).port}` }).clone();
+      const r = await p.build();
+      expect(r).toMatchObject({ source: "ran", lower: "ran", report: "ran" });
+      expect(r._result.stderr).toMatch(/build cache: s3:\/\/team-cache\/.*\/manifests\/source\/[0-9a-f]{64}\.json is 2147483648 bytes, more than a manifest can be .*: refused unread/);
+    } finally {
+      for (const res of held) res.destroy();
+      fake.close();
+    }
   });
 });
