@@ -1,14 +1,20 @@
 // What the runner talks to: the local store, and a remote behind it when one is configured. A miss in
 // the local store asks the remote, which fetches the entry into the local store (verified) first.
+//
+// The remote is an optimization, never a requirement: when it cannot be used at all (offline, too slow,
+// credentials refused, no bucket), the build warns once, naming the setting, and goes on with the local store.
 import { statSync } from "node:fs";
 import type { FileDigest, Fingerprint, Json, TreeDigest } from "../types.ts";
 import { UserError } from "../types.ts";
-import { transferLine, type Cache, type CacheSettings, type Manifest, type ProjectId } from "./cache.ts";
+import { RemoteUnavailable, transferLine, type CacheSettings, type Manifest, type ProjectId, type RemoteCache } from "./cache.ts";
 import { LocalStore } from "./local.ts";
+import { InvalidEntry } from "./manifest.ts";
 
 export class BuildCache {
   readonly local: LocalStore;
-  private remoteCache: Promise<Cache> | undefined;
+  private remoteCache: Promise<RemoteCache> | undefined;
+  /** Set once the remote failed as a whole: the rest of the build does not ask it again. */
+  private remoteDown = false;
 
   constructor(
     readonly settings: CacheSettings,
@@ -19,11 +25,24 @@ export class BuildCache {
   }
 
   get hasRemote(): boolean {
-    return this.useRemote && this.settings.remote !== undefined;
+    return this.useRemote && this.settings.remote !== undefined && !this.remoteDown;
+  }
+
+  /** `work` against the remote; `fallback` (and the one warning) when the remote cannot be used. */
+  private async fromRemote<T>(fallback: T, work: (remote: RemoteCache) => Promise<T>): Promise<T> {
+    try {
+      return await work(await this.remote());
+    } catch (e) {
+      if (!(e instanceof RemoteUnavailable)) throw e;
+      // Straight to stderr: planning (status, --dry-run) has no observer to note it with.
+      if (!this.remoteDown) process.stderr.write(`warning: ${e.message} Building with the local build cache only.\n`);
+      this.remoteDown = true;
+      return fallback;
+    }
   }
 
   /** The remote, loading the S3 client on first use only: a build that never misses locally never loads it. */
-  remote(): Promise<Cache> {
+  remote(): Promise<RemoteCache> {
     const settings = this.settings.remote;
     if (!settings) throw new UserError("No remote cache is configured: set cache.remote in pipeline.yaml (s3://bucket/prefix).", 2);
     this.remoteCache ??= import("./s3.ts").then(({ S3Cache }) => S3Cache.open(settings, this.local));
@@ -32,10 +51,15 @@ export class BuildCache {
 
   /** Whether a stale node's new fingerprint can be restored: its manifest in the local store, or the remote's. */
   async peek(node: string, fingerprint: Fingerprint): Promise<Manifest | undefined> {
-    const local = await this.local.get(node, fingerprint);
+    // An invalid entry is not planned as a restore; the restore attempt says why, and runs the node instead.
+    const invalid = (e: unknown) => {
+      if (e instanceof InvalidEntry) return undefined;
+      throw e;
+    };
+    const local = await this.local.get(node, fingerprint).catch(invalid);
     if (local || !this.hasRemote) return local;
     // A remote entry's manifest is small: fetching it only (its blobs come at restore) tells what the output will be.
-    return (await this.remote()).manifest(node, fingerprint);
+    return this.fromRemote(undefined, (remote) => remote.manifest(node, fingerprint)).catch(invalid);
   }
 
   /** The entry in the local store, fetched from the remote first when only the remote has it (progress: a line with MB/s). */
@@ -43,7 +67,7 @@ export class BuildCache {
     const local = await this.local.get(node, fingerprint);
     if (local || !this.hasRemote) return local;
     const started = performance.now();
-    return (await this.remote()).get(node, fingerprint, (done, total) => progress?.(transferLine(done, total, started)));
+    return this.fromRemote(undefined, (remote) => remote.get(node, fingerprint, (done, total) => progress?.(transferLine(done, total, started))));
   }
 
   /** Records a node's new output (in `dir`, whose files hashed to `output`). */

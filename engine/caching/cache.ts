@@ -5,26 +5,17 @@
 // Blobs go first and the manifest last, so an entry never points at a missing blob.
 import { resolve } from "node:path";
 import { sha256 } from "../digest.ts";
-import type { FileDigest, Fingerprint, Json, TreeDigest } from "../types.ts";
+import type { FileDigest, Fingerprint } from "../types.ts";
+import { UserError } from "../types.ts";
+import type { Manifest, ProjectId } from "./manifest.ts";
 
-/** What a node's fingerprint made: enough to materialize its output and write its lock entry. */
-export interface Manifest {
-  readonly version: 1;
-  readonly node: string;
-  readonly fingerprint: Fingerprint;
-  readonly output: { readonly digest: TreeDigest; readonly files: Readonly<Record<string, FileDigest>> };
-  /** Bytes per file (relative path), for progress, `cache` and `gc`. */
-  readonly sizes: Readonly<Record<string, number>>;
-  /** Files restored with the executable bit. */
-  readonly executable: readonly string[];
-  readonly facts?: Readonly<Record<string, Json>>;
-  /** The node's params and the project that built it: lets `report` overlay a project's earlier trainings. */
-  readonly params?: Json;
-  readonly project?: ProjectId;
-}
+export type { Manifest, ProjectId } from "./manifest.ts";
 
-/** A project, as manifests name it: a digest of its root, so entries pushed to a remote do not carry a user's paths. */
-export type ProjectId = string & { readonly __brand: "ProjectId" };
+/**
+ * The remote cannot be used at all (unreachable, too slow, credentials refused, no such bucket): a build warns
+ * once and goes on with the local store; `push` and `pull` fail with it. Not raised for one bad entry.
+ */
+export class RemoteUnavailable extends UserError {}
 
 export function projectId(root: string): ProjectId {
   return sha256(resolve(root)).slice(0, 16) as ProjectId;
@@ -45,6 +36,12 @@ export interface Cache {
   manifest(node: string, fingerprint: Fingerprint): Promise<Manifest | undefined>;
   /** Stores an entry: the blobs it lacks first (read from `blobs`), the manifest last. */
   set(manifest: Manifest, blobs: BlobPaths, progress?: Progress): Promise<void>;
+}
+
+/** A remote: besides the entries, it can be asked to complete one (a blob deleted for being damaged). */
+export interface RemoteCache extends Cache {
+  /** Uploads the blobs of `manifest` the remote lacks (each checked), re-hashed first; returns how many. */
+  putBlobs(manifest: Manifest, blobs: BlobPaths, progress?: Progress): Promise<number>;
 }
 
 /** The `cache:` settings, resolved: the engine's view of them. */

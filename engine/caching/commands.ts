@@ -1,10 +1,11 @@
 // `cache`, `gc`, `push [node]`, `pull [node]`: the build cache from the command line.
 import { statfs } from "node:fs/promises";
 import type { Engine } from "../runner.ts";
-import type { Json } from "../types.ts";
+import type { FileDigest, Json } from "../types.ts";
 import { UserError } from "../types.ts";
 import type { BuildCache } from "./build-cache.ts";
 import { formatBytes, totalSize, transferLine, type Progress } from "./cache.ts";
+import { InvalidEntry } from "./manifest.ts";
 
 /** gc's default bound: a tenth of the file system the store is on. */
 const DEFAULT_SHARE = 0.1;
@@ -90,10 +91,12 @@ async function gc<C>(engine: Engine<C>, cache: BuildCache, json: boolean): Promi
     const fs = await statfs(cache.local.dir).catch(() => undefined);
     maxSize = fs ? Math.floor(fs.blocks * fs.bsize * DEFAULT_SHARE) : 0;
   }
-  const r = await cache.local.gc(pinned(engine), maxSize);
+  const r = await cache.local.gc(pinned(engine), maxSize, (pids) =>
+    process.stderr.write(`gc: waiting for ${pids.length === 1 ? "the build" : "the builds"} using ${cache.local.dir} (pid ${pids.join(", ")}) to finish with it\n`),
+  );
   const text = [
     `gc: removed ${r.removedEntries.length} ${r.removedEntries.length === 1 ? "entry" : "entries"}, freed ${formatBytes(r.freedBytes)}.`,
-    `kept ${formatBytes(r.keptBytes)}: every entry pipeline.lock references, then the most recently used within cache.max_size (${formatBytes(maxSize)}).`,
+    `kept ${formatBytes(r.keptBytes)}: every entry pipeline.lock references or used in the last hour, then the most recently used within cache.max_size (${formatBytes(maxSize)}).`,
   ].join("\n");
   out(json, { removed: r.removedEntries.map((m) => ({ node: m.node, fingerprint: m.fingerprint })), freedBytes: r.freedBytes, keptBytes: r.keptBytes, maxSize }, text);
   return 0;
@@ -121,10 +124,17 @@ async function transfer<C>(command: "push" | "pull", engine: Engine<C>, cache: B
     try {
       if (command === "push") {
         const manifest = await cache.local.manifest(id, fp);
+        // An invalid remote manifest is replaced by this one, as a missing one is.
+        const there = manifest && (await remote.manifest(id, fp).catch((e: unknown) => (e instanceof InvalidEntry ? undefined : Promise.reject(e))));
+        const blobs = (digest: FileDigest) => cache.local.blobPath(digest);
         if (!manifest) results[id] = "not in the local store: build it here (or pull it) first";
-        else if (await remote.manifest(id, fp)) results[id] = "already on the remote";
-        else {
-          await remote.set(manifest, (digest) => cache.local.blobPath(digest), bar.progress);
+        else if (there && there.output.digest !== manifest.output.digest) results[id] = "already on the remote, from another build of this fingerprint: left as it is";
+        else if (there) {
+          // Every blob checked, not just the manifest: a blob deleted for being damaged is uploaded again.
+          const sent = await remote.putBlobs(manifest, blobs, bar.progress);
+          results[id] = sent === 0 ? "already on the remote" : `already on the remote; uploaded ${sent} missing ${sent === 1 ? "file" : "files"}`;
+        } else {
+          await remote.set(manifest, blobs, bar.progress);
           results[id] = `pushed ${formatBytes(totalSize(manifest))}`;
         }
       } else if (await cache.local.manifest(id, fp)) results[id] = "already in the local store";

@@ -6,7 +6,12 @@
 //
 // Credentials come from the AWS chain alone (environment, ~/.aws profiles, SSO, instance roles): never from
 // pipeline.yaml, never printed. Every download is hashed as it streams to a temp file in the local store
-// and adopted only when its sha256 is its name, so a tampered or truncated object is never used.
+// and adopted only when its sha256 is its name, so a tampered or truncated object is never used; every
+// manifest is validated (manifest.ts) before anything in it is used, and refused unread past a size.
+//
+// A build must not depend on the remote: every failure of the remote as a whole is a RemoteUnavailable, which
+// the build turns into one warning (build-cache.ts). Requests of a few bytes have a deadline; transfers a
+// connection and an idle limit, so a slow remote fails instead of hanging the build.
 import { createHash } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
 import { rm } from "node:fs/promises";
@@ -16,8 +21,9 @@ import { GetObjectCommand, HeadBucketCommand, HeadObjectCommand, PutObjectComman
 import { Upload } from "@aws-sdk/lib-storage";
 import type { FileDigest, Fingerprint } from "../types.ts";
 import { UserError } from "../types.ts";
-import type { BlobPaths, Cache, Manifest, Progress, RemoteSettings } from "./cache.ts";
+import { RemoteUnavailable, type BlobPaths, type Progress, type RemoteCache, type RemoteSettings } from "./cache.ts";
 import type { LocalStore } from "./local.ts";
+import { InvalidEntry, MAX_MANIFEST_BYTES, parseManifest, tooBig, type Manifest } from "./manifest.ts";
 
 // The pinned SDK supports Node 20; its multi-line notice about future releases would bury our one-line errors.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
@@ -25,8 +31,19 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
 /** Multipart: 32 MiB parts, 4 in flight per file, 2 files at once: lib-storage buffers partSize × queueSize per file. */
 const PART_SIZE = 32 << 20;
 const QUEUE_SIZE = 4;
-/** Files transferred at once. */
-const PARALLEL_FILES = 2;
+/** Files uploaded at once (each buffers PART_SIZE × QUEUE_SIZE), and downloaded at once (streamed, no buffer). */
+const PARALLEL_UPLOADS = 2;
+const PARALLEL_DOWNLOADS = 4;
+/** A request of a few bytes (the bucket check, a manifest, a HEAD) taking longer: the remote is too slow to use. */
+const SMALL_REQUEST_MS = 10_000;
+/**
+ * A connection taking longer to open, or a transfer idle longer: the remote is unreachable or stalled. Generous:
+ * completing a multipart upload of GBs sends nothing back until the server has assembled the object.
+ */
+const CONNECT_MS = 5_000;
+const IDLE_MS = 120_000;
+
+const deadline = () => ({ abortSignal: AbortSignal.timeout(SMALL_REQUEST_MS) });
 
 export function parseS3Url(url: string): { bucket: string; prefix: string } {
   const m = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/.exec(url);
@@ -42,24 +59,32 @@ function explain(e: unknown, settings: RemoteSettings, bucket: string): Error {
   const status = err.$metadata?.httpStatusCode;
   const where = settings.endpoint ?? "AWS S3";
   if (name === "CredentialsProviderError" || /Could not load credentials/.test(err.message ?? "")) {
-    return new UserError("cache.remote: no AWS credentials found. Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with ~/.aws/credentials (never in pipeline.yaml).", 2);
+    return new RemoteUnavailable("cache.remote: no AWS credentials found. Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE with ~/.aws/credentials (never in pipeline.yaml).", 2);
   }
   if (["InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken", "AccessDenied", "Forbidden"].includes(name) || status === 403) {
-    return new UserError(`cache.remote: ${where} refused the credentials for bucket "${bucket}" (${name || status}). Check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE, and that they may read (and push: write) the bucket.`, 2);
+    return new RemoteUnavailable(`cache.remote: ${where} refused the credentials for bucket "${bucket}" (${name || status}). Check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE, and that they may read (and push: write) the bucket.`, 2);
   }
   if (name === "NoSuchBucket" || (name === "NotFound" && status === 404)) {
-    return new UserError(`cache.remote: bucket "${bucket}" does not exist at ${where}. Create it, or fix cache.remote${settings.endpoint ? " / cache.endpoint" : ""}.`, 2);
+    return new RemoteUnavailable(`cache.remote: bucket "${bucket}" does not exist at ${where}. Create it, or fix cache.remote${settings.endpoint ? " / cache.endpoint" : ""}.`, 2);
   }
   const code = err.code ?? err.cause?.code ?? "";
-  if (["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "ETIMEDOUT", "ECONNRESET", "EHOSTUNREACH"].includes(code) || name === "TimeoutError") {
-    return new UserError(`cache.endpoint: cannot reach ${where} (${code || name}). Check cache.endpoint and the network, or build with --no-remote.`, 1);
+  if (["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "ETIMEDOUT", "ECONNRESET", "EHOSTUNREACH", "ENETUNREACH", "EPIPE"].includes(code) || ["TimeoutError", "AbortError", "RequestTimeout"].includes(name)) {
+    const what = ["TimeoutError", "AbortError"].includes(name) ? `no answer within ${SMALL_REQUEST_MS / 1000} s` : code || name;
+    return new RemoteUnavailable(`cache.endpoint: cannot reach ${where} (${what}). Check cache.endpoint and the network, or build with --no-remote.`, 1);
   }
+  if (status !== undefined && status >= 500) return new RemoteUnavailable(`cache.remote: ${where} answered ${status} (${name || "server error"}) for ${settings.url}. Try again later.`, 1);
   return new UserError(`remote cache ${settings.url}: ${name || "error"}: ${err.message ?? String(e)}`, 1);
 }
 
 function isMissing(e: unknown): boolean {
   const err = e as { name?: string; $metadata?: { httpStatusCode?: number } };
   return err.name === "NoSuchKey" || err.name === "NotFound" || err.$metadata?.httpStatusCode === 404;
+}
+
+async function sha256File(path: string): Promise<string> {
+  const hash = createHash("sha256");
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
+  return hash.digest("hex");
 }
 
 /** Runs `work` over `items`, `n` at a time. */
@@ -79,7 +104,7 @@ function blobsOf(m: Manifest): { digest: FileDigest; rel: string; size: number }
   return [...seen.values()];
 }
 
-export class S3Cache implements Cache {
+export class S3Cache implements RemoteCache {
   private constructor(
     private readonly client: S3Client,
     private readonly settings: RemoteSettings,
@@ -98,12 +123,14 @@ export class S3Cache implements Cache {
     const client = new S3Client({
       region: settings.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? "us-east-1",
       ...(settings.endpoint ? { endpoint: settings.endpoint, forcePathStyle: true } : {}),
+      requestHandler: { connectionTimeout: CONNECT_MS, socketTimeout: IDLE_MS },
+      maxAttempts: 2,
       // Since 3.729 the SDK sends CRC32 checksums by default, which R2 and older S3-compatible servers reject.
       requestChecksumCalculation: "WHEN_REQUIRED",
       responseChecksumValidation: "WHEN_REQUIRED",
     });
     try {
-      await client.send(new HeadBucketCommand({ Bucket: bucket }));
+      await client.send(new HeadBucketCommand({ Bucket: bucket }), deadline());
     } catch (e) {
       client.destroy();
       throw explain(e, settings, bucket);
@@ -123,37 +150,39 @@ export class S3Cache implements Cache {
     return `s3://${this.bucket}/${key}`;
   }
 
+  /** The entry's manifest, validated; undefined when there is none. An invalid one throws (InvalidEntry), naming its URL. */
   async manifest(node: string, fingerprint: Fingerprint): Promise<Manifest | undefined> {
+    const url = this.url(this.manifestKey(node, fingerprint));
+    const remove = `Delete it (aws s3 rm ${url}) and push the entry again from a trusted machine`;
     let text: string;
     try {
-      const r = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.manifestKey(node, fingerprint) }));
+      const r = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.manifestKey(node, fingerprint) }), deadline());
+      const body = r.Body as Readable;
+      // Refused before its body is read: a bucket writer must not make every build read gigabytes.
+      if (r.ContentLength === undefined || r.ContentLength > MAX_MANIFEST_BYTES) {
+        body.destroy();
+        throw tooBig(r.ContentLength ?? Infinity, url, remove);
+      }
       text = await r.Body!.transformToString();
     } catch (e) {
       if (isMissing(e)) return undefined;
-      throw explain(e, this.settings, this.bucket);
+      throw e instanceof InvalidEntry ? e : explain(e, this.settings, this.bucket);
     }
-    let manifest: Manifest;
-    try {
-      manifest = JSON.parse(text) as Manifest;
-    } catch {
-      throw new UserError(`remote cache: ${this.url(this.manifestKey(node, fingerprint))} is not a manifest (not JSON): refused. Delete it from the bucket.`);
-    }
-    if (manifest.version !== 1 || manifest.node !== node || manifest.fingerprint !== fingerprint) {
-      throw new UserError(`remote cache: ${this.url(this.manifestKey(node, fingerprint))} names another entry: refused. Delete it from the bucket.`);
-    }
-    return manifest;
+    return parseManifest(text, node, fingerprint, url, remove);
   }
 
   async get(node: string, fingerprint: Fingerprint, progress?: Progress): Promise<Manifest | undefined> {
     const manifest = await this.manifest(node, fingerprint);
     if (!manifest) return undefined;
-    const missing: ReturnType<typeof blobsOf> = [];
-    for (const b of blobsOf(manifest)) if (!(await this.local.hasBlob(b.digest))) missing.push(b);
-    const total = missing.reduce((n, b) => n + b.size, 0);
-    let done = 0;
-    await parallel(missing, PARALLEL_FILES, (b) => this.download(b.digest, (n) => progress?.((done += n), total)));
-    await this.local.writeManifest(manifest); // blobs first, the manifest last
-    return manifest;
+    return this.local.using(async () => {
+      const missing: ReturnType<typeof blobsOf> = [];
+      for (const b of blobsOf(manifest)) if (!(await this.local.hasBlob(b.digest))) missing.push(b);
+      const total = missing.reduce((n, b) => n + b.size, 0);
+      let done = 0;
+      await parallel(missing, PARALLEL_DOWNLOADS, (b) => this.download(b.digest, (n) => progress?.((done += n), total)));
+      await this.local.writeManifest(manifest); // blobs first, the manifest last
+      return manifest;
+    });
   }
 
   /** Streams one blob into the local store, hashing as it goes; adopted only if the bytes are its name. */
@@ -163,7 +192,7 @@ export class S3Cache implements Cache {
     try {
       body = (await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }))).Body as Readable;
     } catch (e) {
-      if (isMissing(e)) throw new UserError(`remote cache: ${this.url(key)} is missing, though a manifest names it. Push the entry again from a machine that has it.`);
+      if (isMissing(e)) throw new InvalidEntry(`remote cache: ${this.url(key)} is missing, though a manifest names it. Push the entry again from a machine that has it (push uploads the blobs a remote entry lacks)`);
       throw explain(e, this.settings, this.bucket);
     }
     const tmp = await this.local.tempPath();
@@ -178,9 +207,9 @@ export class S3Cache implements Cache {
       await pipeline(body, createWriteStream(tmp));
       const actual = hash.digest("hex");
       if (actual !== digest) {
-        throw new UserError(
+        throw new InvalidEntry(
           `remote cache: ${this.url(key)} does not hold the bytes its name promises (got sha256 ${actual.slice(0, 12)}…, ${bytes} bytes): refused. ` +
-            "It was altered or truncated on the server; delete it and push again from a trusted machine.",
+            `It was altered or truncated on the server: delete it (aws s3 rm ${this.url(key)}), then push again from a trusted machine that has the entry`,
         );
       }
       await this.local.adopt(tmp, digest);
@@ -191,6 +220,23 @@ export class S3Cache implements Cache {
   }
 
   async set(manifest: Manifest, blobs: BlobPaths, progress?: Progress): Promise<void> {
+    await this.putBlobs(manifest, blobs, progress);
+    // Blobs first, the manifest last: an entry on the remote never points at a missing blob.
+    try {
+      await this.client.send(
+        new PutObjectCommand({ Bucket: this.bucket, Key: this.manifestKey(manifest.node, manifest.fingerprint), Body: JSON.stringify(manifest, null, 1), ContentType: "application/json" }),
+        deadline(),
+      );
+    } catch (e) {
+      throw explain(e, this.settings, this.bucket);
+    }
+  }
+
+  /**
+   * Uploads the blobs of `manifest` the remote lacks (a HEAD for each), each re-hashed first: a local blob
+   * rotted on disk is never published under a digest it does not hold. Returns how many were uploaded.
+   */
+  async putBlobs(manifest: Manifest, blobs: BlobPaths, progress?: Progress): Promise<number> {
     const all = blobsOf(manifest);
     const missing: typeof all = [];
     await parallel(all, 8, async (b) => {
@@ -199,10 +245,15 @@ export class S3Cache implements Cache {
     const total = missing.reduce((n, b) => n + b.size, 0);
     const sent = new Map<FileDigest, number>();
     const report = () => progress?.([...sent.values()].reduce((a, b) => a + b, 0), total);
-    await parallel(missing, PARALLEL_FILES, async (b) => {
+    await parallel(missing, PARALLEL_UPLOADS, async (b) => {
+      const path = blobs(b.digest, b.rel);
+      const actual = await sha256File(path);
+      if (actual !== b.digest) {
+        throw new InvalidEntry(`build cache: ${path} should hold sha256 ${b.digest.slice(0, 12)}… (${b.rel}) but holds ${actual.slice(0, 12)}…: not uploaded. Delete it (rm ${path}) and build the node again.`);
+      }
       const upload = new Upload({
         client: this.client,
-        params: { Bucket: this.bucket, Key: this.key("blobs", b.digest), Body: createReadStream(blobs(b.digest, b.rel)) },
+        params: { Bucket: this.bucket, Key: this.key("blobs", b.digest), Body: createReadStream(path) },
         partSize: PART_SIZE,
         queueSize: QUEUE_SIZE,
         leavePartsOnError: false, // an aborted multipart upload leaves no parts behind
@@ -219,19 +270,12 @@ export class S3Cache implements Cache {
       sent.set(b.digest, b.size);
       report();
     });
-    // Blobs first, the manifest last: an entry on the remote never points at a missing blob.
-    try {
-      await this.client.send(
-        new PutObjectCommand({ Bucket: this.bucket, Key: this.manifestKey(manifest.node, manifest.fingerprint), Body: JSON.stringify(manifest, null, 1), ContentType: "application/json" }),
-      );
-    } catch (e) {
-      throw explain(e, this.settings, this.bucket);
-    }
+    return missing.length;
   }
 
   private async exists(key: string): Promise<boolean> {
     try {
-      await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }), deadline());
       return true;
     } catch (e) {
       if (isMissing(e)) return false;

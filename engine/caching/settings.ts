@@ -1,5 +1,6 @@
 // The `cache:` config, resolved into what the engine needs. No zod here: a warm run does not load it.
-import { resolve } from "node:path";
+import { homedir } from "node:os";
+import { join, resolve } from "node:path";
 import type { CacheSettings } from "./cache.ts";
 
 export interface CacheConfig {
@@ -20,11 +21,16 @@ export function parseSize(text: string): number | undefined {
   return m && unit ? Math.floor(Number(m[1]) * unit) : undefined;
 }
 
+/** `~` and `~/...` are the home folder, as in a shell: a folder named `~` in the project is never what was meant. */
+function expandHome(path: string): string {
+  return path === "~" ? homedir() : path.startsWith("~/") ? join(homedir(), path.slice(2)) : path;
+}
+
 /** `defaultDir`: the app's per-user store; `dir` in the config is relative to the project. */
 export function cacheSettings(config: CacheConfig | undefined, root: string, defaultDir: string): CacheSettings {
   const maxSize = config?.max_size === undefined ? undefined : parseSize(config.max_size);
   return {
-    dir: config?.dir ? resolve(root, config.dir) : defaultDir,
+    dir: config?.dir ? resolve(root, expandHome(config.dir)) : defaultDir,
     ...(maxSize !== undefined ? { maxSize } : {}),
     ...(config?.remote
       ? { remote: { url: config.remote, push: config.push, ...(config.endpoint ? { endpoint: config.endpoint } : {}), ...(config.region ? { region: config.region } : {}) } }
