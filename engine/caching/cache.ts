@@ -5,14 +5,15 @@
 // Blobs go first and the manifest last, so an entry never points at a missing blob.
 import { resolve } from "node:path";
 import { sha256 } from "../digest.ts";
-import type { FileDigest, Fingerprint, Json, TreeDigest } from "../types.ts";
+import type { FileDigest, Fingerprint, Json, OutputDigests } from "../types.ts";
 
 /** What a node's fingerprint made: enough to materialize its output and write its lock entry. */
 export interface Manifest {
   readonly version: 1;
   readonly node: string;
   readonly fingerprint: Fingerprint;
-  readonly output: { readonly digest: TreeDigest; readonly files: Readonly<Record<string, FileDigest>> };
+  /** The same shape as the lock's entry: an entry restores its records too. */
+  readonly output: OutputDigests;
   /** Bytes per file (relative path), for progress, `cache` and `gc`. */
   readonly sizes: Readonly<Record<string, number>>;
   /** Files restored with the executable bit. */
@@ -63,6 +64,11 @@ export interface RemoteSettings {
   readonly region?: string;
   /** false: this clone reads the remote but never writes it. */
   readonly push: boolean;
+}
+
+/** Every file an entry restores, records included, as (relative path, digest). */
+export function entryFiles(output: OutputDigests): [string, FileDigest][] {
+  return [...Object.entries(output.files), ...Object.entries(output.records ?? {})];
 }
 
 export function totalSize(m: Manifest): number {

@@ -11,7 +11,7 @@ import { chmod, mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } 
 import { dirname, join } from "node:path";
 import type { FileDigest, Fingerprint } from "../types.ts";
 import { cloneFile } from "./clone.ts";
-import { type BlobPaths, type Cache, type Manifest } from "./cache.ts";
+import { entryFiles, type BlobPaths, type Cache, type Manifest } from "./cache.ts";
 
 /** A blob younger than this is never collected: a build may have written it and not yet its manifest. */
 const GRACE_MS = 60 * 60 * 1000;
@@ -63,7 +63,7 @@ export class LocalStore implements Cache {
   }
 
   async set(manifest: Manifest, blobs: BlobPaths): Promise<void> {
-    for (const [rel, digest] of Object.entries(manifest.output.files)) {
+    for (const [rel, digest] of entryFiles(manifest.output)) {
       const blob = this.blobPath(digest);
       const now = new Date();
       // Already there: touched, so a concurrent gc's grace period covers it until the manifest is written.
@@ -103,7 +103,7 @@ export class LocalStore implements Cache {
   /** Copies an entry's files into `dir` (copy-on-write where the file system can). Throws if a blob is gone. */
   async materialize(manifest: Manifest, dir: string): Promise<void> {
     const executable = new Set(manifest.executable);
-    for (const [rel, digest] of Object.entries(manifest.output.files)) {
+    for (const [rel, digest] of entryFiles(manifest.output)) {
       const dst = join(dir, rel);
       await mkdir(dirname(dst), { recursive: true });
       await cloneFile(this.blobPath(digest), dst);
@@ -159,7 +159,7 @@ export class LocalStore implements Cache {
     const keep = new Set<FileDigest>();
     let kept = 0;
     const keepEntry = (m: Manifest) => {
-      for (const d of Object.values(m.output.files)) {
+      for (const [, d] of entryFiles(m.output)) {
         if (keep.has(d)) continue;
         keep.add(d);
         kept += blobs.get(d)?.size ?? 0;
@@ -170,7 +170,7 @@ export class LocalStore implements Cache {
     const removedEntries: Manifest[] = [];
     for (const e of entries) {
       if (isPinned(e.manifest)) continue;
-      const extra = [...new Set(Object.values(e.manifest.output.files))].filter((d) => !keep.has(d)).reduce((n, d) => n + (blobs.get(d)?.size ?? 0), 0);
+      const extra = [...new Set(entryFiles(e.manifest.output).map(([, d]) => d))].filter((d) => !keep.has(d)).reduce((n, d) => n + (blobs.get(d)?.size ?? 0), 0);
       if (kept + extra <= maxSize) keepEntry(e.manifest);
       else removedEntries.push(e.manifest);
     }
