@@ -119,18 +119,31 @@ async function transfer<C>(command: "push" | "pull", engine: Engine<C>, cache: B
     const fp = entry.fingerprint;
     const bar = progressLine(`${command} ${id}`);
     try {
+      // Entries are compared by output digest, not presence: the store keeps one entry per fingerprint, and a
+      // rebuild elsewhere (training on another CPU) may have made one that is not the lock's.
+      const want = entry.output.digest;
       if (command === "push") {
         const manifest = await cache.local.manifest(id, fp);
+        const there = manifest?.output.digest === want ? await remote.manifest(id, fp) : undefined;
         if (!manifest) results[id] = "not in the local store: build it here (or pull it) first";
-        else if (await remote.manifest(id, fp)) results[id] = "already on the remote";
+        else if (manifest.output.digest !== want) results[id] = "the local store's entry is not pipeline.lock's output (it was rebuilt here with other bytes): not pushed; push from the machine whose build pipeline.lock records";
+        else if (there?.output.digest === want) results[id] = "already on the remote";
         else {
           await remote.set(manifest, (digest) => cache.local.blobPath(digest), bar.progress);
-          results[id] = `pushed ${formatBytes(totalSize(manifest))}`;
+          results[id] = `pushed ${formatBytes(totalSize(manifest))}${there ? " (the remote's entry was not pipeline.lock's output: replaced)" : ""}`;
         }
-      } else if (await cache.local.manifest(id, fp)) results[id] = "already in the local store";
-      else {
-        const manifest = await remote.get(id, fp, bar.progress);
-        results[id] = manifest ? `pulled ${formatBytes(totalSize(manifest))}` : "not on the remote: a build runs it";
+      } else {
+        const local = await cache.local.manifest(id, fp);
+        const there = local?.output.digest === want ? undefined : await remote.manifest(id, fp);
+        if (local?.output.digest === want) results[id] = "already in the local store";
+        else if (!there) results[id] = "not on the remote: a build runs it";
+        else if (there.output.digest !== want) results[id] = "the remote's entry is not pipeline.lock's output: not pulled, a build runs it (push it again from the machine whose build pipeline.lock records)";
+        else {
+          const manifest = await remote.get(id, fp, bar.progress);
+          results[id] = manifest?.output.digest === want
+            ? `pulled ${formatBytes(totalSize(manifest))}${local ? " (the local store's entry was another build of the same inputs: replaced)" : ""}`
+            : "the remote's entry changed while it was pulled: run pull again";
+        }
       }
     } catch (e) {
       if (e instanceof UserError && e.exitCode === 2) throw e;
