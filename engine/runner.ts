@@ -164,19 +164,21 @@ export class Engine<C> {
     if (missing) return [missing];
     const { digest, files } = outputOf(await this.digester.tree(dir, trustCache), node.records);
     const problems: string[] = [];
-    const published = digest !== entry.output.digest ? await this.published(node.id) : undefined;
-    if (published?.digest === digest && published.fingerprint === entry.fingerprint) {
-      problems.push(`output differs from pipeline.lock's: rebuilt here from the same inputs with other bytes (${NOT_REPRODUCIBLE}); ${COMMITTED_BYTES}`);
-    } else if (published?.digest === digest) {
-      problems.push("output is not the one pipeline.lock records: it was built here from other inputs (pipeline.lock changed since, by a checkout or a pull)");
-    } else if (digest !== entry.output.digest) {
-      for (const name of new Set([...Object.keys(files), ...Object.keys(entry.output.files)])) {
-        const now = files[name];
-        const then = entry.output.files[name];
-        if (now === then) continue;
-        problems.push(
-          now === undefined ? `output file ${name} was deleted` : then === undefined ? `output file ${name} was added` : `output file ${name} was modified`,
-        );
+    if (digest !== entry.output.digest) {
+      const published = await this.published(node.id);
+      if (published?.digest === digest && published.fingerprint === entry.fingerprint) {
+        problems.push(`output differs from pipeline.lock's: rebuilt here from the same inputs with other bytes (${NOT_REPRODUCIBLE}); ${COMMITTED_BYTES}`);
+      } else if (published?.digest === digest) {
+        problems.push("output is not the one pipeline.lock records: it was built here from other inputs (pipeline.lock changed since, by a checkout or a pull)");
+      } else {
+        for (const name of new Set([...Object.keys(files), ...Object.keys(entry.output.files)])) {
+          const now = files[name];
+          const then = entry.output.files[name];
+          if (now === then) continue;
+          problems.push(
+            now === undefined ? `output file ${name} was deleted` : then === undefined ? `output file ${name} was added` : `output file ${name} was modified`,
+          );
+        }
       }
     }
     const broken = await node.intact?.(dir);
@@ -193,11 +195,11 @@ export class Engine<C> {
     return join(this.cacheDir, "published", id);
   }
 
-  private async published(id: string): Promise<{ fingerprint: string; digest: string } | undefined> {
+  private async published(id: string): Promise<{ fingerprint: Fingerprint; digest: TreeDigest } | undefined> {
     const text = await readFile(this.publishedPath(id), "utf8").catch(() => "");
-    // The engine's own two words; anything else (torn, hand-edited) is no record.
+    // The engine's own two digests; anything else (torn, hand-edited) is no record.
     const m = /^([0-9a-f]{64}) ([0-9a-f]{64})\n$/.exec(text);
-    return m ? { fingerprint: m[1]!, digest: m[2]! } : undefined;
+    return m ? { fingerprint: m[1] as Fingerprint, digest: m[2] as TreeDigest } : undefined;
   }
 
   /** The output digest pipeline.lock records for this fingerprint of the node: the only output a restore may bring. */
