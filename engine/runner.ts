@@ -56,7 +56,7 @@ export interface BuildObserver {
 
 /** What to do when a rebuild gives other bytes than pipeline.lock's for the same inputs, said in a build and by status. */
 const COMMITTED_BYTES = "`pull`, or a build cache that holds the lock's output, gets the committed bytes";
-const NOT_REPRODUCIBLE = "not every tool is bit-reproducible across machines and versions (training on another CPU or library version)";
+const NOT_REPRODUCIBLE = "not every tool is bit-reproducible across machines and library versions, training among them";
 
 interface Evaluation {
   readonly parts: FingerprintParts;
