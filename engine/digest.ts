@@ -6,7 +6,7 @@ import { availableParallelism } from "node:os";
 import { mkdir, readdir, readFile, rename, stat, writeFile } from "node:fs/promises";
 import { dirname, join, relative, resolve } from "node:path";
 import type { Piscina } from "piscina";
-import type { FileDigest, TreeDigest } from "./types.ts";
+import type { FileDigest, OutputDigests, TreeDigest } from "./types.ts";
 
 /** Stat-cache key: a file whose bytes changed cannot keep all five of these. */
 type StatKey = string;
@@ -236,6 +236,14 @@ function racy(mtimeNs: bigint, scanStartNs: bigint): boolean {
 
 function scanStartNow(): bigint {
   return BigInt(Date.now() - RACY_MARGIN_MS) * 1_000_000n;
+}
+
+/** A node's output from the tree of its folder: the files named in `records` are set apart and not hashed into its digest. */
+export function outputOf(tree: { files: Readonly<Record<string, FileDigest>> }, records: readonly string[] = []): OutputDigests {
+  const files: Record<string, FileDigest> = {};
+  const kept: Record<string, FileDigest> = {};
+  for (const [name, digest] of Object.entries(tree.files)) (records.includes(name) ? kept : files)[name] = digest;
+  return { digest: manifestDigest(files), files, ...(Object.keys(kept).length > 0 ? { records: kept } : {}) };
 }
 
 function manifestDigest(files: Readonly<Record<string, FileDigest>>): TreeDigest {

@@ -2,14 +2,15 @@
 // yaml and zod are loaded only when the lock's text changed since the last run (see parse-cache.ts).
 import { readFile } from "node:fs/promises";
 import { replaceFile } from "./durable.ts";
-import type { FileDigest, Fingerprint, Json, TreeDigest } from "./types.ts";
+import type { Fingerprint, Json, OutputDigests } from "./types.ts";
 import type { FingerprintParts } from "./fingerprint.ts";
 import { parseCached, type CachedParser } from "./parse-cache.ts";
 import { UserError } from "./types.ts";
 
 export interface LockEntry extends FingerprintParts {
   readonly fingerprint: Fingerprint;
-  readonly output: { readonly digest: TreeDigest; readonly files: Readonly<Record<string, FileDigest>> };
+  /** Its records are listed apart from its result files: a rebuild that differs only in them keeps this entry. */
+  readonly output: OutputDigests;
   /** Facts the node recorded (a hub revision, final loss): for people reading the lock, not hashed. */
   readonly facts?: Readonly<Record<string, Json>>;
 }
@@ -26,7 +27,7 @@ async function parseLock(text: string): Promise<Json> {
     upstream: digestMap,
     tools: z.record(z.string(), z.string()),
     command: z.unknown(),
-    output: z.object({ digest: z.string(), files: digestMap }),
+    output: z.object({ digest: z.string(), files: digestMap, records: digestMap.optional() }),
     facts: z.record(z.string(), z.unknown()).optional(),
   });
   const parsed = z.object({ version: z.literal(1), nodes: z.record(z.string(), entrySchema) }).safeParse(YAML.parse(text));

@@ -1,12 +1,12 @@
 // Plans, guards and runs nodes: the only place that hashes, locks, publishes and records.
 import { rmSync } from "node:fs";
-import { mkdir, rm } from "node:fs/promises";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { BaseCtx, Fingerprint, Json, NodeSpec, NodeVerdict, RunCtx, TreeDigest } from "./types.ts";
+import type { BaseCtx, Fingerprint, Json, NodeSpec, NodeVerdict, OutputDigests, RunCtx, TreeDigest } from "./types.ts";
 import { UserError } from "./types.ts";
 import { Graph } from "./graph.ts";
-import { Digester, RACY_MARGIN_MS } from "./digest.ts";
+import { Digester, outputOf, RACY_MARGIN_MS } from "./digest.ts";
 import { explainChange, fingerprintOf, type FingerprintParts } from "./fingerprint.ts";
 import { readLock, writeLockEntries, type LockEntry, type LockNodes } from "./lockfile.ts";
 import { OutputStore } from "./outputs.ts";
@@ -14,7 +14,7 @@ import { sweepTemps } from "./durable.ts";
 import { execLogged } from "./exec.ts";
 import { Slots } from "./scheduler.ts";
 import { formatVerdicts } from "./verdicts.ts";
-import { projectId, type CacheSettings, type Manifest } from "./caching/cache.ts";
+import { entryFiles, projectId, type CacheSettings, type Manifest } from "./caching/cache.ts";
 import type { BuildCache } from "./caching/build-cache.ts";
 
 export interface Project<C> {
@@ -59,6 +59,10 @@ export interface BuildObserver {
   note(id: string, line: string): void;
   nodeFinished(report: NodeReport): void;
 }
+
+/** What to do when a rebuild gives other bytes than pipeline.lock's for the same inputs, said in a build and by status. */
+const COMMITTED_BYTES = "`pull`, or a build cache that holds the lock's output, gets the committed bytes";
+const NOT_REPRODUCIBLE = "not every tool is bit-reproducible across machines and library versions, training among them";
 
 interface Evaluation {
   readonly parts: FingerprintParts;
@@ -164,26 +168,58 @@ export class Engine<C> {
     return { parts, fingerprint, reasons };
   }
 
-  /** Why a node's published output cannot be trusted: missing, edited by hand, or its outside parts gone. */
+  /**
+   * Why a node's published output cannot be trusted: missing, edited by hand, its outside parts gone, or not the
+   * lock's though built here as published (the lock changed under it, or a rebuild gave other bytes).
+   */
   private async outputProblems(node: NodeSpec<C>, entry: LockEntry, trustCache = true): Promise<string[]> {
     const dir = this.store.path(node.id);
     const missing = await this.store.missing(node.id);
     if (missing) return [missing];
-    const { digest, files } = await this.digester.tree(dir, trustCache);
+    const { digest, files } = outputOf(await this.digester.tree(dir, trustCache), node.records);
     const problems: string[] = [];
     if (digest !== entry.output.digest) {
-      for (const name of new Set([...Object.keys(files), ...Object.keys(entry.output.files)])) {
-        const now = files[name];
-        const then = entry.output.files[name];
-        if (now === then) continue;
-        problems.push(
-          now === undefined ? `output file ${name} was deleted` : then === undefined ? `output file ${name} was added` : `output file ${name} was modified`,
-        );
+      const published = await this.published(node.id);
+      if (published?.digest === digest && published.fingerprint === entry.fingerprint) {
+        problems.push(`output differs from pipeline.lock's: rebuilt here from the same inputs with other bytes (${NOT_REPRODUCIBLE}); ${COMMITTED_BYTES}`);
+      } else if (published?.digest === digest) {
+        problems.push("output is not the one pipeline.lock records: it was built here from other inputs (pipeline.lock changed since, by a checkout or a pull)");
+      } else {
+        for (const name of new Set([...Object.keys(files), ...Object.keys(entry.output.files)])) {
+          const now = files[name];
+          const then = entry.output.files[name];
+          if (now === then) continue;
+          problems.push(
+            now === undefined ? `output file ${name} was deleted` : then === undefined ? `output file ${name} was added` : `output file ${name} was modified`,
+          );
+        }
       }
     }
     const broken = await node.intact?.(dir);
     if (broken) problems.push(broken);
     return problems;
+  }
+
+  /**
+   * cache/published/<node>: the fingerprint and output digest of what this project last published for the node, so
+   * an output that differs from the lock's can be told apart as a rebuild (the lock came from another machine) or
+   * an edit. Only read when an output differs from the lock: a no-op never opens it.
+   */
+  private publishedPath(id: string): string {
+    return join(this.cacheDir, "published", id);
+  }
+
+  private async published(id: string): Promise<{ fingerprint: Fingerprint; digest: TreeDigest } | undefined> {
+    const text = await readFile(this.publishedPath(id), "utf8").catch(() => "");
+    // The engine's own two digests; anything else (torn, hand-edited) is no record.
+    const m = /^([0-9a-f]{64}) ([0-9a-f]{64})\n$/.exec(text);
+    return m ? { fingerprint: m[1] as Fingerprint, digest: m[2] as TreeDigest } : undefined;
+  }
+
+  /** The output digest pipeline.lock records for this fingerprint of the node: the only output a restore may bring. */
+  private lockedOutput(id: string, fingerprint: Fingerprint): TreeDigest | undefined {
+    const entry = this.lock[id];
+    return entry?.fingerprint === fingerprint ? entry.output.digest : undefined;
   }
 
   /** What a build of `target` would run and why, without running anything. */
@@ -228,7 +264,7 @@ export class Engine<C> {
       let restore = false;
       if (reasons.length === 0) predicted.set(id, recorded(id));
       else if (staleDeps.length === 0 && evaluation && this.project.cache) {
-        const manifest = await (await this.buildCache())!.peek(id, evaluation.fingerprint);
+        const manifest = await (await this.buildCache())!.peek(id, evaluation.fingerprint, this.lockedOutput(id, evaluation.fingerprint));
         if (manifest) {
           restore = true;
           predicted.set(id, manifest.output.digest);
@@ -527,7 +563,7 @@ export class Engine<C> {
       let peek = foresight.peeked.get(evaluation.fingerprint);
       if (!peek) {
         // A remote that cannot answer makes the node one that runs: guarded, as it would be without a cache.
-        peek = cache.then((c) => c.peek(id, evaluation.fingerprint)).then((m) => m?.output.digest, () => undefined);
+        peek = cache.then((c) => c.peek(id, evaluation.fingerprint, this.lockedOutput(id, evaluation.fingerprint))).then((m) => m?.output.digest, () => undefined);
         foresight.peeked.set(evaluation.fingerprint, peek);
       }
       return peek;
@@ -572,7 +608,7 @@ export class Engine<C> {
       }
       // Let the racy-mtime window pass so the output's digests can be cached.
       await sleep(RACY_MARGIN_MS);
-      const output = await this.digester.tree(staging);
+      const output = outputOf(await this.digester.tree(staging), node.records);
       // Kept by content before it is published: the staging folder is still the engine's alone.
       const cache = await this.buildCache();
       await cache?.record(node.id, evaluation.fingerprint, output, staging, facts, { params: evaluation.parts.params, project: projectId(this.project.root) }).catch((e: unknown) => {
@@ -580,6 +616,14 @@ export class Engine<C> {
       });
       await this.store.publish(node.id, staging);
       this.stagings.delete(staging);
+      const locked = this.lockedOutput(node.id, evaluation.fingerprint);
+      if (locked !== undefined && locked !== output.digest) {
+        options.observer.note(
+          node.id,
+          `warning: rebuilt from the same inputs as pipeline.lock's entry, with other bytes (${NOT_REPRODUCIBLE}); pipeline.lock now records this build. ` +
+            `To have the committed bytes instead, \`git checkout pipeline.lock\` and build again: ${COMMITTED_BYTES}.`,
+        );
+      }
       await this.commit(node.id, evaluation, output, facts);
       await rm(scratch, { recursive: true, force: true });
     } finally {
@@ -587,19 +631,28 @@ export class Engine<C> {
     }
   }
 
-  /** Writes a published output's lock entry: the same for a node that ran and one restored. */
-  private async commit(id: string, evaluation: Evaluation, output: LockEntry["output"], facts: Readonly<Record<string, Json>> | undefined): Promise<void> {
-    const entry: LockEntry = {
-      ...evaluation.parts,
-      fingerprint: evaluation.fingerprint,
-      output,
-      ...(facts && Object.keys(facts).length > 0 ? { facts } : {}),
-    };
-    // One writer: each write reads the file and adds its entry, so two at once could lose one of them.
-    const write = this.lockWrites.then(() => writeLockEntries(this.lockPath, this.cacheDir, { [id]: entry }));
-    this.lockWrites = write.catch(() => undefined);
-    await write;
-    this.lock = { ...this.lock, [id]: entry };
+  /**
+   * Writes a published output's lock entry: the same for a node that ran and one restored. The lock's own
+   * entry for this fingerprint and output digest is kept as committed (its records and facts may differ from
+   * this run's), so a rebuild with identical results leaves pipeline.lock unchanged.
+   */
+  private async commit(id: string, evaluation: Evaluation, output: OutputDigests, facts: Readonly<Record<string, Json>> | undefined): Promise<void> {
+    if (this.lockedOutput(id, evaluation.fingerprint) !== output.digest) {
+      const entry: LockEntry = {
+        ...evaluation.parts,
+        fingerprint: evaluation.fingerprint,
+        output,
+        ...(facts && Object.keys(facts).length > 0 ? { facts } : {}),
+      };
+      // One writer: each write reads the file and adds its entry, so two at once could lose one of them.
+      const write = this.lockWrites.then(() => writeLockEntries(this.lockPath, this.cacheDir, { [id]: entry }));
+      this.lockWrites = write.catch(() => undefined);
+      await write;
+      this.lock = { ...this.lock, [id]: entry };
+    }
+    // Only a hint for status's wording: a lost write makes an output that differs from the lock read as edited.
+    await mkdir(join(this.cacheDir, "published"), { recursive: true });
+    await writeFile(this.publishedPath(id), `${evaluation.fingerprint} ${output.digest}\n`).catch(() => undefined);
     this.outputDigests.set(id, output.digest);
     this.fresh.add(id);
   }
@@ -614,7 +667,9 @@ export class Engine<C> {
     const say = (line: string) => options.observer.note(node.id, line);
     let manifest: Manifest | undefined;
     try {
-      manifest = await cache.lookup(node.id, evaluation.fingerprint, (line) => options.observer.progress(node.id, `fetching from the remote cache: ${line}`));
+      // With the lock's entry for this fingerprint, only its output is restored: one that differs would rewrite the lock.
+      const want = this.lockedOutput(node.id, evaluation.fingerprint);
+      manifest = await cache.lookup(node.id, evaluation.fingerprint, (line) => options.observer.progress(node.id, `fetching from the remote cache: ${line}`), want);
     } catch (e) {
       if (e instanceof UserError && e.exitCode === 2) throw e;
       say(`warning: ${(e as Error).message}; running the node instead`);
@@ -632,12 +687,14 @@ export class Engine<C> {
         return false;
       }
       await sleep(RACY_MARGIN_MS);
-      const output = await this.digester.tree(staging);
-      const names = new Set([...Object.keys(output.files), ...Object.keys(manifest.output.files)]);
-      const bad = [...names].filter((n) => output.files[n] !== manifest.output.files[n]);
+      const output = outputOf(await this.digester.tree(staging), node.records);
+      // Every file, records included, against the entry's digests; then the result's digest as the node declares it.
+      const got = Object.fromEntries(entryFiles(output));
+      const expected = Object.fromEntries(entryFiles(manifest.output));
+      const bad = [...new Set([...Object.keys(got), ...Object.keys(expected)])].filter((n) => got[n] !== expected[n]);
       if (bad.length > 0 || output.digest !== manifest.output.digest) {
-        say(`warning: the build cache in ${cache.local.dir} held corrupt data for ${bad.join(", ")}: discarded, running the node instead`);
-        await cache.local.discard(manifest, bad.map((n) => manifest.output.files[n]!).filter(Boolean));
+        say(`warning: the build cache in ${cache.local.dir} held corrupt data for ${bad.join(", ") || "its output digest"}: discarded, running the node instead`);
+        await cache.local.discard(manifest, bad.flatMap((n) => expected[n] ?? []));
         return false;
       }
       // Something outside the output it relies on (a toolchain's environment) may not exist on this machine.

@@ -11,6 +11,16 @@ export type TreeDigest = Brand<string, "TreeDigest">;
 /** sha256 (hex) of a node's canonical fingerprint parts. */
 export type Fingerprint = Brand<string, "Fingerprint">;
 
+/**
+ * A node's published output by content: its result files, hashed into `digest` (what downstream fingerprints,
+ * cutoff and the lock compare), and its records (`NodeSpec.records`), kept beside it but not hashed into it.
+ */
+export interface OutputDigests {
+  readonly digest: TreeDigest;
+  readonly files: Readonly<Record<string, FileDigest>>;
+  readonly records?: Readonly<Record<string, FileDigest>>;
+}
+
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
 /** What a node declares it reads. Everything here goes into its fingerprint. */
@@ -102,6 +112,12 @@ export interface NodeSpec<C> {
    * beside anything. Default: light.
    */
   readonly weight?: NodeWeight;
+  /**
+   * Output files (relative paths in the output folder) that record how a run went rather than what it made:
+   * timings, free memory. They are kept, restored and pushed like the rest but left out of the output digest,
+   * so a rebuild with identical results cuts off. No node may read another's records: no fingerprint covers them.
+   */
+  readonly records?: readonly string[];
   /** Called once the dependencies are built (their outputs can be read). */
   inputs(ctx: BaseCtx<C>): Promise<DeclaredInputs> | DeclaredInputs;
   /** Cheap checks before anything expensive runs. */

@@ -102,7 +102,8 @@ async function earlierTrainings(storeDir: string, root: string, lock: LockNodes)
   const found: EarlierTraining[] = [];
   for (const { manifest, used } of await store.entries("adapters")) {
     if (manifest.project !== project || manifest.fingerprint === current?.fingerprint) continue;
-    const digest: FileDigest | undefined = manifest.output.files[METRICS_FILE];
+    // A record since the adapters node declares it one; in its files in entries made before.
+    const digest: FileDigest | undefined = manifest.output.records?.[METRICS_FILE] ?? manifest.output.files[METRICS_FILE];
     if (!digest) continue;
     const text = await readFile(store.blobPath(digest), "utf8").catch(() => undefined);
     if (text === undefined) continue; // its blob was collected

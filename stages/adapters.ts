@@ -252,6 +252,8 @@ export const adaptersNode: NodeSpec<PipelineConfig> = {
   id: "adapters",
   deps: ["formatted", "model", "mlx-env"],
   description: "LoRA adapters (mlx_lm lora)",
+  // Tokens/s, free memory and the measured peak vary from run to run: identical weights must still cut off.
+  records: [METRICS_FILE, MEMORY_FILE],
   inputs: async (ctx) => ({
     files: [SHIM],
     params: ctx.config.lora as unknown as Json,

@@ -4,9 +4,9 @@
 // The remote is an optimization, never a requirement: when it cannot be used at all (offline, too slow,
 // credentials refused, no bucket), the build warns once, naming the setting, and goes on with the local store.
 import { statSync } from "node:fs";
-import type { FileDigest, Fingerprint, Json, TreeDigest } from "../types.ts";
+import type { Fingerprint, Json, OutputDigests, TreeDigest } from "../types.ts";
 import { UserError } from "../types.ts";
-import { RemoteUnavailable, transferLine, type CacheSettings, type Manifest, type ProjectId, type RemoteCache } from "./cache.ts";
+import { entryFiles, RemoteUnavailable, transferLine, type CacheSettings, type Manifest, type ProjectId, type RemoteCache } from "./cache.ts";
 import { LocalStore } from "./local.ts";
 import { InvalidEntry } from "./manifest.ts";
 
@@ -49,39 +49,54 @@ export class BuildCache {
     return this.remoteCache;
   }
 
-  /** Whether a stale node's new fingerprint can be restored: its manifest in the local store, or the remote's. */
-  async peek(node: string, fingerprint: Fingerprint): Promise<Manifest | undefined> {
+  /**
+   * Whether a stale node's new fingerprint can be restored: its manifest in the local store, or the remote's.
+   * `want`: the output digest pipeline.lock records for this fingerprint; only an entry that made it counts,
+   * and a local entry that differs does not hide a remote one that matches (the lock decides, not the store).
+   */
+  async peek(node: string, fingerprint: Fingerprint, want?: TreeDigest): Promise<Manifest | undefined> {
     // An invalid entry is not planned as a restore; the restore attempt says why, and runs the node instead.
     const invalid = (e: unknown) => {
       if (e instanceof InvalidEntry) return undefined;
       throw e;
     };
     const local = await this.local.get(node, fingerprint).catch(invalid);
-    if (local || !this.hasRemote) return local;
+    if (matches(local, want)) return local;
+    if (!this.hasRemote) return undefined;
     // A remote entry's manifest is small: fetching it only (its blobs come at restore) tells what the output will be.
-    return this.fromRemote(undefined, (remote) => remote.manifest(node, fingerprint)).catch(invalid);
+    const remote = await this.fromRemote(undefined, (r) => r.manifest(node, fingerprint)).catch(invalid);
+    return matches(remote, want) ? remote : undefined;
   }
 
-  /** The entry in the local store, fetched from the remote first when only the remote has it (progress: a line with MB/s). */
-  async lookup(node: string, fingerprint: Fingerprint, progress?: (line: string) => void): Promise<Manifest | undefined> {
+  /**
+   * The entry in the local store, fetched from the remote first when only the remote has it (progress: a line
+   * with MB/s). With `want`, as in peek: only an entry whose output digest is the lock's.
+   */
+  async lookup(node: string, fingerprint: Fingerprint, progress?: (line: string) => void, want?: TreeDigest): Promise<Manifest | undefined> {
     const local = await this.local.get(node, fingerprint);
-    if (local || !this.hasRemote) return local;
+    if (matches(local, want)) return local;
+    if (!this.hasRemote) return undefined;
     const started = performance.now();
-    return this.fromRemote(undefined, (remote) => remote.get(node, fingerprint, (done, total) => progress?.(transferLine(done, total, started))));
+    return this.fromRemote(undefined, async (remote) => {
+      // The manifest first: a remote entry that is not the lock's moves no blob.
+      if (want !== undefined && !matches(await remote.manifest(node, fingerprint), want)) return undefined;
+      const fetched = await remote.get(node, fingerprint, (done, total) => progress?.(transferLine(done, total, started)));
+      return matches(fetched, want) ? fetched : undefined;
+    });
   }
 
   /** Records a node's new output (in `dir`, whose files hashed to `output`). */
   async record(
     node: string,
     fingerprint: Fingerprint,
-    output: { digest: TreeDigest; files: Record<string, FileDigest> },
+    output: OutputDigests,
     dir: string,
     facts: Readonly<Record<string, Json>>,
     origin: { readonly params: Json; readonly project: ProjectId },
   ): Promise<void> {
     const sizes: Record<string, number> = {};
     const executable: string[] = [];
-    for (const rel of Object.keys(output.files)) {
+    for (const [rel] of entryFiles(output)) {
       const st = statSync(`${dir}/${rel}`);
       sizes[rel] = st.size;
       if (st.mode & 0o100) executable.push(rel);
@@ -89,4 +104,9 @@ export class BuildCache {
     const manifest: Manifest = { version: 1, node, fingerprint, output, sizes, executable, ...(Object.keys(facts).length > 0 ? { facts } : {}), ...origin };
     await this.local.set(manifest, (_digest, rel) => `${dir}/${rel}`);
   }
+}
+
+/** An entry, and (when the lock names one) the output digest it must have. */
+function matches(manifest: Manifest | undefined, want: TreeDigest | undefined): manifest is Manifest {
+  return manifest !== undefined && (want === undefined || manifest.output.digest === want);
 }

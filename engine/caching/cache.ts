@@ -5,7 +5,7 @@
 // Blobs go first and the manifest last, so an entry never points at a missing blob.
 import { resolve } from "node:path";
 import { sha256 } from "../digest.ts";
-import type { FileDigest, Fingerprint } from "../types.ts";
+import type { FileDigest, Fingerprint, OutputDigests } from "../types.ts";
 import { UserError } from "../types.ts";
 import type { Manifest, ProjectId } from "./manifest.ts";
 
@@ -60,6 +60,11 @@ export interface RemoteSettings {
   readonly region?: string;
   /** false: this clone reads the remote but never writes it. */
   readonly push: boolean;
+}
+
+/** Every file an entry restores, records included, as (relative path, digest). */
+export function entryFiles(output: OutputDigests): [string, FileDigest][] {
+  return [...Object.entries(output.files), ...Object.entries(output.records ?? {})];
 }
 
 export function totalSize(m: Manifest): number {

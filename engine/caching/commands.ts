@@ -122,25 +122,38 @@ async function transfer<C>(command: "push" | "pull", engine: Engine<C>, cache: B
     const fp = entry.fingerprint;
     const bar = progressLine(`${command} ${id}`);
     try {
+      // Entries are compared by output digest, not presence: the store keeps one entry per fingerprint, and a
+      // rebuild elsewhere (training on another CPU) may have made one that is not the lock's.
+      const want = entry.output.digest;
       if (command === "push") {
         const manifest = await cache.local.manifest(id, fp);
-        // An invalid remote manifest is replaced by this one, as a missing one is.
-        const there = manifest && (await remote.manifest(id, fp).catch((e: unknown) => (e instanceof InvalidEntry ? undefined : Promise.reject(e))));
-        const blobs = (digest: FileDigest) => cache.local.blobPath(digest);
         if (!manifest) results[id] = "not in the local store: build it here (or pull it) first";
-        else if (there && there.output.digest !== manifest.output.digest) results[id] = "already on the remote, from another build of this fingerprint: left as it is";
-        else if (there) {
-          // Every blob checked, not just the manifest: a blob deleted for being damaged is uploaded again.
-          const sent = await remote.putBlobs(manifest, blobs, bar.progress);
-          results[id] = sent === 0 ? "already on the remote" : `already on the remote; uploaded ${sent} missing ${sent === 1 ? "file" : "files"}`;
-        } else {
-          await remote.set(manifest, blobs, bar.progress);
-          results[id] = `pushed ${formatBytes(totalSize(manifest))}`;
+        else if (manifest.output.digest !== want) results[id] = "the local store's entry is not pipeline.lock's output (it was rebuilt here with other bytes): not pushed; push from the machine whose build pipeline.lock records";
+        else {
+          // An invalid remote manifest is replaced by this one, as a missing one is.
+          const there = await remote.manifest(id, fp).catch((e: unknown) => (e instanceof InvalidEntry ? undefined : Promise.reject(e)));
+          const blobs = (digest: FileDigest) => cache.local.blobPath(digest);
+          if (there?.output.digest === want) {
+            // Every blob checked, not just the manifest: a blob deleted for being damaged is uploaded again.
+            const sent = await remote.putBlobs(manifest, blobs, bar.progress);
+            results[id] = sent === 0 ? "already on the remote" : `already on the remote; uploaded ${sent} missing ${sent === 1 ? "file" : "files"}`;
+          } else {
+            await remote.set(manifest, blobs, bar.progress);
+            results[id] = `pushed ${formatBytes(totalSize(manifest))}${there ? " (the remote's entry was not pipeline.lock's output: replaced)" : ""}`;
+          }
         }
-      } else if (await cache.local.manifest(id, fp)) results[id] = "already in the local store";
-      else {
-        const manifest = await remote.get(id, fp, bar.progress);
-        results[id] = manifest ? `pulled ${formatBytes(totalSize(manifest))}` : "not on the remote: a build runs it";
+      } else {
+        const local = await cache.local.manifest(id, fp);
+        const there = local?.output.digest === want ? undefined : await remote.manifest(id, fp);
+        if (local?.output.digest === want) results[id] = "already in the local store";
+        else if (!there) results[id] = "not on the remote: a build runs it";
+        else if (there.output.digest !== want) results[id] = "the remote's entry is not pipeline.lock's output: not pulled, a build runs it (push it again from the machine whose build pipeline.lock records)";
+        else {
+          const manifest = await remote.get(id, fp, bar.progress);
+          results[id] = manifest?.output.digest === want
+            ? `pulled ${formatBytes(totalSize(manifest))}${local ? " (the local store's entry was another build of the same inputs: replaced)" : ""}`
+            : "the remote's entry changed while it was pulled: run pull again";
+        }
       }
     } catch (e) {
       if (e instanceof UserError && e.exitCode === 2) throw e;

@@ -17,7 +17,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { FileDigest, Fingerprint } from "../types.ts";
 import { UserError } from "../types.ts";
 import { cloneFile } from "./clone.ts";
-import { type BlobPaths, type Cache } from "./cache.ts";
+import { entryFiles, type BlobPaths, type Cache } from "./cache.ts";
 import { InvalidEntry, MAX_MANIFEST_BYTES, parseManifest, tooBig, type Manifest } from "./manifest.ts";
 
 /** An entry or blob used this recently is never collected: a build may be restoring or recording it. */
@@ -220,7 +220,7 @@ export class LocalStore implements Cache {
 
   async set(manifest: Manifest, blobs: BlobPaths): Promise<void> {
     await this.using(async () => {
-      for (const [rel, digest] of Object.entries(manifest.output.files)) {
+      for (const [rel, digest] of entryFiles(manifest.output)) {
         const blob = this.blobPath(digest);
         const now = new Date();
         const st = await lstat(blob).catch(() => undefined);
@@ -261,7 +261,7 @@ export class LocalStore implements Cache {
   async materialize(manifest: Manifest, dir: string): Promise<void> {
     await this.using(async () => {
       const executable = new Set(manifest.executable);
-      for (const [rel, digest] of Object.entries(manifest.output.files)) {
+      for (const [rel, digest] of entryFiles(manifest.output)) {
         const blob = this.blobPath(digest);
         // A link in the store would make the restore read a file outside it.
         if (!(await lstat(blob)).isFile()) throw new Error(`${blob} is not a plain file`);
@@ -337,7 +337,7 @@ export class LocalStore implements Cache {
       const keep = new Set<FileDigest>();
       let kept = 0;
       const keepEntry = (m: Manifest) => {
-        for (const d of Object.values(m.output.files)) {
+        for (const [, d] of entryFiles(m.output)) {
           if (keep.has(d)) continue;
           keep.add(d);
           kept += blobs.get(d)?.size ?? 0;
@@ -349,7 +349,7 @@ export class LocalStore implements Cache {
       const removed: typeof entries = [];
       for (const e of entries) {
         if (isPinned(e.manifest) || e.used > young) continue;
-        const extra = [...new Set(Object.values(e.manifest.output.files))].filter((d) => !keep.has(d)).reduce((n, d) => n + (blobs.get(d)?.size ?? 0), 0);
+        const extra = [...new Set(entryFiles(e.manifest.output).map(([, d]) => d))].filter((d) => !keep.has(d)).reduce((n, d) => n + (blobs.get(d)?.size ?? 0), 0);
         if (kept + extra <= maxSize) keepEntry(e.manifest);
         else removed.push(e);
       }

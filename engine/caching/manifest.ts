@@ -29,6 +29,8 @@ export const manifestSchema = z
     output: z.object({
       digest: digest.transform((s) => s as TreeDigest),
       files: z.record(relPath, digest.transform((s) => s as FileDigest)),
+      /** Records of the run (timings, machine facts): restored like files, not part of the digest. */
+      records: z.record(relPath, digest.transform((s) => s as FileDigest)).optional(),
     }),
     /** Bytes per file (relative path), for progress, `cache` and `gc`. */
     sizes: z.record(relPath, z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER)),
@@ -44,15 +46,17 @@ export const manifestSchema = z
       .optional(),
   })
   .superRefine((m, ctx) => {
-    const files = Object.keys(m.output.files);
+    const records = Object.keys(m.output.records ?? {});
+    for (const rel of records) if (rel in m.output.files) ctx.addIssue({ code: "custom", path: ["output", "records", rel], message: "is also listed as a file" });
+    const files = [...Object.keys(m.output.files), ...records];
     for (const rel of files) if (m.sizes[rel] === undefined) ctx.addIssue({ code: "custom", path: ["sizes", rel], message: "a file without a size" });
-    for (const rel of m.executable) if (!(rel in m.output.files)) ctx.addIssue({ code: "custom", path: ["executable"], message: `${rel} is not a file of the output` });
+    const all = new Set(files);
+    for (const rel of m.executable) if (!all.has(rel)) ctx.addIssue({ code: "custom", path: ["executable"], message: `${rel} is not a file of the output` });
     // "a" and "a/b" cannot both be files: one would have to be a folder.
-    const set = new Set(files);
     for (const rel of files) {
       const parts = rel.split("/");
       for (let i = 1; i < parts.length; i++) {
-        if (set.has(parts.slice(0, i).join("/"))) ctx.addIssue({ code: "custom", path: ["output", "files", rel], message: "lies under another file" });
+        if (all.has(parts.slice(0, i).join("/"))) ctx.addIssue({ code: "custom", path: ["output", "files", rel], message: "lies under another file" });
       }
     }
   });

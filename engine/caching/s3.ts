@@ -21,7 +21,7 @@ import { GetObjectCommand, HeadBucketCommand, HeadObjectCommand, PutObjectComman
 import { Upload } from "@aws-sdk/lib-storage";
 import type { FileDigest, Fingerprint } from "../types.ts";
 import { UserError } from "../types.ts";
-import { RemoteUnavailable, type BlobPaths, type Progress, type RemoteCache, type RemoteSettings } from "./cache.ts";
+import { entryFiles, RemoteUnavailable, type BlobPaths, type Progress, type RemoteCache, type RemoteSettings } from "./cache.ts";
 import type { LocalStore } from "./local.ts";
 import { InvalidEntry, MAX_MANIFEST_BYTES, parseManifest, tooBig, type Manifest } from "./manifest.ts";
 
@@ -100,7 +100,7 @@ async function parallel<T>(items: readonly T[], n: number, work: (item: T) => Pr
 /** Distinct blobs of a manifest with their sizes. */
 function blobsOf(m: Manifest): { digest: FileDigest; rel: string; size: number }[] {
   const seen = new Map<FileDigest, { digest: FileDigest; rel: string; size: number }>();
-  for (const [rel, digest] of Object.entries(m.output.files)) if (!seen.has(digest)) seen.set(digest, { digest, rel, size: m.sizes[rel] ?? 0 });
+  for (const [rel, digest] of entryFiles(m.output)) if (!seen.has(digest)) seen.set(digest, { digest, rel, size: m.sizes[rel] ?? 0 });
   return [...seen.values()];
 }
 

@@ -35,6 +35,10 @@ function logs(p: Project): Record<string, string> {
 
 const statusesOf = (r: RunResult, nodes: readonly string[]) => Object.fromEntries(nodes.map((n) => [n, r.statuses[n]]));
 
+/** The adapters' records (tokens/s, memory): this run's own, not part of its result. */
+const RECORDS = ["adapters/metrics.jsonl", "adapters/memory.json"];
+const results = (o: Record<string, string>) => Object.fromEntries(Object.entries(o).filter(([k]) => !RECORDS.includes(k)));
+
 describe("build cache, real tools", () => {
   let server: S3Server;
   let p: Project;
@@ -105,5 +109,44 @@ describe("build cache, real tools", () => {
     expect(outputs(clone, DERIVED)).toEqual(outputs(p, DERIVED));
     const verify = await clone.run(["verify"]);
     expect(verify.code, verify.stderr).toBe(0);
+  });
+
+  it("a teammate gets CI's build and an unchanged pipeline.lock: from an empty store, and after training the commit locally", async () => {
+    const push = await p.run(["push"]); // CI
+    expect(push.code, push.stderr).toBe(0);
+    const ciLock = p.read("pipeline.lock");
+    const ciResults = results(outputs(p, DERIVED));
+    const teammate = () => {
+      const mate = new Project(config, { "data/train.jsonl": p.read("data/train.jsonl") });
+      mate.env = server.env;
+      mate.write("pipeline.lock", ciLock);
+      return mate;
+    };
+    const pullAndBuild = async (mate: Project) => {
+      const pull = await mate.run(["pull", "gguf"]);
+      expect(pull.code, pull.stderr).toBe(0);
+      const logsBefore = logs(mate);
+      const built = await mate.mustBuild("gguf");
+      expect(built.json.nodes.filter((n) => n.status === "ran").map((n) => n.id)).toEqual([]);
+      expect(logs(mate)).toEqual(logsBefore); // no mlx, converter or llama.cpp process ran
+      expect(mate.read("pipeline.lock")).toBe(ciLock);
+      expect(results(outputs(mate, DERIVED))).toEqual(ciResults);
+      const verify = await mate.run(["verify"]);
+      expect(verify.code, verify.stderr).toBe(0);
+    };
+
+    await pullAndBuild(teammate());
+
+    // Trained here before CI's build reached the bucket (--no-remote, empty store): whatever bytes that gave, the
+    // committed lock and a pull bring CI's back without training again.
+    const trained = teammate();
+    const local = await trained.mustBuild("gguf", "--no-remote");
+    expect(statusesOf(local, HEAVY)).toEqual(Object.fromEntries(HEAVY.map((n) => [n, "ran"])));
+    // Training here is bit-identical to CI's on one machine: then only the records differ, and the lock must not.
+    const sorted = (o: Record<string, string>) => JSON.stringify(Object.entries(o).sort());
+    if (sorted(results(outputs(trained, DERIVED))) === sorted(ciResults)) expect(trained.read("pipeline.lock")).toBe(ciLock);
+    else expect(local.stderr).toMatch(/warning: rebuilt from the same inputs as pipeline\.lock's entry, with other bytes/);
+    trained.write("pipeline.lock", ciLock); // `git checkout pipeline.lock`, if the build rewrote it
+    await pullAndBuild(trained);
   });
 });
