@@ -14,11 +14,11 @@ import { findPython } from "./python.ts";
 import { toolFile, userCacheDir } from "./paths.ts";
 import { PY_ENV } from "./tools.ts";
 import type { Exec } from "./llama-child.ts";
-import { HF_TOKENS_SCRIPT, hfSide, type HfSide } from "./tokenizer-parity.ts";
+import { HF_TOKENS_SCRIPT, hfSide, type HfSide, type TrainingTexts } from "./tokenizer-parity.ts";
 import { mlxPython } from "./guard-inputs.ts";
 
 /** The check's own code: an edit to it must not reuse verdicts the old code cached. */
-const CHECK_CODE = [import.meta.filename, toolFile("stages", "lib", "tokenizer-parity.ts"), toolFile("stages", "lib", "llama-worker.ts"), HF_TOKENS_SCRIPT];
+const CHECK_CODE = [import.meta.filename, toolFile("stages", "lib", "tokenizer-parity.ts"), toolFile("stages", "formatted.ts"), toolFile("stages", "lib", "llama-worker.ts"), HF_TOKENS_SCRIPT];
 const CONVERTER_REQUIREMENTS = toolFile("stages", "requirements", "converter.txt");
 /** What decides the converter's vocabulary: the tokenizer files, and config.json (architecture, vocab size). */
 const VOCAB_FILES = [
@@ -119,9 +119,10 @@ function converterFailure(result: ExecResult, hash: string | undefined, converte
 
 /**
  * The converter's verdict on the base model's vocabulary, and llama.cpp's tokenization of it against the
- * Hugging Face tokenizer's. `converter` names the llama.cpp in messages.
+ * Hugging Face tokenizer's. `converter` names the llama.cpp in messages; `data`, the training texts, decide
+ * parity when given (see tokenizer-parity.ts).
  */
-export async function vocabVerdicts(ctx: BaseCtx<PipelineConfig>, dir: string, source: string, version: string, converter: string): Promise<Verdict[]> {
+export async function vocabVerdicts(ctx: BaseCtx<PipelineConfig>, dir: string, source: string, version: string, converter: string, data?: TrainingTexts): Promise<Verdict[]> {
   const env = await converterEnv(ctx);
   if (!env) {
     return [
@@ -137,7 +138,8 @@ export async function vocabVerdicts(ctx: BaseCtx<PipelineConfig>, dir: string, s
   const inputs = [...VOCAB_FILES.filter((f) => existsSync(join(dir, f))).map((f) => `${f}:${sha(readFileSync(join(dir, f)))}`)];
   const converterFiles = CONVERTER_FILES.filter((f) => existsSync(join(source, f))).map((f) => `${f}:${sha(readFileSync(join(source, f)))}`);
   const code = CHECK_CODE.map((f) => sha(readFileSync(f)));
-  const key = sha(JSON.stringify([code, version, source, converterFiles, env.python, hf?.python ?? null, inputs]));
+  const texts = data ? sha(JSON.stringify([data.checked, data.all])) : null;
+  const key = sha(JSON.stringify([code, version, source, converterFiles, env.python, hf?.python ?? null, inputs, texts]));
   const cached = userCacheDir("vocab-checks", `${key.slice(0, 32)}.json`);
   if (existsSync(cached)) return JSON.parse(await readFile(cached, "utf8")) as Verdict[];
 
@@ -146,7 +148,7 @@ export async function vocabVerdicts(ctx: BaseCtx<PipelineConfig>, dir: string, s
   try {
     const vocab = join(work, "vocab.gguf");
     // The Hugging Face side runs while the converter does.
-    const hfTokens = hf ? hfSide(run, hf, dir) : undefined;
+    const hfTokens = hf ? hfSide(run, hf, dir, data) : undefined;
     hfTokens?.catch(() => undefined); // awaited below only if the converter succeeds
     // The tokenizer's hash is printed above a long traceback: caught as it passes, not looked for in the tail.
     let hash: string | undefined;
