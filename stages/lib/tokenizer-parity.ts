@@ -126,7 +126,21 @@ async function hfTokens(exec: Exec, hf: HfPython, modelDir: string, texts: reado
 
 const show = (ids: readonly number[]) => `[${ids.join(", ")}]`;
 const same = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((id, i) => id === b[i]);
-const excerpt = (text: string) => JSON.stringify(text.length > 160 ? `${text.slice(0, 160)}…` : text);
+
+/** A long training text around `from` (where a differing character is, when one is known). */
+function excerpt(text: string, from = 0): string {
+  if (text.length <= 160) return JSON.stringify(text);
+  const start = Math.max(0, Math.min(from - 60, text.length - 160));
+  return `${start > 0 ? "…" : ""}${JSON.stringify(text.slice(start, start + 160))}${start + 160 < text.length ? "…" : ""}`;
+}
+
+/** Both id lists; a long pair from a little before the first id where they part. */
+function idLists(hf: readonly number[], llama: readonly number[]): string {
+  const part = hf.findIndex((id, i) => id !== llama[i]);
+  const from = hf.length + llama.length > 240 ? Math.max(0, (part < 0 ? Math.min(hf.length, llama.length) : part) - 8) : 0;
+  const list = (ids: readonly number[]) => (from > 0 ? `[… ${ids.slice(from, from + 60).join(", ")}${ids.length > from + 60 ? ", …" : ""}]` : show(ids));
+  return `${from > 0 ? `      (from token ${from}; ${hf.length} and ${llama.length} tokens)\n` : ""}      Hugging Face: ${list(hf)}\n      llama.cpp:    ${list(llama)}`;
+}
 
 /** A tokenizer.json part (normalizer, pre_tokenizer) in a few words: "Sequence[Digits(individual_digits), ByteLevel]". */
 function describePart(part: unknown): string {
@@ -202,17 +216,18 @@ function parityVerdicts(probes: readonly ParityText[], data: TrainingTexts | und
       level: "error",
       code,
       message:
-        `llama.cpp does not tokenize like the Hugging Face tokenizer the model is trained with. ${what}\n` +
-        `      Hugging Face: ${show(c.hf)}\n      llama.cpp:    ${show(c.llama)}` +
+        `llama.cpp does not tokenize like the Hugging Face tokenizer the model is trained with. ${what}\n${idLists(c.hf, c.llama)}` +
         (cause ? `\n      ${cause.message}` : ""),
       fix: cause?.fix ?? GENERIC_FIX,
     };
   };
 
+  const characters = CHARACTERS.filter((_, i) => differing(at(probes.length + i)));
+  const firstCharacter = (text: string) => Math.min(...characters.map((c) => text.indexOf(c)).filter((i) => i >= 0), text.length);
   const dataDiffers = checked.findIndex((_, i) => differing(at(dataStart + i)));
   if (dataDiffers >= 0) {
-    const example = checked[dataDiffers]!;
-    return [explain({ ...at(dataStart + dataDiffers), label: example.origin, text: example.text }, `First differing training example${sampled}: ${example.origin} ${excerpt(example.text)}`)];
+    const { origin, text } = checked[dataDiffers]!;
+    return [explain({ ...at(dataStart + dataDiffers), label: origin, text }, `First differing training example${sampled}: ${origin} ${excerpt(text, firstCharacter(text) % text.length)}`)];
   }
   const specials = probeCases.at(-1)!;
   if (differing(specials)) return [explain(specials, `First differing text (${specials.label}): ${JSON.stringify(specials.text)}`)];
@@ -224,12 +239,11 @@ function parityVerdicts(probes: readonly ParityText[], data: TrainingTexts | und
   if (!data) return [explain(probeDiffers, first)];
 
   // Only probe texts differ: name the characters, and look for them in every training text.
-  const characters = CHARACTERS.filter((_, i) => differing(at(probes.length + i)));
   const named = characters.length > 0 ? characters.map((c) => JSON.stringify(c)).join(" ") : `the ${probeDiffers.label} probe text (no single character)`;
   const holder = characters.length > 0 ? data.all.find((t) => characters.some((c) => t.text.includes(c))) : undefined;
   if (holder) {
     const found = characters.filter((c) => holder.text.includes(c)).map((c) => JSON.stringify(c)).join(" ");
-    return [explain(probeDiffers, `They part ways on ${named}, and training example ${holder.origin} contains ${found}: ${excerpt(holder.text)}. ${first}`)];
+    return [explain(probeDiffers, `They part ways on ${named}, and training example ${holder.origin} contains ${found}: ${excerpt(holder.text, firstCharacter(holder.text))}. ${first}`)];
   }
   const cause = probeDiffers.index === undefined ? undefined : classCause(hf, probeDiffers.index, probeDiffers.llama);
   return [
