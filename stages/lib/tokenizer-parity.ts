@@ -227,13 +227,13 @@ function parityVerdicts(probes: readonly ParityText[], data: TrainingTexts | und
   const dataDiffers = checked.findIndex((_, i) => differing(at(dataStart + i)));
   if (dataDiffers >= 0) {
     const { origin, text } = checked[dataDiffers]!;
-    return [explain({ ...at(dataStart + dataDiffers), label: origin, text }, `First differing training example${sampled}: ${origin} ${excerpt(text, firstCharacter(text) % text.length)}`)];
+    return [explain({ ...at(dataStart + dataDiffers), label: origin, text }, `First differing data example${sampled}: ${origin} ${excerpt(text, firstCharacter(text) % text.length)}`)];
   }
   const specials = probeCases.at(-1)!;
   if (differing(specials)) return [explain(specials, `First differing text (${specials.label}): ${JSON.stringify(specials.text)}`)];
   const probeDiffers = probeCases.find(differing);
   const labels = probeCases.map((c) => c.label).join(", ");
-  const trained = data ? ` and the ${checked.length} training examples${sampled}` : "";
+  const trained = data ? ` and the ${checked.length} data examples${sampled}` : "";
   if (!probeDiffers) return [{ level: "ok", code, message: `llama.cpp tokenizes ${probeCases.length} probe texts (${labels})${trained} exactly like the Hugging Face tokenizer` }];
   const first = `First differing text (${probeDiffers.label}): ${JSON.stringify(probeDiffers.text)}`;
   if (!data) return [explain(probeDiffers, first)];
@@ -243,7 +243,7 @@ function parityVerdicts(probes: readonly ParityText[], data: TrainingTexts | und
   const holder = characters.length > 0 ? data.all.find((t) => characters.some((c) => t.text.includes(c))) : undefined;
   if (holder) {
     const found = characters.filter((c) => holder.text.includes(c)).map((c) => JSON.stringify(c)).join(" ");
-    return [explain(probeDiffers, `They part ways on ${named}, and training example ${holder.origin} contains ${found}: ${excerpt(holder.text, firstCharacter(holder.text))}. ${first}`)];
+    return [explain(probeDiffers, `They part ways on ${named}, and data example ${holder.origin} contains ${found}: ${excerpt(holder.text, firstCharacter(holder.text))}. ${first}`)];
   }
   const cause = probeDiffers.index === undefined ? undefined : classCause(hf, probeDiffers.index, probeDiffers.llama);
   return [
@@ -251,7 +251,7 @@ function parityVerdicts(probes: readonly ParityText[], data: TrainingTexts | und
       level: "warn",
       code,
       message:
-        `llama.cpp tokenizes the ${checked.length} training examples${sampled} like the Hugging Face tokenizer the model is trained with, but not ${named}, which no training example contains: ` +
+        `llama.cpp tokenizes the ${checked.length} data examples${sampled} like the Hugging Face tokenizer the model is trained with, but not ${named}, which no example contains: ` +
         `text with ${characters.length === 1 ? "it" : "them"} would be tokenized differently by the GGUF than in training. ${first}` +
         (cause ? `\n      ${cause.message}` : ""),
       fix: cause?.fix ?? GENERIC_FIX,
