@@ -3,7 +3,7 @@
 // (in a child) and tokenizer parity checked on it. Cached by the tokenizer files' digests and the converter.
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { PipelineConfig } from "../../config/schema.ts";
@@ -138,35 +138,47 @@ export async function vocabVerdicts(ctx: BaseCtx<PipelineConfig>, dir: string, s
   const inputs = [...VOCAB_FILES.filter((f) => existsSync(join(dir, f))).map((f) => `${f}:${sha(readFileSync(join(dir, f)))}`)];
   const converterFiles = CONVERTER_FILES.filter((f) => existsSync(join(source, f))).map((f) => `${f}:${sha(readFileSync(join(source, f)))}`);
   const code = CHECK_CODE.map((f) => sha(readFileSync(f)));
+  // The converter's vocab-only GGUF is kept by what decides it, so a data edit reruns the parity check alone
+  // (tokenizers and llama.cpp on the texts), not the converter.
+  const vocabKey = sha(JSON.stringify([code, version, source, converterFiles, env.python, inputs])).slice(0, 32);
   const texts = data ? sha(JSON.stringify([data.checked, data.all])) : null;
-  const key = sha(JSON.stringify([code, version, source, converterFiles, env.python, hf?.python ?? null, inputs, texts]));
-  const cached = userCacheDir("vocab-checks", `${key.slice(0, 32)}.json`);
+  const key = sha(JSON.stringify([vocabKey, hf?.python ?? null, texts])).slice(0, 32);
+  const cached = userCacheDir("vocab-checks", `${key}.json`);
   if (existsSync(cached)) return JSON.parse(await readFile(cached, "utf8")) as Verdict[];
+  const kept = userCacheDir("vocab-checks", `${vocabKey}.gguf`);
 
   const run = guardExec(ctx.root, "gguf.guard");
   const work = await mkdtemp(join(tmpdir(), "vocab-check-"));
   try {
-    const vocab = join(work, "vocab.gguf");
     // The Hugging Face side runs while the converter does.
     const hfTokens = hf ? hfSide(run, hf, dir, data) : undefined;
     hfTokens?.catch(() => undefined); // awaited below only if the converter succeeds
-    // The tokenizer's hash is printed above a long traceback: caught as it passes, not looked for in the tail.
-    let hash: string | undefined;
-    const result = await run(env.python, [join(source, "convert_hf_to_gguf.py"), dir, "--vocab-only", "--outfile", vocab], {
-      env: { ...PY_ENV, ...env.env },
-      timeoutMs: 600_000,
-      onLine: (line) => (hash = /chkhsh:\s*([0-9a-f]{64})/.exec(line)?.[1] ?? hash),
-    });
     let verdicts: Verdict[];
-    if (result.exitCode !== 0) {
-      const failure = converterFailure(result, hash, converter, dir);
-      // A crash or a hang of the converter is not the model's verdict: report it, do not remember it.
-      if (!failure) return [{ level: "error", code: "export.vocab-crashed", message: `${converter}'s converter ${result.timedOut ? "hung" : `ended with ${result.signal ?? `exit code ${result.exitCode}`}`} converting the vocabulary (log: ${result.logPath}).`, fix: "Run `check` again; if it persists, see the log." }];
-      verdicts = [failure];
+    if (existsSync(kept)) {
+      verdicts = await vocabGgufVerdicts(run, kept, dir, converter, hfTokens);
     } else {
-      verdicts = await vocabGgufVerdicts(run, vocab, dir, converter, hfTokens);
-      if (verdicts.some((v) => v.code === "export.llama-crashed")) return verdicts; // not remembered either
+      const vocab = join(work, "vocab.gguf");
+      // The tokenizer's hash is printed above a long traceback: caught as it passes, not looked for in the tail.
+      let hash: string | undefined;
+      const result = await run(env.python, [join(source, "convert_hf_to_gguf.py"), dir, "--vocab-only", "--outfile", vocab], {
+        env: { ...PY_ENV, ...env.env },
+        timeoutMs: 600_000,
+        onLine: (line) => (hash = /chkhsh:\s*([0-9a-f]{64})/.exec(line)?.[1] ?? hash),
+      });
+      if (result.exitCode !== 0) {
+        const failure = converterFailure(result, hash, converter, dir);
+        // A crash or a hang of the converter is not the model's verdict: report it, do not remember it.
+        if (!failure) return [{ level: "error", code: "export.vocab-crashed", message: `${converter}'s converter ${result.timedOut ? "hung" : `ended with ${result.signal ?? `exit code ${result.exitCode}`}`} converting the vocabulary (log: ${result.logPath}).`, fix: "Run `check` again; if it persists, see the log." }];
+        verdicts = [failure];
+      } else {
+        await mkdir(userCacheDir("vocab-checks"), { recursive: true });
+        // Copied whole, then renamed (the temp folder may be on another file system): concurrent builds may keep the same file.
+        await copyFile(vocab, `${kept}.${process.pid}`);
+        await rename(`${kept}.${process.pid}`, kept);
+        verdicts = await vocabGgufVerdicts(run, vocab, dir, converter, hfTokens);
+      }
     }
+    if (verdicts.some((v) => v.code === "export.llama-crashed")) return verdicts; // not remembered either
     await mkdir(userCacheDir("vocab-checks"), { recursive: true });
     // Written whole, then renamed: concurrent builds may check the same model.
     await writeFile(`${cached}.${process.pid}`, JSON.stringify(verdicts));
