@@ -180,8 +180,14 @@ function classCause(hf: HfTokens, index: number, llamaIds: readonly number[]): {
   };
 }
 
-const GENERIC_FIX =
-  "The GGUF would answer differently from the fine-tuned model. Check tokenizer_config.json's tokenizer_class (a LlamaTokenizer over a byte-level BPE tokenizer.json sends the converter down its SentencePiece path), or point llama_cpp: at a llama.cpp whose converter and tokenizer know this model.";
+/** The fix when the tokenizer class is not the cause. */
+function otherFix(hf: HfTokens, index: number | undefined): string {
+  const file = hf.file;
+  const fileAgrees = index !== undefined && file !== null && !("error" in file) && same(file.tokenized[index] ?? [], hf.tokenized[index]!);
+  return fileAgrees
+    ? "transformers tokenizes like tokenizer.json read by the `tokenizers` library; llama.cpp parts from both (its converter maps this pre-tokenizer to one that splits differently). Point llama_cpp: at a llama.cpp whose converter and tokenizer know this model, or use another model."
+    : "The GGUF would answer differently from the fine-tuned model. Check tokenizer_config.json's tokenizer_class (a LlamaTokenizer over a byte-level BPE tokenizer.json sends the converter down its SentencePiece path), or point llama_cpp: at a llama.cpp whose converter and tokenizer know this model.";
+}
 
 interface Case {
   readonly label: string;
@@ -218,16 +224,19 @@ function parityVerdicts(probes: readonly ParityText[], data: TrainingTexts | und
       message:
         `llama.cpp does not tokenize like the Hugging Face tokenizer the model is trained with. ${what}\n${idLists(c.hf, c.llama)}` +
         (cause ? `\n      ${cause.message}` : ""),
-      fix: cause?.fix ?? GENERIC_FIX,
+      fix: cause?.fix ?? otherFix(hf, c.index),
     };
   };
 
   const characters = CHARACTERS.filter((_, i) => differing(at(probes.length + i)));
-  const firstCharacter = (text: string) => Math.min(...characters.map((c) => text.indexOf(c)).filter((i) => i >= 0), text.length);
+  const firstCharacter = (text: string) => {
+    const found = characters.map((c) => text.indexOf(c)).filter((i) => i >= 0);
+    return found.length > 0 ? Math.min(...found) : 0;
+  };
   const dataDiffers = checked.findIndex((_, i) => differing(at(dataStart + i)));
   if (dataDiffers >= 0) {
     const { origin, text } = checked[dataDiffers]!;
-    return [explain({ ...at(dataStart + dataDiffers), label: origin, text }, `First differing data example${sampled}: ${origin} ${excerpt(text, firstCharacter(text) % text.length)}`)];
+    return [explain({ ...at(dataStart + dataDiffers), label: origin, text }, `First differing data example${sampled}: ${origin} ${excerpt(text, firstCharacter(text))}`)];
   }
   const specials = probeCases.at(-1)!;
   if (differing(specials)) return [explain(specials, `First differing text (${specials.label}): ${JSON.stringify(specials.text)}`)];
@@ -254,7 +263,7 @@ function parityVerdicts(probes: readonly ParityText[], data: TrainingTexts | und
         `llama.cpp tokenizes the ${checked.length} data examples${sampled} like the Hugging Face tokenizer the model is trained with, but not ${named}, which no example contains: ` +
         `text with ${characters.length === 1 ? "it" : "them"} would be tokenized differently by the GGUF than in training. ${first}` +
         (cause ? `\n      ${cause.message}` : ""),
-      fix: cause?.fix ?? GENERIC_FIX,
+      fix: cause?.fix ?? otherFix(hf, probeDiffers.index),
     },
   ];
 }
