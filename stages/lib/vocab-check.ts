@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { copyFile, mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { z } from "zod";
 import type { PipelineConfig } from "../../config/schema.ts";
 import { execLogged } from "../../engine/exec.ts";
 import type { BaseCtx, ExecResult, Verdict } from "../../engine/types.ts";
@@ -89,6 +90,23 @@ function spmOverByteLevel(dir: string): boolean {
 const ORIGINAL_FILES =
   "Use the model's original tokenizer files (tokenizer.json, tokenizer_config.json, special_tokens_map.json from its release), not ones transformers rebuilt from a GGUF.";
 
+/**
+ * The tokenizer_class tokenizer_config.json declares when it is not the class that reads tokenizer.json as it
+ * is: the converter's transformers builds that class, whose own vocabulary rules can make it refuse the file.
+ */
+function foreignClass(dir: string): string | undefined {
+  const path = join(dir, "tokenizer_config.json");
+  if (!existsSync(path)) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, "utf8"));
+  } catch {
+    return undefined; // an unreadable config is the converter's to report
+  }
+  const declared = z.object({ tokenizer_class: z.string() }).safeParse(parsed).data?.tokenizer_class;
+  return declared !== undefined && declared !== "PreTrainedTokenizerFast" && declared !== "TokenizersBackend" ? declared : undefined;
+}
+
 /** What the converter's failure means, with its own words and a fix; undefined when it is not a verdict on the model. */
 function converterFailure(result: ExecResult, hash: string | undefined, converter: string, dir: string): Verdict | undefined {
   if (result.exitCode === null) return undefined; // killed or timed out: says nothing about the model
@@ -106,6 +124,7 @@ function converterFailure(result: ExecResult, hash: string | undefined, converte
         "The llama.cpp that runs the GGUF must know the new pre-tokenizer too.",
     };
   }
+  const declared = foreignClass(dir);
   if (/is not supported/.test(said)) {
     return { level: "error", code: "export.unsupported", message: `${converter}'s converter refuses the model: "${said}"${log}.`, fix: "Use a model llama.cpp converts, or point llama_cpp: at a newer llama.cpp checkout." };
   }
@@ -113,7 +132,11 @@ function converterFailure(result: ExecResult, hash: string | undefined, converte
     level: "error",
     code: "export.tokenizer-unreadable",
     message: `${converter}'s converter cannot read the tokenizer of ${dir}: "${said}"${log}. The GGUF step would fail after training.`,
-    fix: spmOverByteLevel(dir) ? ORIGINAL_FILES : "Check that the folder's tokenizer files are complete, unedited copies of the model's release (tokenizer.json, tokenizer_config.json, tokenizer.model where it has one).",
+    fix:
+      (spmOverByteLevel(dir) ? ORIGINAL_FILES : "Check that the folder's tokenizer files are complete, unedited copies of the model's release (tokenizer.json, tokenizer_config.json, tokenizer.model where it has one).") +
+      (declared && existsSync(join(dir, "tokenizer.json"))
+        ? ` tokenizer_config.json declares "tokenizer_class": "${declared}": if that is not the class of the model's release, set "PreTrainedTokenizerFast" in a copy of the folder (transformers then reads tokenizer.json as it is) and point \`model:\` at the copy.`
+        : ""),
   };
 }
 
