@@ -12,6 +12,7 @@ import { modelDir, parseModelRef } from "./lib/model-ref.ts";
 import { pyScript, runPython, toolVersions } from "./lib/tools.ts";
 import { loadSplits, ORIGINS, SPLITS, type Split } from "./data.ts";
 import { tinyTokenizerDir } from "./model.ts";
+import type { DataText } from "./lib/tokenizer-parity.ts";
 
 const TOKENS_SCRIPT = pyScript("token_lengths.py");
 export const STATS = "stats.json";
@@ -66,6 +67,23 @@ function renderExample(example: Example, template: ChatTemplate | undefined, rul
   }
   const line = example.format === "completions" && !normalized.changed ? toJsonl(example) : JSON.stringify({ messages: normalized.messages, ...(tools ? { tools } : {}) });
   return { line, text, changed: normalized.changed };
+}
+
+/**
+ * Every example as the model will see it (rendered with the chat template of the model in `dir`), by its
+ * origin, for the tokenizer-parity check; undefined when the data cannot be read or rendered, which the data
+ * and formatted guards report.
+ */
+export async function trainingTexts(config: PipelineConfig, root: string, dir: string): Promise<DataText[] | undefined> {
+  const splits = await loadSplits(config, root).catch(() => undefined);
+  if (!splits) return undefined;
+  const template = await loadChatTemplate(dir);
+  const rules = template ? probeRules(template) : null;
+  try {
+    return SPLITS.flatMap((split) => splits[split].map(({ value, origin }) => ({ origin, text: renderExample(value, template, rules, config.format).text })));
+  } catch {
+    return undefined;
+  }
 }
 
 /** Where the chat template can be read now: the model folder, or for a tiny model not yet built its npm package. */

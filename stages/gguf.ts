@@ -18,6 +18,7 @@ import { readToolchain, venvPython } from "./lib/venv.ts";
 import { llamaCppVersion } from "./llama-cpp.ts";
 import { quantizerBinary } from "./quantizer.ts";
 import { SMOKE_FILE, type SmokeResult } from "./fused.ts";
+import { trainingTexts } from "./formatted.ts";
 
 export const GGUF_FILE = "model.gguf";
 const REPORT_FILE = "gguf.json";
@@ -83,8 +84,9 @@ export function ggufNode(config: PipelineConfig): NodeSpec<PipelineConfig> {
         verdicts.push(...converterVerdicts(config, registry.architectures, converter), ...tokenizerVerdicts(dir));
         if (verdicts.every((v) => v.level !== "error")) {
           // The converter itself, on the base model's vocabulary: seconds, and cached.
-          const { vocabVerdicts } = await import("./lib/vocab-check.ts");
-          verdicts.push(...(await vocabVerdicts(ctx, dir, source, llamaCppVersion(ctx), converter)));
+          const [{ vocabVerdicts }, { sampleTexts }] = await Promise.all([import("./lib/vocab-check.ts"), import("./lib/tokenizer-parity.ts")]);
+          const texts = await trainingTexts(ctx.config, ctx.root, dir);
+          verdicts.push(...(await vocabVerdicts(ctx, dir, source, llamaCppVersion(ctx), converter, texts && sampleTexts(texts))));
         }
       }
       return verdicts;
@@ -93,8 +95,11 @@ export function ggufNode(config: PipelineConfig): NodeSpec<PipelineConfig> {
       const out = join(ctx.staging, GGUF_FILE);
       // Loaded here: the GGUF parser weighs more than the rest of the CLI. The Hugging Face side of the
       // parity check runs while the converter does.
-      const [{ readGgufHeader }, { checkTokenizer, hfSide }] = await Promise.all([import("./lib/gguf-check.ts"), import("./lib/tokenizer-parity.ts")]);
-      const hf = hfSide(ctx.exec, await readToolchain(ctx.upstream("mlx-env")), ctx.upstream("hf"));
+      const [{ readGgufHeader }, { checkTokenizer, hfSide, sampleTexts }] = await Promise.all([import("./lib/gguf-check.ts"), import("./lib/tokenizer-parity.ts")]);
+      // The training texts decide parity, as in the guard: read from the project's data, which the model was
+      // trained on (a data edit reruns the nodes up to this one).
+      const texts = await trainingTexts(ctx.config, ctx.root, ctx.upstream("hf"));
+      const hf = hfSide(ctx.exec, await readToolchain(ctx.upstream("mlx-env")), ctx.upstream("hf"), texts && sampleTexts(texts));
       hf.catch(() => undefined); // awaited after the conversion; a failed conversion is the error to report
       const type = ctx.config.gguf.quantize;
       if (type) {

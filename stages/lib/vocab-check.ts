@@ -3,9 +3,10 @@
 // (in a child) and tokenizer parity checked on it. Cached by the tokenizer files' digests and the converter.
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { z } from "zod";
 import type { PipelineConfig } from "../../config/schema.ts";
 import { execLogged } from "../../engine/exec.ts";
 import type { BaseCtx, ExecResult, Verdict } from "../../engine/types.ts";
@@ -14,11 +15,11 @@ import { findPython } from "./python.ts";
 import { toolFile, userCacheDir } from "./paths.ts";
 import { PY_ENV } from "./tools.ts";
 import type { Exec } from "./llama-child.ts";
-import { HF_TOKENS_SCRIPT, hfSide, type HfSide } from "./tokenizer-parity.ts";
+import { HF_TOKENS_SCRIPT, hfSide, type HfSide, type TrainingTexts } from "./tokenizer-parity.ts";
 import { mlxPython } from "./guard-inputs.ts";
 
 /** The check's own code: an edit to it must not reuse verdicts the old code cached. */
-const CHECK_CODE = [import.meta.filename, toolFile("stages", "lib", "tokenizer-parity.ts"), toolFile("stages", "lib", "llama-worker.ts"), HF_TOKENS_SCRIPT];
+const CHECK_CODE = [import.meta.filename, toolFile("stages", "lib", "tokenizer-parity.ts"), toolFile("stages", "formatted.ts"), toolFile("stages", "lib", "llama-worker.ts"), HF_TOKENS_SCRIPT];
 const CONVERTER_REQUIREMENTS = toolFile("stages", "requirements", "converter.txt");
 /** What decides the converter's vocabulary: the tokenizer files, and config.json (architecture, vocab size). */
 const VOCAB_FILES = [
@@ -89,6 +90,23 @@ function spmOverByteLevel(dir: string): boolean {
 const ORIGINAL_FILES =
   "Use the model's original tokenizer files (tokenizer.json, tokenizer_config.json, special_tokens_map.json from its release), not ones transformers rebuilt from a GGUF.";
 
+/**
+ * The tokenizer_class tokenizer_config.json declares when it is not the class that reads tokenizer.json as it
+ * is: the converter's transformers builds that class, whose own vocabulary rules can make it refuse the file.
+ */
+function foreignClass(dir: string): string | undefined {
+  const path = join(dir, "tokenizer_config.json");
+  if (!existsSync(path)) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, "utf8"));
+  } catch {
+    return undefined; // an unreadable config is the converter's to report
+  }
+  const declared = z.object({ tokenizer_class: z.string() }).safeParse(parsed).data?.tokenizer_class;
+  return declared !== undefined && declared !== "PreTrainedTokenizerFast" && declared !== "TokenizersBackend" ? declared : undefined;
+}
+
 /** What the converter's failure means, with its own words and a fix; undefined when it is not a verdict on the model. */
 function converterFailure(result: ExecResult, hash: string | undefined, converter: string, dir: string): Verdict | undefined {
   if (result.exitCode === null) return undefined; // killed or timed out: says nothing about the model
@@ -106,6 +124,7 @@ function converterFailure(result: ExecResult, hash: string | undefined, converte
         "The llama.cpp that runs the GGUF must know the new pre-tokenizer too.",
     };
   }
+  const declared = foreignClass(dir);
   if (/is not supported/.test(said)) {
     return { level: "error", code: "export.unsupported", message: `${converter}'s converter refuses the model: "${said}"${log}.`, fix: "Use a model llama.cpp converts, or point llama_cpp: at a newer llama.cpp checkout." };
   }
@@ -113,15 +132,20 @@ function converterFailure(result: ExecResult, hash: string | undefined, converte
     level: "error",
     code: "export.tokenizer-unreadable",
     message: `${converter}'s converter cannot read the tokenizer of ${dir}: "${said}"${log}. The GGUF step would fail after training.`,
-    fix: spmOverByteLevel(dir) ? ORIGINAL_FILES : "Check that the folder's tokenizer files are complete, unedited copies of the model's release (tokenizer.json, tokenizer_config.json, tokenizer.model where it has one).",
+    fix:
+      (spmOverByteLevel(dir) ? ORIGINAL_FILES : "Check that the folder's tokenizer files are complete, unedited copies of the model's release (tokenizer.json, tokenizer_config.json, tokenizer.model where it has one).") +
+      (declared && existsSync(join(dir, "tokenizer.json"))
+        ? ` tokenizer_config.json declares "tokenizer_class": "${declared}": if that is not the class of the model's release, set "PreTrainedTokenizerFast" in a copy of the folder (transformers then reads tokenizer.json as it is) and point \`model:\` at the copy.`
+        : ""),
   };
 }
 
 /**
  * The converter's verdict on the base model's vocabulary, and llama.cpp's tokenization of it against the
- * Hugging Face tokenizer's. `converter` names the llama.cpp in messages.
+ * Hugging Face tokenizer's. `converter` names the llama.cpp in messages; `data`, the training texts, decide
+ * parity when given (see tokenizer-parity.ts).
  */
-export async function vocabVerdicts(ctx: BaseCtx<PipelineConfig>, dir: string, source: string, version: string, converter: string): Promise<Verdict[]> {
+export async function vocabVerdicts(ctx: BaseCtx<PipelineConfig>, dir: string, source: string, version: string, converter: string, data?: TrainingTexts): Promise<Verdict[]> {
   const env = await converterEnv(ctx);
   if (!env) {
     return [
@@ -137,34 +161,47 @@ export async function vocabVerdicts(ctx: BaseCtx<PipelineConfig>, dir: string, s
   const inputs = [...VOCAB_FILES.filter((f) => existsSync(join(dir, f))).map((f) => `${f}:${sha(readFileSync(join(dir, f)))}`)];
   const converterFiles = CONVERTER_FILES.filter((f) => existsSync(join(source, f))).map((f) => `${f}:${sha(readFileSync(join(source, f)))}`);
   const code = CHECK_CODE.map((f) => sha(readFileSync(f)));
-  const key = sha(JSON.stringify([code, version, source, converterFiles, env.python, hf?.python ?? null, inputs]));
-  const cached = userCacheDir("vocab-checks", `${key.slice(0, 32)}.json`);
+  // The converter's vocab-only GGUF is kept by what decides it, so a data edit reruns the parity check alone
+  // (tokenizers and llama.cpp on the texts), not the converter.
+  const vocabKey = sha(JSON.stringify([code, version, source, converterFiles, env.python, inputs])).slice(0, 32);
+  const texts = data ? sha(JSON.stringify([data.checked, data.all])) : null;
+  const key = sha(JSON.stringify([vocabKey, hf?.python ?? null, texts])).slice(0, 32);
+  const cached = userCacheDir("vocab-checks", `${key}.json`);
   if (existsSync(cached)) return JSON.parse(await readFile(cached, "utf8")) as Verdict[];
+  const kept = userCacheDir("vocab-checks", `${vocabKey}.gguf`);
 
   const run = guardExec(ctx.root, "gguf.guard");
   const work = await mkdtemp(join(tmpdir(), "vocab-check-"));
   try {
-    const vocab = join(work, "vocab.gguf");
     // The Hugging Face side runs while the converter does.
-    const hfTokens = hf ? hfSide(run, hf, dir) : undefined;
+    const hfTokens = hf ? hfSide(run, hf, dir, data) : undefined;
     hfTokens?.catch(() => undefined); // awaited below only if the converter succeeds
-    // The tokenizer's hash is printed above a long traceback: caught as it passes, not looked for in the tail.
-    let hash: string | undefined;
-    const result = await run(env.python, [join(source, "convert_hf_to_gguf.py"), dir, "--vocab-only", "--outfile", vocab], {
-      env: { ...PY_ENV, ...env.env },
-      timeoutMs: 600_000,
-      onLine: (line) => (hash = /chkhsh:\s*([0-9a-f]{64})/.exec(line)?.[1] ?? hash),
-    });
     let verdicts: Verdict[];
-    if (result.exitCode !== 0) {
-      const failure = converterFailure(result, hash, converter, dir);
-      // A crash or a hang of the converter is not the model's verdict: report it, do not remember it.
-      if (!failure) return [{ level: "error", code: "export.vocab-crashed", message: `${converter}'s converter ${result.timedOut ? "hung" : `ended with ${result.signal ?? `exit code ${result.exitCode}`}`} converting the vocabulary (log: ${result.logPath}).`, fix: "Run `check` again; if it persists, see the log." }];
-      verdicts = [failure];
+    if (existsSync(kept)) {
+      verdicts = await vocabGgufVerdicts(run, kept, dir, converter, hfTokens);
     } else {
-      verdicts = await vocabGgufVerdicts(run, vocab, dir, converter, hfTokens);
-      if (verdicts.some((v) => v.code === "export.llama-crashed")) return verdicts; // not remembered either
+      const vocab = join(work, "vocab.gguf");
+      // The tokenizer's hash is printed above a long traceback: caught as it passes, not looked for in the tail.
+      let hash: string | undefined;
+      const result = await run(env.python, [join(source, "convert_hf_to_gguf.py"), dir, "--vocab-only", "--outfile", vocab], {
+        env: { ...PY_ENV, ...env.env },
+        timeoutMs: 600_000,
+        onLine: (line) => (hash = /chkhsh:\s*([0-9a-f]{64})/.exec(line)?.[1] ?? hash),
+      });
+      if (result.exitCode !== 0) {
+        const failure = converterFailure(result, hash, converter, dir);
+        // A crash or a hang of the converter is not the model's verdict: report it, do not remember it.
+        if (!failure) return [{ level: "error", code: "export.vocab-crashed", message: `${converter}'s converter ${result.timedOut ? "hung" : `ended with ${result.signal ?? `exit code ${result.exitCode}`}`} converting the vocabulary (log: ${result.logPath}).`, fix: "Run `check` again; if it persists, see the log." }];
+        verdicts = [failure];
+      } else {
+        await mkdir(userCacheDir("vocab-checks"), { recursive: true });
+        // Copied whole, then renamed (the temp folder may be on another file system): concurrent builds may keep the same file.
+        await copyFile(vocab, `${kept}.${process.pid}`);
+        await rename(`${kept}.${process.pid}`, kept);
+        verdicts = await vocabGgufVerdicts(run, vocab, dir, converter, hfTokens);
+      }
     }
+    if (verdicts.some((v) => v.code === "export.llama-crashed")) return verdicts; // not remembered either
     await mkdir(userCacheDir("vocab-checks"), { recursive: true });
     // Written whole, then renamed: concurrent builds may check the same model.
     await writeFile(`${cached}.${process.pid}`, JSON.stringify(verdicts));

