@@ -11,7 +11,7 @@ export const BIG = join(REPO, "bench/big-pipeline.ts");
 const EMPTY = join(REPO, "bench/empty.ts");
 const DEMO = join(REPO, "pipeline.ts");
 const IMPORT_ONE = join(REPO, "bench/import-one.mjs");
-const TARGET_MS = 150;
+const TARGET_MS = 100;
 const ENV = { ...process.env, CI: "true" };
 
 const CONFIG = `report:

@@ -1,9 +1,9 @@
-// `npm run bench [-- noop|hashing|check|vocab|cache|parallel]`: the engine's benchmarks, as ratios measured side by side in one run.
+// `npm run bench [-- noop|hashing|check|vocab|cache|parallel|train|contention]`: the engine's benchmarks, as ratios measured side by side in one run.
 // They are not timed tests: a shared machine moves every number, which is why each contender runs
 // interleaved with its reference, several times, and the load average is printed.
 //
 // Env: BENCH_GIB (size of the big file, default 4), BENCH_NOOP_REPS (default 11), BENCH_HASH_REPS (default 3),
-// BENCH_CACHE_REPS (default 2).
+// BENCH_CACHE_REPS (default 2); train.ts and contention.ts name their own.
 import { randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
 import { mkdtemp, open } from "node:fs/promises";
@@ -16,6 +16,8 @@ import { checkBench } from "./check.ts";
 import { vocabBench } from "./vocab-check.ts";
 import { cacheBench } from "./cache.ts";
 import { parallelBench } from "./parallel.ts";
+import { trainBench } from "./train.ts";
+import { contentionBench } from "./contention.ts";
 
 const which = new Set(process.argv.slice(2));
 const selected = (name: string) => which.size === 0 || which.has(name);
@@ -65,6 +67,12 @@ try {
   }
   if (named("parallel")) {
     const r = await parallelBench(tmp);
+    rows.push(...r.rows);
+    notes.push(...r.notes);
+  }
+  for (const [name, bench] of [["train", trainBench], ["contention", contentionBench]] as const) {
+    if (!named(name)) continue;
+    const r = await bench(tmp);
     rows.push(...r.rows);
     notes.push(...r.notes);
   }

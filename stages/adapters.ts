@@ -5,20 +5,16 @@ import { appendFile, copyFile, mkdir, readdir, readFile, realpath, rm, writeFile
 import { join } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
 import type { BaseCtx, Json, NodeSpec, RunCtx, Verdict } from "../engine/types.ts";
-import { architectureVerdicts, memoryReport, probeVerdicts, readModelFacts, trainingPlan, type MemoryReport, type ModelFacts } from "../guard/verdicts.ts";
-import { countParameters } from "../guard/parameters.ts";
-import { guardModelDir, probeArchitecture } from "./lib/guard-inputs.ts";
+import type { MemoryReport, ModelFacts } from "../guard/verdicts.ts";
 import { STATS, type FormatStats } from "./formatted.ts";
 import { UserError } from "../engine/types.ts";
 import { modelDir } from "./lib/model-ref.ts";
 import { pyScript, runPython, toolVersions } from "./lib/tools.ts";
-import { resolveCluster, type Cluster } from "./lib/distributed.ts";
-import { clusterVerdicts } from "./lib/distributed-guard.ts";
-import { runDistributed } from "./lib/distributed-run.ts";
 import { readToolchain } from "./lib/venv.ts";
-import { sparkline } from "./lib/sparkline.ts";
-import { MEMORY_FILE, METRICS_FILE, parseMetrics, type MemoryFile, type Report, type TrainReport, type ValReport } from "./lib/training-metrics.ts";
+import type { Cluster } from "./lib/distributed.ts";
+import { MEMORY_FILE, METRICS_FILE, type MemoryFile, type Report, type TrainReport, type ValReport } from "./lib/training-metrics.ts";
 
+// What only the guard and the run use is imported there: a no-op build loads this module for its inputs alone.
 const SHIM = pyScript("lora_train.py");
 const METRICS_PREFIX = "@@metrics ";
 
@@ -30,16 +26,19 @@ async function longestExample(ctx: BaseCtx<PipelineConfig>): Promise<number | un
 }
 
 /** The machines of `distributed:` (hosts are read from a hostfile when one is named), or undefined for one process. */
-function clusterOf(ctx: BaseCtx<PipelineConfig>): Cluster | undefined {
-  return ctx.config.distributed ? resolveCluster(ctx.config.distributed, ctx.root) : undefined;
+async function clusterOf(ctx: BaseCtx<PipelineConfig>): Promise<Cluster | undefined> {
+  if (!ctx.config.distributed) return undefined;
+  const { resolveCluster } = await import("./lib/distributed.ts");
+  return resolveCluster(ctx.config.distributed, ctx.root);
 }
 
 /** The memory estimate for this config on the planned machine (one rank's share of the batch), when the model can be read. */
 export async function memoryFor(ctx: BaseCtx<PipelineConfig>): Promise<(MemoryReport & { facts: ModelFacts }) | undefined> {
+  const [{ guardModelDir }, { memoryReport, readModelFacts, trainingPlan }] = await Promise.all([import("./lib/guard-inputs.ts"), import("../guard/verdicts.ts")]);
   const dir = await guardModelDir(ctx);
   if (!dir) return undefined;
   const facts = await readModelFacts(dir);
-  const world = clusterOf(ctx)?.ranks.length ?? 1;
+  const world = (await clusterOf(ctx))?.ranks.length ?? 1;
   const plan = trainingPlan({ ...ctx.config.lora, batch_size: Math.ceil(ctx.config.lora.batch_size / world) }, await longestExample(ctx));
   return { ...memoryReport(facts, plan, ctx.config.memory), facts };
 }
@@ -65,12 +64,13 @@ const PROBE_MAX_PARAMS = 150e6;
 async function distributedVerdicts(ctx: BaseCtx<PipelineConfig>, peakBytes: number | undefined): Promise<Verdict[]> {
   let cluster: Cluster | undefined;
   try {
-    cluster = clusterOf(ctx);
+    cluster = await clusterOf(ctx);
   } catch (e) {
     if (e instanceof UserError) return [{ level: "error", code: "distributed.config", message: e.message, fix: "" }];
     throw e;
   }
   if (!cluster) return [];
+  const { clusterVerdicts } = await import("./lib/distributed-guard.ts");
   const info = ctx.isBuilt("mlx-env") ? await readToolchain(ctx.upstream("mlx-env")) : undefined;
   return clusterVerdicts(cluster, ctx.config.lora.batch_size, info, peakBytes);
 }
@@ -93,6 +93,11 @@ async function singleHostVerdicts(ctx: BaseCtx<PipelineConfig>): Promise<{ list:
   if (!report) {
     return { list: [...maskVerdicts(ctx.config), { level: "ok", code: "memory.later", message: "the base model is not built yet: its architecture and memory are checked right before training" }] };
   }
+  const [{ architectureVerdicts, probeVerdicts }, { countParameters }, { probeArchitecture }] = await Promise.all([
+    import("../guard/verdicts.ts"),
+    import("../guard/parameters.ts"),
+    import("./lib/guard-inputs.ts"),
+  ]);
   const { facts } = report;
   const verdicts = [...maskVerdicts(ctx.config), ...architectureVerdicts(facts), ...report.verdicts];
   // One LoRA step proves training works, but on a cut-down copy of a large model it costs more than a
@@ -206,7 +211,7 @@ async function train(ctx: RunCtx<PipelineConfig>): Promise<{ lastTrain?: TrainRe
   let lastVal: ValReport | undefined;
   const started = performance.now();
   const pending: Promise<void>[] = [];
-  const cluster = clusterOf(ctx);
+  const cluster = await clusterOf(ctx);
   const world = cluster ? ` over ${cluster.ranks.length} processes` : "";
   const onLine = (line: string) => {
     // Anywhere in the line: another write on the same stream may have left a partial line before it.
@@ -239,6 +244,7 @@ async function train(ctx: RunCtx<PipelineConfig>): Promise<{ lastTrain?: TrainRe
   };
   ctx.progress(`training ${total - start} iterations`);
   if (cluster) {
+    const { runDistributed } = await import("./lib/distributed-run.ts");
     const files = [SHIM, configPath, ...(resumeFile ? [resumeFile] : [])];
     await runDistributed(ctx, cluster, { args: [SHIM, "-c", configPath], folders: [model, data], files, metricsPrefix: METRICS_PREFIX, onLine, offset: start });
   } else {
@@ -262,6 +268,7 @@ export const adaptersNode: NodeSpec<PipelineConfig> = {
   }),
   guard: adaptersGuard,
   async run(ctx) {
+    const [{ parseMetrics }, { sparkline }] = await Promise.all([import("./lib/training-metrics.ts"), import("./lib/sparkline.ts")]);
     const estimate = await memoryFor(ctx).catch(() => undefined);
     const { lastTrain, lastVal, resumedFrom } = await train(ctx);
     const runDir = join(ctx.scratch, "run");
@@ -284,7 +291,7 @@ export const adaptersNode: NodeSpec<PipelineConfig> = {
     if (lastVal?.val_loss != null) facts.final_val_loss = Number(lastVal.val_loss.toFixed(4));
     if (peakGB !== null) facts.peak_memory_gb = peakGB;
     if (resumedFrom > 0) facts.resumed_from_iteration = resumedFrom;
-    if (ctx.config.distributed) facts.world_size = clusterOf(ctx)?.ranks.length ?? 1;
+    if (ctx.config.distributed) facts.world_size = (await clusterOf(ctx))?.ranks.length ?? 1;
     if (estimatedGB !== null) facts.estimated_peak_gb = estimatedGB;
     ctx.record(facts);
     // usableGB: the machine's limit the guard planned against, for the report's memory chart.

@@ -1,16 +1,15 @@
 // Node data: validates the jsonl files, shuffles them deterministically and splits train/valid/test.
 import { writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { uniformInt } from "pure-rand/distribution/uniformInt";
-import { xoroshiro128plus } from "pure-rand/generator/xoroshiro128plus";
 import type { PipelineConfig } from "../config/schema.ts";
 import type { NodeSpec, Verdict } from "../engine/types.ts";
 import { UserError } from "../engine/types.ts";
-import { DataErrors, readExamples, toJsonl, type Example, type Located } from "./lib/dataset.ts";
+import type { Example, Located } from "./lib/dataset.ts";
 
 export const SPLITS = ["train", "valid", "test"] as const;
 export type Split = (typeof SPLITS)[number];
 export const ORIGINS = "origins.json";
+// The readers and the shuffle are imported where they are used: a no-op build loads this module for its inputs alone.
 
 /** The data files, as globs relative to the project, in a stable order. */
 async function sourceFiles(config: PipelineConfig, root: string): Promise<Record<Split, string[]> | string[]> {
@@ -27,7 +26,8 @@ async function sourceFiles(config: PipelineConfig, root: string): Promise<Record
 }
 
 /** Fisher–Yates with a seeded generator: the same seed gives the same order on every machine. */
-export function shuffle<T>(items: readonly T[], seed: number): T[] {
+export async function shuffle<T>(items: readonly T[], seed: number): Promise<T[]> {
+  const [{ uniformInt }, { xoroshiro128plus }] = await Promise.all([import("pure-rand/distribution/uniformInt"), import("pure-rand/generator/xoroshiro128plus")]);
   const out = [...items];
   const rng = xoroshiro128plus(seed);
   for (let i = out.length - 1; i > 0; i--) {
@@ -39,17 +39,18 @@ export function shuffle<T>(items: readonly T[], seed: number): T[] {
 
 /** Examples per split, after validation, shuffling and splitting. */
 export async function loadSplits(config: PipelineConfig, root: string): Promise<Record<Split, Located<Example>[]>> {
+  const { DataErrors, readExamples } = await import("./lib/dataset.ts");
   const sources = await sourceFiles(config, root);
   let splits: Record<Split, Located<Example>[]>;
   if (Array.isArray(sources)) {
     // mlx-lm batches consecutive lines, so unshuffled data (sorted by topic or length) trains badly.
-    const all = shuffle(await readExamples(sources, root), config.data.seed);
+    const all = await shuffle(await readExamples(sources, root), config.data.seed);
     const nValid = Math.round(all.length * config.data.valid_fraction);
     const nTest = Math.round(all.length * config.data.test_fraction);
     splits = { valid: all.slice(0, nValid), test: all.slice(nValid, nValid + nTest), train: all.slice(nValid + nTest) };
   } else {
     const [train, valid, test] = await Promise.all(SPLITS.map((s) => readExamples(sources[s], root)));
-    splits = { train: shuffle(train!, config.data.seed), valid: valid!, test: test! };
+    splits = { train: await shuffle(train!, config.data.seed), valid: valid!, test: test! };
   }
   const formats = new Set(SPLITS.flatMap((s) => splits[s].slice(0, 1).map((e) => e.value.format)));
   if (formats.size > 1) throw new DataErrors([`the splits mix forms (${[...formats].join(", ")}); mlx-lm reads one form per dataset`]);
@@ -76,6 +77,7 @@ export const dataNode: NodeSpec<PipelineConfig> = {
     command: "validate, shuffle, split",
   }),
   async guard(ctx): Promise<Verdict[]> {
+    const { DataErrors } = await import("./lib/dataset.ts");
     try {
       const splits = await loadSplits(ctx.config, ctx.root);
       const counts = SPLITS.map((s) => `${splits[s].length} ${s}`).join(", ");
@@ -88,6 +90,7 @@ export const dataNode: NodeSpec<PipelineConfig> = {
     }
   },
   async run(ctx) {
+    const { toJsonl } = await import("./lib/dataset.ts");
     const splits = await loadSplits(ctx.config, ctx.root);
     const origins: Record<string, string[]> = {};
     for (const split of SPLITS) {

@@ -9,8 +9,8 @@ import type { PipelineConfig } from "../config/schema.ts";
 import type { BaseCtx, NodeSpec, RunCtx, Verdict } from "../engine/types.ts";
 import { UserError } from "../engine/types.ts";
 import { assertSuccess } from "../engine/exec.ts";
-import { loadChatTemplate, normalizeMessages, probeRules, type ChatTemplate } from "./lib/chat-template.ts";
-import { exampleParser, type Example, type Message } from "./lib/dataset.ts";
+import type { ChatTemplate } from "./lib/chat-template.ts";
+import type { Example, Message } from "./lib/dataset.ts";
 import { modelDir } from "./lib/model-ref.ts";
 import { toolFile } from "./lib/paths.ts";
 import { pyScript, PY_ENV, runPython, toolVersions } from "./lib/tools.ts";
@@ -95,6 +95,8 @@ function render(template: ChatTemplate, messages: readonly Message[]): string {
 }
 
 async function cases(ctx: BaseCtx<PipelineConfig>, base: string): Promise<Case[]> {
+  // Loaded by the run: a no-op build loads this module for its inputs alone.
+  const [{ loadChatTemplate, normalizeMessages, probeRules }, { exampleParser }] = await Promise.all([import("./lib/chat-template.ts"), import("./lib/dataset.ts")]);
   const template = await loadChatTemplate(base);
   if (!template) throw new UserError(`${base} has no chat template: eval renders its prompts with it.`);
   const rules = probeRules(template);

@@ -5,15 +5,15 @@ import { join } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
 import type { BaseCtx, NodeSpec } from "../engine/types.ts";
 import { UserError } from "../engine/types.ts";
-import { loadChatTemplate, normalizeMessages, probeRules, type ChatTemplate, type TemplateRules } from "./lib/chat-template.ts";
-import { DataErrors, exampleParser, toJsonl, type Example, type Message } from "./lib/dataset.ts";
-import { guardModelDir } from "./lib/guard-inputs.ts";
+import type { ChatTemplate, TemplateRules } from "./lib/chat-template.ts";
+import type { Example, Message } from "./lib/dataset.ts";
 import { modelDir, parseModelRef } from "./lib/model-ref.ts";
 import { pyScript, runPython, toolVersions } from "./lib/tools.ts";
 import { loadSplits, ORIGINS, SPLITS, type Split } from "./data.ts";
 import { tinyTokenizerDir } from "./model.ts";
 import type { DataText } from "./lib/tokenizer-parity.ts";
 
+// The template and data readers are imported by the guard and the run: a no-op build loads this module for its inputs alone.
 const TOKENS_SCRIPT = pyScript("token_lengths.py");
 export const STATS = "stats.json";
 
@@ -52,8 +52,16 @@ export function asMessages(example: Example): Message[] | undefined {
   }
 }
 
+/** What rendering needs, loaded by the guard and the run. */
+async function renderLib() {
+  const [template, dataset] = await Promise.all([import("./lib/chat-template.ts"), import("./lib/dataset.ts")]);
+  return { ...template, ...dataset };
+}
+type RenderLib = Awaited<ReturnType<typeof renderLib>>;
+
 /** Renders one example the way it will be trained on; throws with the template's own message. */
-function renderExample(example: Example, template: ChatTemplate | undefined, rules: TemplateRules | null, format: "messages" | "text"): Rendered {
+function renderExample(lib: RenderLib, example: Example, template: ChatTemplate | undefined, rules: TemplateRules | null, format: "messages" | "text"): Rendered {
+  const { normalizeMessages, toJsonl } = lib;
   const messages = asMessages(example);
   if (!messages) return { line: toJsonl(example), text: (example as { text: string }).text, changed: false };
   if (!template || !rules) throw new Error("the model has no chat template, so chat-form data cannot be rendered; use {\"text\"} lines or a model with a template");
@@ -77,10 +85,11 @@ function renderExample(example: Example, template: ChatTemplate | undefined, rul
 export async function trainingTexts(config: PipelineConfig, root: string, dir: string): Promise<DataText[] | undefined> {
   const splits = await loadSplits(config, root).catch(() => undefined);
   if (!splits) return undefined;
-  const template = await loadChatTemplate(dir);
-  const rules = template ? probeRules(template) : null;
+  const lib = await renderLib();
+  const template = await lib.loadChatTemplate(dir);
+  const rules = template ? lib.probeRules(template) : null;
   try {
-    return SPLITS.flatMap((split) => splits[split].map(({ value, origin }) => ({ origin, text: renderExample(value, template, rules, config.format).text })));
+    return SPLITS.flatMap((split) => splits[split].map(({ value, origin }) => ({ origin, text: renderExample(lib, value, template, rules, config.format).text })));
   } catch {
     return undefined;
   }
@@ -88,6 +97,7 @@ export async function trainingTexts(config: PipelineConfig, root: string, dir: s
 
 /** Where the chat template can be read now: the model folder, or for a tiny model not yet built its npm package. */
 async function templateDirForGuard(ctx: BaseCtx<PipelineConfig>): Promise<string | undefined> {
+  const { guardModelDir } = await import("./lib/guard-inputs.ts");
   const dir = await guardModelDir(ctx);
   if (dir) return dir;
   const ref = parseModelRef(ctx.config.model, ctx.root);
@@ -107,6 +117,8 @@ export const formattedNode: NodeSpec<PipelineConfig> = {
   async guard(ctx) {
     const dir = await templateDirForGuard(ctx);
     if (!dir) return [{ level: "ok", code: "template.later", message: "the chat template is checked once the model is fetched" }];
+    const lib = await renderLib();
+    const { DataErrors, loadChatTemplate, probeRules } = lib;
     const template = await loadChatTemplate(dir);
     const splits = await loadSplits(ctx.config, ctx.root).catch(() => undefined);
     if (!splits) return []; // the data node's guard reports why
@@ -126,7 +138,7 @@ export const formattedNode: NodeSpec<PipelineConfig> = {
     for (const split of SPLITS) {
       for (const { value, origin } of splits[split]) {
         try {
-          changed += renderExample(value, template, rules, ctx.config.format).changed ? 1 : 0;
+          changed += renderExample(lib, value, template, rules, ctx.config.format).changed ? 1 : 0;
         } catch (e) {
           problems.push(`${origin}: the chat template raised: ${(e as Error).message}`);
         }
@@ -147,6 +159,8 @@ export const formattedNode: NodeSpec<PipelineConfig> = {
   },
   async run(ctx) {
     const dir = await modelDir(ctx.upstream("model"), ctx.root);
+    const lib = await renderLib();
+    const { DataErrors, exampleParser, loadChatTemplate, probeRules } = lib;
     const template = await loadChatTemplate(dir);
     const rules = template ? probeRules(template) : null;
     const origins = JSON.parse(await readFile(join(ctx.upstream("data"), ORIGINS), "utf8")) as Partial<Record<Split, string[]>>;
@@ -164,7 +178,7 @@ export const formattedNode: NodeSpec<PipelineConfig> = {
         const example = parseExample(JSON.parse(line));
         if (typeof example === "string") throw new UserError(`${ctx.upstream("data")}/${split}.jsonl:${i + 1}: ${example}; rebuild with --force data`);
         try {
-          const r = renderExample(example, template, rules, ctx.config.format);
+          const r = renderExample(lib, example, template, rules, ctx.config.format);
           out.push(r.line);
           rendered.push(JSON.stringify({ text: r.text }));
           changed += r.changed ? 1 : 0;

@@ -7,7 +7,6 @@ import { join } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
 import { existsSync } from "node:fs";
 import type { Json, NodeSpec, RunCtx, Verdict } from "../engine/types.ts";
-import { converterVerdicts, tokenizerVerdicts } from "../guard/verdicts.ts";
 import { bundledRelease, converterCode, converterRegistry, converterSource, guardModelDir, userCheckout } from "./lib/guard-inputs.ts";
 import { UserError } from "../engine/types.ts";
 import { assertSuccess } from "../engine/exec.ts";
@@ -81,6 +80,8 @@ export function ggufNode(config: PipelineConfig): NodeSpec<PipelineConfig> {
       }
       if (dir && existsSync(join(dir, "config.json"))) {
         const config = JSON.parse(await readFile(join(dir, "config.json"), "utf8")) as Record<string, unknown>;
+        // The guards' knowledge is loaded by the guard: a no-op build loads this module for its inputs alone.
+        const { converterVerdicts, tokenizerVerdicts } = await import("../guard/verdicts.ts");
         verdicts.push(...converterVerdicts(config, registry.architectures, converter), ...tokenizerVerdicts(dir));
         if (verdicts.every((v) => v.level !== "error")) {
           // The converter itself, on the base model's vocabulary: seconds, and cached.

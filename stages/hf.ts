@@ -6,10 +6,7 @@ import { join } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
 import type { Json, NodeSpec } from "../engine/types.ts";
 import { UserError } from "../engine/types.ts";
-import { isMoE } from "../guard/architectures.ts";
-import { readModelFacts } from "../guard/verdicts.ts";
 import { guardModelDir } from "./lib/guard-inputs.ts";
-import { quantizationKeys } from "./lib/clean-config.ts";
 import { modelDir } from "./lib/model-ref.ts";
 import { pyScript, runPython, toolVersions } from "./lib/tools.ts";
 
@@ -39,6 +36,8 @@ export const hfNode: NodeSpec<PipelineConfig> = {
   async guard(ctx) {
     const dir = await guardModelDir(ctx);
     if (!dir) return [];
+    // Imported here, as the config cleaner in run: a no-op build loads this module for its inputs alone.
+    const [{ readModelFacts }, { isMoE }] = await Promise.all([import("../guard/verdicts.ts"), import("../guard/architectures.ts")]);
     const { shape } = await readModelFacts(dir);
     if (!isMoE(shape)) return [];
     return [
@@ -54,6 +53,7 @@ export const hfNode: NodeSpec<PipelineConfig> = {
     const fused = ctx.upstream("fused");
     const base = await modelDir(ctx.upstream("model"), ctx.root);
     const config = JSON.parse(await readFile(join(fused, "config.json"), "utf8")) as Json;
+    const { quantizationKeys } = await import("./lib/clean-config.ts");
     const leftover = quantizationKeys(config);
     if (leftover.length > 0) throw new UserError(`${fused}/config.json still has ${leftover.join(", ")}; rebuild it with --force fused.`);
     for (const name of await readdir(fused)) {

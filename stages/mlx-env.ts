@@ -3,7 +3,6 @@ import { readFileSync } from "node:fs";
 import type { PipelineConfig } from "../config/schema.ts";
 import type { NodeSpec, Verdict } from "../engine/types.ts";
 import { assertSuccess } from "../engine/exec.ts";
-import { currentPlatform, mlxPlatformVerdicts } from "../guard/platform.ts";
 import { toolFile } from "./lib/paths.ts";
 import { findPython, pythonVerdicts } from "./lib/python.ts";
 import { openblasPreload } from "./lib/openblas.ts";
@@ -58,7 +57,11 @@ export const mlxEnv: NodeSpec<PipelineConfig> = {
       command: ["python -m venv", "pip install -r mlx.txt"],
     };
   },
-  guard: async (ctx) => [...(await pythonVerdicts(ctx.config.python)), ...mlxPlatformVerdicts(currentPlatform()), ...glibcVerdicts(), ...pinVerdicts()],
+  async guard(ctx) {
+    // Loaded by the guard: a no-op build loads this module for its inputs alone.
+    const { currentPlatform, mlxPlatformVerdicts } = await import("../guard/platform.ts");
+    return [...(await pythonVerdicts(ctx.config.python)), ...mlxPlatformVerdicts(currentPlatform()), ...glibcVerdicts(), ...pinVerdicts()];
+  },
   async run(ctx) {
     const venv = await ensureVenv(ctx, "mlx", REQUIREMENTS, requirePython(ctx.config.python));
     const preload = await openblasPreload(venv);

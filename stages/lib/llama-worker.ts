@@ -2,8 +2,8 @@
 // llama.cpp (std::out_of_range on a broken vocabulary, a truncated file) ends this process, not the build.
 // Usage: node --import tsx llama-worker.ts REQUEST.json ANSWER.json
 import { readFileSync, writeFileSync } from "node:fs";
-import { availableParallelism } from "node:os";
 import type { LlamaAnswer, LlamaRequest } from "./llama-child.ts";
+import { toolThreads } from "./threads.ts";
 
 const [requestPath, answerPath] = process.argv.slice(2);
 if (!requestPath || !answerPath) throw new Error("usage: llama-worker.ts REQUEST.json ANSWER.json");
@@ -11,7 +11,8 @@ const request = JSON.parse(readFileSync(requestPath, "utf8")) as LlamaRequest;
 
 const { getLlama, LlamaLogLevel } = await import("node-llama-cpp");
 // build "never" + skipDownload: the prebuilt binary from npm or nothing; never compile or download.
-// maxThreads: its default (at least 4) oversubscribes a 2-core machine and runs ~40x slower.
+// maxThreads: its default (at least 4) oversubscribes a 2-core machine and runs ~40x slower; all the cores
+// spin at ggml's barriers as soon as another process holds one of them (threads.ts).
 // llama.cpp's warnings go to stderr, which the parent logs and scans (special_eos_id is not in special_eog_ids).
 const llama = await getLlama({
   gpu: false,
@@ -20,7 +21,7 @@ const llama = await getLlama({
   progressLogs: false,
   logLevel: LlamaLogLevel.warn,
   logger: (level, message) => process.stderr.write(`[llama.cpp ${level}] ${message.trimEnd()}\n`),
-  maxThreads: availableParallelism(),
+  maxThreads: toolThreads(),
 });
 const model = await llama.loadModel({ modelPath: request.model, gpuLayers: 0, vocabOnly: request.vocabOnly ?? false });
 const id = (token: unknown) => (token == null ? null : Number(token));

@@ -3,6 +3,7 @@ import type { ExecOptions, RunCtx } from "../../engine/types.ts";
 import { UserError } from "../../engine/types.ts";
 import { assertSuccess } from "../../engine/exec.ts";
 import { toolFile } from "./paths.ts";
+import { threadEnv } from "./threads.ts";
 import { readToolchain, venvPython } from "./venv.ts";
 
 /** A helper script under stages/py, declared as an input by every node that runs it. */
@@ -11,8 +12,9 @@ export function pyScript(name: string): string {
 }
 
 /**
- * Environment for every Python tool: offline hub, unbuffered, no colour. FORCE_COLOR (set by many CI
- * systems) makes rich treat the pipe as an 80-column terminal and wrap long lines, so it is removed.
+ * Environment for every Python tool: offline hub, unbuffered, no colour, compute pools sized to leave the
+ * machine room (threads.ts). FORCE_COLOR (set by many CI systems) makes rich treat the pipe as an
+ * 80-column terminal and wrap long lines, so it is removed.
  */
 export const PY_ENV: Readonly<Record<string, string | undefined>> = {
   HF_HUB_OFFLINE: "1",
@@ -22,6 +24,7 @@ export const PY_ENV: Readonly<Record<string, string | undefined>> = {
   TTY_COMPATIBLE: "0",
   FORCE_COLOR: undefined,
   TOKENIZERS_PARALLELISM: "false",
+  ...threadEnv(),
 };
 
 /** Runs a Python module or script in the environment a toolchain node published; returns its last JSON line. */

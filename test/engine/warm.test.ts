@@ -4,6 +4,7 @@ import { mkdirSync, readdirSync, renameSync, rmSync, utimesSync, writeFileSync }
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { BASE_CONFIG, FakeProject } from "../helpers/fake-project.ts";
+import { Project } from "../helpers/project.ts";
 
 const COUNT_MODULES = ["--import", join(import.meta.dirname, "../helpers/count-modules.mjs")];
 
@@ -21,11 +22,78 @@ async function builtWithSettledInputs(): Promise<FakeProject> {
   return p;
 }
 
-function packagesLoaded(stderr: string): string[] {
+interface ModuleCount {
+  byPackage: Record<string, number>;
+  /** This repository's files, relative to it. */
+  project: string[];
+}
+
+function modulesLoaded(stderr: string): ModuleCount {
   const m = /@@modules (.*)/.exec(stderr);
   if (!m) throw new Error(`no module count in:\n${stderr}`);
-  return Object.keys((JSON.parse(m[1]!) as { byPackage: Record<string, number> }).byPackage);
+  return JSON.parse(m[1]!) as ModuleCount;
 }
+
+function packagesLoaded(stderr: string): string[] {
+  return Object.keys(modulesLoaded(stderr).byPackage);
+}
+
+/** What a no-op of the fake pipeline needs: the engine's planning, hashing and reporting, nothing that runs, restores or stores. */
+const ENGINE_NOOP = [
+  "engine/build-record.ts",
+  "engine/caching/cache.ts",
+  "engine/caching/settings.ts",
+  "engine/cli.ts",
+  "engine/config.ts",
+  "engine/digest.ts",
+  "engine/durable.ts",
+  "engine/exec.ts",
+  "engine/fingerprint.ts",
+  "engine/graph.ts",
+  "engine/lockfile.ts",
+  "engine/outputs.ts",
+  "engine/parse-cache.ts",
+  "engine/reporter.ts",
+  "engine/runlock.ts",
+  "engine/runner.ts",
+  "engine/scheduler.ts",
+  "engine/types.ts",
+  "engine/verdicts.ts",
+];
+
+/**
+ * What a no-op of the real pipeline needs besides the engine: the entry point, every stage's module (the
+ * graph is built whole) and the helpers their inputs read (tool versions, script paths, the converter's
+ * files, the interpreter). Guards' knowledge, data and template readers, training and llama.cpp helpers are
+ * imported where they are used; loading one of them here costs every warm run a round trip to tsx's loader.
+ */
+const PIPELINE_NOOP = [
+  "pipeline.ts",
+  "config/reserved-paths.ts",
+  "stages/adapters.ts",
+  "stages/data.ts",
+  "stages/eval.ts",
+  "stages/formatted.ts",
+  "stages/fused.ts",
+  "stages/gguf.ts",
+  "stages/hf.ts",
+  "stages/llama-cpp.ts",
+  "stages/mlx-env.ts",
+  "stages/model.ts",
+  "stages/quantizer.ts",
+  "stages/lib/code.ts",
+  "stages/lib/guard-inputs.ts",
+  "stages/lib/json-file.ts",
+  "stages/lib/model-ref.ts",
+  "stages/lib/openblas.ts",
+  "stages/lib/paths.ts",
+  "stages/lib/python.ts",
+  "stages/lib/threads.ts",
+  "stages/lib/tools.ts",
+  "stages/lib/training-metrics.ts",
+  "stages/lib/venv.ts",
+  "stages/lib/weights.ts",
+];
 
 describe.concurrent("warm runs", () => {
   it("a no-op loads neither yaml, zod nor fast-glob, and a cold run does", async () => {
@@ -38,6 +106,28 @@ describe.concurrent("warm runs", () => {
     const warm = await p.run(["report", "--json"], COUNT_MODULES);
     expect(warm.json.nodes.map((n) => n.status)).toEqual(["fresh", "fresh", "fresh"]);
     expect(packagesLoaded(warm.stderr).filter((k) => ["yaml", "zod", "fast-glob"].includes(k))).toEqual([]);
+  });
+
+  it("a no-op loads exactly the modules it needs, and no package", async () => {
+    const p = new FakeProject();
+    settle(p);
+    await p.build();
+    await p.build(); // lists the now-settled input folder once more, and memoizes it
+    const warm = modulesLoaded((await p.run(["report", "--json"], COUNT_MODULES)).stderr);
+    expect(warm.project).toEqual(["test/fixtures/fake-pipeline.ts", ...ENGINE_NOOP].sort());
+    expect(Object.keys(warm.byPackage).filter((k) => !["tsx", "esbuild", "node:*", "project"].includes(k))).toEqual([]);
+  });
+
+  it("a no-op of the real pipeline loads its stages' modules for their inputs, and none of what their guards and runs use", async () => {
+    // The data node alone: pure TypeScript, yet every stage module loads, since the graph is built whole.
+    const p = new Project();
+    const hourAgo = new Date(Date.now() - 3_600_000);
+    expect((await p.build("data")).code).toBe(0);
+    utimesSync(p.path("data"), hourAgo, hourAgo);
+    await p.build("data"); // memoizes the settled data folder's listing
+    const warm = await p.run(["data", "--json"], undefined, { NODE_OPTIONS: COUNT_MODULES.join(" ") });
+    expect(warm.statuses).toEqual({ data: "fresh" });
+    expect(modulesLoaded(warm.stderr).project).toEqual([...PIPELINE_NOOP, ...ENGINE_NOOP].sort());
   });
 
   it("with a remote cache configured, a no-op loads no S3 client: the remote is asked only about stale nodes", async () => {

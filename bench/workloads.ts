@@ -1,0 +1,138 @@
+// The demo's three heavy workloads (training, eval's mlx-lm answers, eval's GGUF answers) as commands: the
+// way the tool runs each one and the way a user would by hand, for the `train` and `contention` benchmarks.
+// They read the demo as built in this checkout (`npx tsx pipeline.ts gguf`).
+import { existsSync, readFileSync, realpathSync } from "node:fs";
+import { readFile, writeFile } from "node:fs/promises";
+import { availableParallelism } from "node:os";
+import { join } from "node:path";
+import YAML from "yaml";
+import { pipelineSchema, type PipelineConfig } from "../config/schema.ts";
+import { loadChatTemplate } from "../stages/lib/chat-template.ts";
+import { modelDir } from "../stages/lib/model-ref.ts";
+import { threadEnv, toolThreads } from "../stages/lib/threads.ts";
+import { pyScript, PY_ENV } from "../stages/lib/tools.ts";
+import { readToolchain, type ToolchainInfo } from "../stages/lib/venv.ts";
+import { REPO, timed, TSX_ARGS } from "./lib.ts";
+
+export interface Demo {
+  readonly config: PipelineConfig;
+  readonly model: string;
+  readonly formatted: string;
+  readonly fused: string;
+  readonly gguf: string;
+  readonly mlx: ToolchainInfo;
+}
+
+/** The demo as built here, or why it cannot be used. */
+export async function builtDemo(): Promise<Demo | string> {
+  const models = join(REPO, "models");
+  const missing = ["model", "formatted", "fused", "gguf", "mlx-env"].filter((n) => !existsSync(join(models, n)));
+  if (missing.length > 0) return `the demo is not built here (${missing.join(", ")} missing): run \`npx tsx pipeline.ts gguf\` first`;
+  const config = pipelineSchema.parse(YAML.parse(readFileSync(join(REPO, "pipeline.yaml"), "utf8")));
+  return {
+    config,
+    model: realpathSync(await modelDir(join(models, "model"), REPO)),
+    formatted: realpathSync(join(models, "formatted")),
+    fused: realpathSync(join(models, "fused")),
+    gguf: join(realpathSync(join(models, "gguf")), "model.gguf"),
+    mlx: await readToolchain(join(models, "mlx-env")),
+  };
+}
+
+/** Threads per compute pool: the tool's (stages/lib/threads.ts), or every core (the libraries' own default, as before). */
+export type Threads = "tool" | "all cores";
+
+export function threadCount(threads: Threads): number {
+  return threads === "tool" ? toolThreads() : availableParallelism();
+}
+
+/** The environment the tool gives mlx-lm (PY_ENV, the preloaded OpenBLAS), with the thread counts of `threads`. */
+export function mlxEnv(demo: Demo, threads: Threads): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, ...demo.mlx.env, ...threadEnv(threadCount(threads)) };
+  for (const [k, v] of Object.entries(PY_ENV)) if (!k.endsWith("_NUM_THREADS")) env[k] = v;
+  return env;
+}
+
+/** mlx-lm's YAML config for the demo's training: what the adapters node writes (stages/adapters.ts), with `iters`. */
+export async function writeLoraConfig(demo: Demo, path: string, adapterPath: string, iters: number): Promise<void> {
+  const l = demo.config.lora;
+  const yaml = {
+    train: true,
+    test: false,
+    fine_tune_type: l.fine_tune_type,
+    optimizer: "adam",
+    mask_prompt: l.mask_prompt,
+    num_layers: l.num_layers,
+    batch_size: l.batch_size,
+    iters,
+    val_batches: l.val_batches,
+    learning_rate: l.learning_rate,
+    steps_per_report: Math.min(l.steps_per_report, iters),
+    steps_per_eval: Math.min(l.steps_per_eval, iters),
+    save_every: Math.min(l.save_every, iters),
+    max_seq_length: l.max_seq_length,
+    grad_checkpoint: l.grad_checkpoint,
+    seed: l.seed,
+    lora_parameters: { rank: l.rank, scale: l.scale, dropout: l.dropout, ...(l.keys ? { keys: l.keys } : {}) },
+    model: demo.model,
+    data: demo.formatted,
+    adapter_path: adapterPath,
+  };
+  await writeFile(path, YAML.stringify(yaml));
+}
+
+/** `python -m mlx_lm lora -c CONFIG`, as a user runs it (in the tool's environment). Returns the wall time. */
+export async function mlxLora(demo: Demo, config: string, threads: Threads): Promise<number> {
+  const r = await timed(demo.mlx.python, ["-m", "mlx_lm", "lora", "-c", config], { env: mlxEnv(demo, threads) });
+  if (r.code !== 0) throw new Error(`mlx_lm lora failed (${r.code}):\n${r.stderr.slice(-2000)}`);
+  return r.ms;
+}
+
+/** The eval node's prompts: the demo's first `n` test questions, rendered with the model's chat template. */
+export async function evalPrompts(demo: Demo, n: number): Promise<string[]> {
+  const template = await loadChatTemplate(demo.model);
+  if (!template) throw new Error(`${demo.model} has no chat template`);
+  const lines = (await readFile(join(REPO, "models", "data", "test.jsonl"), "utf8")).split("\n").filter(Boolean).slice(0, n);
+  return lines.map((line) => {
+    const { messages } = JSON.parse(line) as { messages: { role: string; content: string }[] };
+    const text = template.render(messages.slice(0, messages.map((m) => m.role).lastIndexOf("assistant")), { addGenerationPrompt: true });
+    return template.bosToken && text.startsWith(template.bosToken) ? text.slice(template.bosToken.length) : text;
+  });
+}
+
+export interface Answered {
+  readonly ms: number;
+  readonly texts: string[];
+}
+
+async function answers(path: string): Promise<string[]> {
+  return (JSON.parse(await readFile(path, "utf8")) as { answers: { text: string }[] }).answers.map((a) => a.text.trim());
+}
+
+/** mlx-lm answers, by the eval node's script (`tool`) or by mlx-lm's batch_generate written by hand. */
+export async function mlxAnswers(demo: Demo, dir: string, prompts: readonly string[], maxTokens: number, how: "tool" | "by hand", threads: Threads): Promise<Answered> {
+  const request = join(dir, "mlx-request.json");
+  const answer = join(dir, `mlx-answer-${how.replace(" ", "-")}.json`);
+  await writeFile(request, JSON.stringify({ prompts, max_tokens: maxTokens }));
+  const script = how === "tool" ? pyScript("eval_answers.py") : join(REPO, "bench", "py", "batch_decode.py");
+  const r = await timed(demo.mlx.python, [script, demo.fused, request, answer], { env: mlxEnv(demo, threads) });
+  if (r.code !== 0) throw new Error(`${script} failed (${r.code}):\n${r.stderr.slice(-2000)}`);
+  return { ms: r.ms, texts: await answers(answer) };
+}
+
+/** GGUF answers, by the tool's llama.cpp child (stages/lib/llama-worker.ts) or by node-llama-cpp in plain node. */
+export async function ggufAnswers(demo: Demo, dir: string, prompts: readonly string[], maxTokens: number, how: "tool" | "by hand", threads: Threads): Promise<Answered> {
+  const answer = join(dir, `gguf-answer-${how.replace(" ", "-")}.json`);
+  let r;
+  if (how === "tool") {
+    const request = join(dir, "gguf-request-tool.json");
+    await writeFile(request, JSON.stringify({ model: demo.gguf, answers: { prompts, maxTokens } }));
+    r = await timed(process.execPath, [...TSX_ARGS, join(REPO, "stages", "lib", "llama-worker.ts"), request, answer]);
+  } else {
+    const request = join(dir, "gguf-request.json");
+    await writeFile(request, JSON.stringify({ prompts, max_tokens: maxTokens }));
+    r = await timed(process.execPath, [join(REPO, "bench", "llama-direct.mjs"), demo.gguf, request, answer, String(threadCount(threads))]);
+  }
+  if (r.code !== 0) throw new Error(`GGUF answers (${how}) failed (${r.code}):\n${r.stderr.slice(-2000)}`);
+  return { ms: r.ms, texts: await answers(answer) };
+}
