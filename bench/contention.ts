@@ -12,7 +12,7 @@ import { mkdirSync, readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { load, log, median, rotated, type Row } from "./lib.ts";
-import { builtDemo, evalPrompts, ggufAnswers, mlxAnswers, mlxLora, threadCount, writeLoraConfig, type Demo, type Threads } from "./workloads.ts";
+import { builtDemo, evalPrompts, ggufAnswers, mlxAnswers, mlxLora, writeLoraConfig, type Demo, type Threads } from "./workloads.ts";
 
 type Load = "idle" | "busy";
 
@@ -33,7 +33,8 @@ function workloads(demo: Demo, tmp: string, iters: number, prompts: readonly str
   const maxTokens = demo.config.eval.max_tokens;
   const dir = join(tmp, "contention");
   mkdirSync(dir, { recursive: true });
-  const env = (t: Threads) => `OPENBLAS_NUM_THREADS=${threadCount(t)} OMP_NUM_THREADS=${threadCount(t)}`;
+  const count = (t: Threads) => (t === "tool" ? "<free cores>" : String(availableParallelism()));
+  const env = (t: Threads) => `OPENBLAS_NUM_THREADS=${count(t)} OMP_NUM_THREADS=${count(t)}`;
   return [
     {
       name: `training (${iters} iters)`,
@@ -56,7 +57,7 @@ function workloads(demo: Demo, tmp: string, iters: number, prompts: readonly str
     },
     {
       name: `eval, GGUF answers (${prompts.length} prompts)`,
-      command: (t) => `node bench/llama-direct.mjs (maxThreads ${threadCount(t)})`,
+      command: (t) => `node bench/llama-direct.mjs (maxThreads ${count(t)})`,
       run: async (t) => {
         const r = await ggufAnswers(demo, dir, prompts, maxTokens, "by hand", t);
         return { ms: r.ms, result: `answers ${digest(JSON.stringify(r.texts))}` };

@@ -9,7 +9,7 @@ import YAML from "yaml";
 import { pipelineSchema, type PipelineConfig } from "../config/schema.ts";
 import { loadChatTemplate } from "../stages/lib/chat-template.ts";
 import { modelDir } from "../stages/lib/model-ref.ts";
-import { threadEnv, toolThreads } from "../stages/lib/threads.ts";
+import { freeCores, threadEnv } from "../stages/lib/threads.ts";
 import { pyScript, PY_ENV } from "../stages/lib/tools.ts";
 import { readToolchain, type ToolchainInfo } from "../stages/lib/venv.ts";
 import { REPO, timed, TSX_ARGS } from "./lib.ts";
@@ -42,13 +42,13 @@ export async function builtDemo(): Promise<Demo | string> {
 /** Threads per compute pool: the tool's (stages/lib/threads.ts), or every core (the libraries' own default, as before). */
 export type Threads = "tool" | "all cores";
 
-export function threadCount(threads: Threads): number {
-  return threads === "tool" ? toolThreads() : availableParallelism();
+export async function threadCount(threads: Threads): Promise<number> {
+  return threads === "tool" ? freeCores() : availableParallelism();
 }
 
 /** The environment the tool gives mlx-lm (PY_ENV, the preloaded OpenBLAS), with the thread counts of `threads`. */
-export function mlxEnv(demo: Demo, threads: Threads): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, ...demo.mlx.env, ...threadEnv(threadCount(threads)) };
+export async function mlxEnv(demo: Demo, threads: Threads): Promise<NodeJS.ProcessEnv> {
+  const env: NodeJS.ProcessEnv = { ...process.env, ...demo.mlx.env, ...(await threadEnv(await threadCount(threads))) };
   for (const [k, v] of Object.entries(PY_ENV)) if (!k.endsWith("_NUM_THREADS")) env[k] = v;
   return env;
 }
@@ -83,7 +83,7 @@ export async function writeLoraConfig(demo: Demo, path: string, adapterPath: str
 
 /** `python -m mlx_lm lora -c CONFIG`, as a user runs it (in the tool's environment). Returns the wall time. */
 export async function mlxLora(demo: Demo, config: string, threads: Threads): Promise<number> {
-  const r = await timed(demo.mlx.python, ["-m", "mlx_lm", "lora", "-c", config], { env: mlxEnv(demo, threads) });
+  const r = await timed(demo.mlx.python, ["-m", "mlx_lm", "lora", "-c", config], { env: await mlxEnv(demo, threads) });
   if (r.code !== 0) throw new Error(`mlx_lm lora failed (${r.code}):\n${r.stderr.slice(-2000)}`);
   return r.ms;
 }
@@ -115,7 +115,7 @@ export async function mlxAnswers(demo: Demo, dir: string, prompts: readonly stri
   const answer = join(dir, `mlx-answer-${how.replace(" ", "-")}.json`);
   await writeFile(request, JSON.stringify({ prompts, max_tokens: maxTokens }));
   const script = how === "tool" ? pyScript("eval_answers.py") : join(REPO, "bench", "py", "batch_decode.py");
-  const r = await timed(demo.mlx.python, [script, demo.fused, request, answer], { env: mlxEnv(demo, threads) });
+  const r = await timed(demo.mlx.python, [script, demo.fused, request, answer], { env: await mlxEnv(demo, threads) });
   if (r.code !== 0) throw new Error(`${script} failed (${r.code}):\n${r.stderr.slice(-2000)}`);
   return { ms: r.ms, texts: await answers(answer) };
 }
@@ -131,7 +131,7 @@ export async function ggufAnswers(demo: Demo, dir: string, prompts: readonly str
   } else {
     const request = join(dir, "gguf-request.json");
     await writeFile(request, JSON.stringify({ prompts, max_tokens: maxTokens }));
-    r = await timed(process.execPath, [join(REPO, "bench", "llama-direct.mjs"), demo.gguf, request, answer, String(threadCount(threads))]);
+    r = await timed(process.execPath, [join(REPO, "bench", "llama-direct.mjs"), demo.gguf, request, answer, String(await threadCount(threads))]);
   }
   if (r.code !== 0) throw new Error(`GGUF answers (${how}) failed (${r.code}):\n${r.stderr.slice(-2000)}`);
   return { ms: r.ms, texts: await answers(answer) };

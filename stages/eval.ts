@@ -14,6 +14,7 @@ import type { Example, Message } from "./lib/dataset.ts";
 import { modelDir } from "./lib/model-ref.ts";
 import { toolFile } from "./lib/paths.ts";
 import { pyScript, PY_ENV, runPython, toolVersions } from "./lib/tools.ts";
+import { threadEnv } from "./lib/threads.ts";
 import { readToolchain, venvPython } from "./lib/venv.ts";
 import { loadSplits } from "./data.ts";
 import { asMessages } from "./formatted.ts";
@@ -156,7 +157,7 @@ async function testLoss(ctx: RunCtx<PipelineConfig>, model: string, examples: nu
   ctx.progress(`${what}: test loss (mlx_lm lora --test)`);
   let said: Loss | undefined;
   const result = await ctx.exec(venvPython(info.venv), args, {
-    env: { ...PY_ENV, ...info.env },
+    env: { ...PY_ENV, ...(await threadEnv()), ...info.env },
     onLine: (line) => {
       // "Test loss 0.512, Test ppl 1.669." (parseFloat stops at the sentence's full stop)
       const m = /Test loss (\S+), Test ppl (\S+)/.exec(line);

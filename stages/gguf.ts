@@ -12,6 +12,7 @@ import { UserError } from "../engine/types.ts";
 import { assertSuccess } from "../engine/exec.ts";
 import { formatVerdicts } from "../engine/verdicts.ts";
 import { PY_ENV, toolVersions } from "./lib/tools.ts";
+import { threadEnv } from "./lib/threads.ts";
 import { toolFile } from "./lib/paths.ts";
 import { readToolchain, venvPython } from "./lib/venv.ts";
 import { llamaCppVersion } from "./llama-cpp.ts";
@@ -32,7 +33,7 @@ export async function convert(ctx: RunCtx<PipelineConfig>, outfile: string, outt
   const script = join(info.source!, "convert_hf_to_gguf.py");
   ctx.progress(`converting to ${outtype} with llama.cpp's converter`);
   const result = await ctx.exec(venvPython(info.venv), [script, ctx.upstream("hf"), "--outfile", outfile, "--outtype", outtype], {
-    env: PY_ENV,
+    env: { ...PY_ENV, ...(await threadEnv()) },
     onLine: (line) => line.startsWith("INFO:hf-to-gguf:") && ctx.progress(line.slice(16, 100)),
   });
   if (result.exitCode !== 0) {

@@ -5,6 +5,7 @@ import type { RunCtx } from "../../engine/types.ts";
 import { UserError } from "../../engine/types.ts";
 import { failedRanks, isLocal, launchCommand, pidDir, remoteHosts, stopStrayRanks, syncToHosts, tailOf, type Cluster } from "./distributed.ts";
 import { PY_ENV } from "./tools.ts";
+import { threadEnv } from "./threads.ts";
 import { readToolchain } from "./venv.ts";
 
 export interface DistributedRun {
@@ -66,7 +67,8 @@ export async function runDistributed<C>(ctx: RunCtx<C>, cluster: Cluster, run: D
     run.onLine(line);
   };
 
-  const rankEnv = Object.fromEntries(Object.entries({ ...PY_ENV, MLX_PIPELINE_PIDS: pidDir(ctx.scratch) }).filter((e): e is [string, string] => e[1] !== undefined));
+  // Every rank's pools are sized by this machine's free cores: the others are not asked.
+  const rankEnv = Object.fromEntries(Object.entries({ ...PY_ENV, ...(await threadEnv()), MLX_PIPELINE_PIDS: pidDir(ctx.scratch) }).filter((e): e is [string, string] => e[1] !== undefined));
   const launch = await launchCommand(cluster, info, ctx.scratch, rankEnv, run.args);
   const world = cluster.ranks.length;
   ctx.progress(`starting ${world} processes (${cluster.backend}${remoteHosts(cluster).size > 0 ? `, hosts ${[...remoteHosts(cluster).keys()].join(", ")}` : ""})`);

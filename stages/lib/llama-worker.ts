@@ -3,7 +3,7 @@
 // Usage: node --import tsx llama-worker.ts REQUEST.json ANSWER.json
 import { readFileSync, writeFileSync } from "node:fs";
 import type { LlamaAnswer, LlamaRequest } from "./llama-child.ts";
-import { toolThreads } from "./threads.ts";
+import { freeCores } from "./threads.ts";
 
 const [requestPath, answerPath] = process.argv.slice(2);
 if (!requestPath || !answerPath) throw new Error("usage: llama-worker.ts REQUEST.json ANSWER.json");
@@ -21,7 +21,7 @@ const llama = await getLlama({
   progressLogs: false,
   logLevel: LlamaLogLevel.warn,
   logger: (level, message) => process.stderr.write(`[llama.cpp ${level}] ${message.trimEnd()}\n`),
-  maxThreads: toolThreads(),
+  maxThreads: await freeCores(),
 });
 const model = await llama.loadModel({ modelPath: request.model, gpuLayers: 0, vocabOnly: request.vocabOnly ?? false });
 const id = (token: unknown) => (token == null ? null : Number(token));

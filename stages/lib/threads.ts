@@ -2,18 +2,39 @@
 // converter) and llama.cpp all split each operation across their threads and then busy-wait at a barrier
 // for the slowest one. When another process holds a core, the thread that shares it runs in time slices
 // and every other thread spins meanwhile, burning the CPU the straggler needs: on 2 cores with one busy,
-// training ran 6x slower and eval 12x, where the CPU share explains 2x. Half the cores leaves room for
-// what else the machine runs. The count does not change results: the adapters' bytes are the same with
-// 1 and 2 OpenBLAS threads (gemm splits rows and columns, never the sum), which `npm run bench --
-// contention` checks on every run.
-import { availableParallelism } from "node:os";
+// training ran 2 to 6x slower and eval up to 12x, where the CPU share explains 2x. A fixed half of the cores
+// fixed that but cost an idle machine a third of its training speed, so the pools get the cores that are
+// free when the tool starts, measured. The count does not change results: the adapters' bytes are the same
+// with 1 and 2 OpenBLAS threads (gemm splits rows and columns, never the sum), which `npm run bench --
+// contention` checks on every run. A user's own OPENBLAS_NUM_THREADS / OMP_NUM_THREADS win.
+import { availableParallelism, cpus } from "node:os";
+import { setTimeout as sleep } from "node:timers/promises";
 
-/** Threads per compute pool: half the cores this process may use, at least 1. */
-export function toolThreads(cores = availableParallelism()): number {
-  return Math.max(1, Math.floor(cores / 2));
+/** How long the cores are watched: long enough for the kernel's tick counters (10 ms) to say something. */
+const SAMPLE_MS = 250;
+
+function busyTicks(): { busy: number; total: number }[] {
+  return cpus().map(({ times: t }) => ({ busy: t.user + t.nice + t.sys + t.irq, total: t.user + t.nice + t.sys + t.irq + t.idle }));
 }
 
-/** The variables that size OpenBLAS's and OpenMP's pools, for every Python tool. */
-export function threadEnv(threads = toolThreads()): Record<string, string> {
-  return { OPENBLAS_NUM_THREADS: String(threads), OMP_NUM_THREADS: String(threads) };
+/** Cores no other process keeps busy right now (this one waits meanwhile), at least 1, at most the usable ones. */
+export async function freeCores(sampleMs = SAMPLE_MS): Promise<number> {
+  const before = busyTicks();
+  await sleep(sampleMs);
+  const after = busyTicks();
+  let busy = 0;
+  after.forEach((a, i) => {
+    const b = before[i];
+    const total = b ? a.total - b.total : 0;
+    if (b && total > 0) busy += (a.busy - b.busy) / total;
+  });
+  return Math.max(1, Math.min(availableParallelism(), Math.round(after.length - busy)));
+}
+
+/** The variables that size OpenBLAS's and OpenMP's pools for a compute-heavy Python tool, but not over the user's own. */
+export async function threadEnv(threads?: number): Promise<Record<string, string>> {
+  const n = String(threads ?? (await freeCores()));
+  const env: Record<string, string> = {};
+  for (const key of ["OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"]) if (process.env[key] === undefined) env[key] = n;
+  return env;
 }

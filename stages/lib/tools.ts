@@ -12,8 +12,8 @@ export function pyScript(name: string): string {
 }
 
 /**
- * Environment for every Python tool: offline hub, unbuffered, no colour, compute pools sized to leave the
- * machine room (threads.ts). FORCE_COLOR (set by many CI systems) makes rich treat the pipe as an
+ * Environment for every Python tool: offline hub, unbuffered, no colour (compute-heavy ones add threadEnv's
+ * pool sizes). FORCE_COLOR (set by many CI systems) makes rich treat the pipe as an
  * 80-column terminal and wrap long lines, so it is removed.
  */
 export const PY_ENV: Readonly<Record<string, string | undefined>> = {
@@ -24,10 +24,9 @@ export const PY_ENV: Readonly<Record<string, string | undefined>> = {
   TTY_COMPATIBLE: "0",
   FORCE_COLOR: undefined,
   TOKENIZERS_PARALLELISM: "false",
-  ...threadEnv(),
 };
 
-/** Runs a Python module or script in the environment a toolchain node published; returns its last JSON line. */
+/** Runs a Python module or script (training, fusing: compute-heavy) in the environment a toolchain node published; returns its last JSON line. */
 export async function runPython<C>(
   ctx: RunCtx<C>,
   toolchainNode: string,
@@ -36,7 +35,7 @@ export async function runPython<C>(
   options: ExecOptions = {},
 ): Promise<unknown> {
   const info = await readToolchain(ctx.upstream(toolchainNode));
-  const result = await ctx.exec(venvPython(info.venv), args, { ...options, env: { ...PY_ENV, ...info.env, ...options.env } });
+  const result = await ctx.exec(venvPython(info.venv), args, { ...options, env: { ...PY_ENV, ...(await threadEnv()), ...info.env, ...options.env } });
   const last = [...result.tail].reverse().find((l) => l.startsWith("{"));
   let parsed: unknown;
   try {
