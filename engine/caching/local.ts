@@ -14,6 +14,7 @@ import { constants } from "node:fs";
 import { chmod, lstat, mkdir, open, readdir, readFile, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { running } from "../durable.ts";
 import type { FileDigest, Fingerprint } from "../types.ts";
 import { UserError } from "../types.ts";
 import { cloneFile } from "./clone.ts";
@@ -39,15 +40,6 @@ export interface StoreEntry {
 }
 
 const unique = () => randomBytes(6).toString("hex");
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 export class LocalStore implements Cache {
   private opened: Promise<void> | undefined;
@@ -139,7 +131,7 @@ export class LocalStore implements Cache {
   private async gcHolder(locks: string): Promise<number | undefined> {
     const text = await readFile(join(locks, "gc"), "utf8").catch(() => undefined);
     const pid = Number(text);
-    return text !== undefined && Number.isInteger(pid) && alive(pid) ? pid : undefined;
+    return text !== undefined && Number.isInteger(pid) && running(pid) ? pid : undefined;
   }
 
   /** Runs `work` with no other process using the store: waits for their leases (`waiting` is told once). */
@@ -165,7 +157,7 @@ export class LocalStore implements Cache {
         for (const name of await readdir(locks)) {
           const m = LEASE.exec(name);
           if (!m) continue;
-          if (alive(Number(m[1]))) live.push(Number(m[1]));
+          if (running(Number(m[1]))) live.push(Number(m[1]));
           else await rm(join(locks, name), { force: true }); // a user killed with -9
         }
         if (live.length === 0) break;
