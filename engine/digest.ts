@@ -37,6 +37,11 @@ function workers(): Promise<Piscina> {
   return pool;
 }
 
+/** One file's sha256 on the hashing threads, uncached: what a transfer re-checks must be read again. */
+export async function hashFile(abs: string): Promise<FileDigest> {
+  return (await (await workers()).run(abs)) as FileDigest;
+}
+
 /** Counters the benchmark and tests read to show a no-op build reads no file contents. */
 export const hashStats = { files: 0, bytes: 0 };
 

@@ -19,6 +19,7 @@ import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { GetObjectCommand, HeadBucketCommand, HeadObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
+import { hashFile } from "../digest.ts";
 import type { FileDigest, Fingerprint } from "../types.ts";
 import { UserError } from "../types.ts";
 import { entryFiles, RemoteUnavailable, type BlobPaths, type Progress, type RemoteCache, type RemoteSettings } from "./cache.ts";
@@ -79,12 +80,6 @@ function explain(e: unknown, settings: RemoteSettings, bucket: string): Error {
 function isMissing(e: unknown): boolean {
   const err = e as { name?: string; $metadata?: { httpStatusCode?: number } };
   return err.name === "NoSuchKey" || err.name === "NotFound" || err.$metadata?.httpStatusCode === 404;
-}
-
-async function sha256File(path: string): Promise<string> {
-  const hash = createHash("sha256");
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
-  return hash.digest("hex");
 }
 
 /** Runs `work` over `items`, `n` at a time. */
@@ -247,7 +242,7 @@ export class S3Cache implements RemoteCache {
     const report = () => progress?.([...sent.values()].reduce((a, b) => a + b, 0), total);
     await parallel(missing, PARALLEL_UPLOADS, async (b) => {
       const path = blobs(b.digest, b.rel);
-      const actual = await sha256File(path);
+      const actual = await hashFile(path);
       if (actual !== b.digest) {
         throw new InvalidEntry(`build cache: ${path} should hold sha256 ${b.digest.slice(0, 12)}… (${b.rel}) but holds ${actual.slice(0, 12)}…: not uploaded. Delete it (rm ${path}) and build the node again.`);
       }
