@@ -9,8 +9,8 @@ import type { CliApp } from "./engine/cli.ts";
 import { loadYamlConfig, type ConfigSchema } from "./engine/config.ts";
 import { Graph } from "./engine/graph.ts";
 import { UserError, type NodeSpec } from "./engine/types.ts";
-import { prefetchPython } from "./stages/lib/python.ts";
-import { toolFile, userCacheDir } from "./stages/lib/paths.ts";
+import { prefetchPython } from "./stages/lib/toolchain/python.ts";
+import { toolFile, userCacheDir } from "./stages/lib/toolchain/paths.ts";
 import { cacheSettings } from "./engine/caching/settings.ts";
 
 const USAGE = `usage: npx tsx pipeline.ts <node> [options]     build a node and the stale nodes it needs

@@ -9,7 +9,7 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { median, REPO, timed, TSX_ARGS, type Row } from "./lib.ts";
 
-/** The per-user cache the tool uses (stages/lib/paths.ts). */
+/** The per-user cache the tool uses (stages/lib/toolchain/paths.ts). */
 const USER_CACHE = process.env.MLX_PIPELINE_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), ".cache"), "mlx-lora-pipeline");
 const PROBES = "arch-probes";
 

@@ -4,7 +4,7 @@
 // Needs the mlx and converter environments (built by any earlier build or test).
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { userCacheDir } from "../stages/lib/paths.ts";
+import { userCacheDir } from "../stages/lib/toolchain/paths.ts";
 import { log, median, REPO, timed, TSX_ARGS, type Row } from "./lib.ts";
 
 const CLI = join(REPO, "pipeline.ts");

@@ -8,7 +8,7 @@ import { readLock, type LockNodes } from "../engine/lockfile.ts";
 import { LAST_BUILD_FILE, type BuildRecord } from "../engine/build-record.ts";
 import { projectId } from "../engine/caching/cache.ts";
 import { LocalStore } from "../engine/caching/local.ts";
-import { MEMORY_FILE, METRICS_FILE, parseMetrics, type MemoryFile, type Metrics } from "../stages/lib/training-metrics.ts";
+import { MEMORY_FILE, METRICS_FILE, parseMetrics, type MemoryFile, type Metrics } from "../stages/lib/data/training-metrics.ts";
 
 /** models/gguf/gguf.json, the parts the page shows. */
 export interface GgufFacts {

@@ -8,11 +8,11 @@ import type { BaseCtx, Json, NodeSpec, RunCtx, Verdict } from "../engine/types.t
 import type { MemoryReport, ModelFacts } from "../guard/verdicts.ts";
 import { STATS, type FormatStats } from "./formatted.ts";
 import { UserError } from "../engine/types.ts";
-import { modelDir } from "./lib/model-ref.ts";
-import { pyScript, runPython, toolVersions } from "./lib/tools.ts";
-import { readToolchain } from "./lib/venv.ts";
-import type { Cluster } from "./lib/distributed.ts";
-import { MEMORY_FILE, METRICS_FILE, type MemoryFile, type Report, type TrainReport, type ValReport } from "./lib/training-metrics.ts";
+import { modelDir } from "./lib/model/model-ref.ts";
+import { pyScript, runPython, toolVersions } from "./lib/toolchain/tools.ts";
+import { readToolchain } from "./lib/toolchain/venv.ts";
+import type { Cluster } from "./lib/distributed/cluster.ts";
+import { MEMORY_FILE, METRICS_FILE, type MemoryFile, type Report, type TrainReport, type ValReport } from "./lib/data/training-metrics.ts";
 
 // What only the guard and the run use is imported there: a no-op build loads this module for its inputs alone.
 const SHIM = pyScript("lora_train.py");
@@ -28,13 +28,13 @@ async function longestExample(ctx: BaseCtx<PipelineConfig>): Promise<number | un
 /** The machines of `distributed:` (hosts are read from a hostfile when one is named), or undefined for one process. */
 async function clusterOf(ctx: BaseCtx<PipelineConfig>): Promise<Cluster | undefined> {
   if (!ctx.config.distributed) return undefined;
-  const { resolveCluster } = await import("./lib/distributed.ts");
+  const { resolveCluster } = await import("./lib/distributed/cluster.ts");
   return resolveCluster(ctx.config.distributed, ctx.root);
 }
 
 /** The memory estimate for this config on the planned machine (one rank's share of the batch), when the model can be read. */
 export async function memoryFor(ctx: BaseCtx<PipelineConfig>): Promise<(MemoryReport & { facts: ModelFacts }) | undefined> {
-  const [{ guardModelDir }, { memoryReport, readModelFacts, trainingPlan }] = await Promise.all([import("./lib/guard-inputs.ts"), import("../guard/verdicts.ts")]);
+  const [{ guardModelDir }, { memoryReport, readModelFacts, trainingPlan }] = await Promise.all([import("./lib/llama/converter.ts"), import("../guard/verdicts.ts")]);
   const dir = await guardModelDir(ctx);
   if (!dir) return undefined;
   const facts = await readModelFacts(dir);
@@ -70,7 +70,7 @@ async function distributedVerdicts(ctx: BaseCtx<PipelineConfig>, peakBytes: numb
     throw e;
   }
   if (!cluster) return [];
-  const { clusterVerdicts } = await import("./lib/distributed-guard.ts");
+  const { clusterVerdicts } = await import("./lib/distributed/probe.ts");
   const info = ctx.isBuilt("mlx-env") ? await readToolchain(ctx.upstream("mlx-env")) : undefined;
   return clusterVerdicts(cluster, ctx.config.lora.batch_size, info, peakBytes);
 }
@@ -96,7 +96,7 @@ async function singleHostVerdicts(ctx: BaseCtx<PipelineConfig>): Promise<{ list:
   const [{ architectureVerdicts, probeVerdicts }, { countParameters }, { probeArchitecture }] = await Promise.all([
     import("../guard/verdicts.ts"),
     import("../guard/parameters.ts"),
-    import("./lib/guard-inputs.ts"),
+    import("./lib/llama/converter.ts"),
   ]);
   const { facts } = report;
   const verdicts = [...maskVerdicts(ctx.config), ...architectureVerdicts(facts), ...report.verdicts];
@@ -244,7 +244,7 @@ async function train(ctx: RunCtx<PipelineConfig>): Promise<{ lastTrain?: TrainRe
   };
   ctx.progress(`training ${total - start} iterations`);
   if (cluster) {
-    const { runDistributed } = await import("./lib/distributed-run.ts");
+    const { runDistributed } = await import("./lib/distributed/run.ts");
     const files = [SHIM, configPath, ...(resumeFile ? [resumeFile] : [])];
     await runDistributed(ctx, cluster, { args: [SHIM, "-c", configPath], folders: [model, data], files, metricsPrefix: METRICS_PREFIX, onLine, offset: start });
   } else {
@@ -268,7 +268,7 @@ export const adaptersNode: NodeSpec<PipelineConfig> = {
   }),
   guard: adaptersGuard,
   async run(ctx) {
-    const [{ parseMetrics }, { sparkline }] = await Promise.all([import("./lib/training-metrics.ts"), import("./lib/sparkline.ts")]);
+    const [{ parseMetrics }, { sparkline }] = await Promise.all([import("./lib/data/training-metrics.ts"), import("./lib/data/sparkline.ts")]);
     const estimate = await memoryFor(ctx).catch(() => undefined);
     const { lastTrain, lastVal, resumedFrom } = await train(ctx);
     const runDir = join(ctx.scratch, "run");

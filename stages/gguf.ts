@@ -7,14 +7,14 @@ import { join } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
 import { existsSync } from "node:fs";
 import type { Json, NodeSpec, RunCtx, Verdict } from "../engine/types.ts";
-import { bundledRelease, converterCode, converterRegistry, converterSource, guardModelDir, userCheckout } from "./lib/guard-inputs.ts";
+import { bundledRelease, converterCode, converterRegistry, converterSource, guardModelDir, userCheckout } from "./lib/llama/converter.ts";
 import { UserError } from "../engine/types.ts";
 import { assertSuccess } from "../engine/exec.ts";
 import { formatVerdicts } from "../engine/verdicts.ts";
-import { PY_ENV, toolVersions } from "./lib/tools.ts";
-import { threadEnv } from "./lib/threads.ts";
-import { toolFile } from "./lib/paths.ts";
-import { readToolchain, venvPython } from "./lib/venv.ts";
+import { PY_ENV, toolVersions } from "./lib/toolchain/tools.ts";
+import { threadEnv } from "./lib/toolchain/threads.ts";
+import { toolFile } from "./lib/toolchain/paths.ts";
+import { readToolchain, venvPython } from "./lib/toolchain/venv.ts";
 import { llamaCppVersion } from "./llama-cpp.ts";
 import { quantizerBinary } from "./quantizer.ts";
 import { SMOKE_FILE, type SmokeResult } from "./fused.ts";
@@ -26,7 +26,7 @@ const REPORT_FILE = "gguf.json";
 const MATCH_TOKENS = 4;
 
 /** The code that runs in child processes (llama.cpp, the Hugging Face tokenizer): its edits rerun the node. */
-const CHILD_SCRIPTS = [toolFile("stages", "lib", "llama-worker.ts"), toolFile("stages", "py", "hf_tokens.py")];
+const CHILD_SCRIPTS = [toolFile("stages", "lib", "llama", "worker.ts"), toolFile("stages", "py", "hf_tokens.py")];
 
 export async function convert(ctx: RunCtx<PipelineConfig>, outfile: string, outtype: string): Promise<void> {
   const info = await readToolchain(ctx.upstream("llama-cpp"));
@@ -37,7 +37,7 @@ export async function convert(ctx: RunCtx<PipelineConfig>, outfile: string, outt
     onLine: (line) => line.startsWith("INFO:hf-to-gguf:") && ctx.progress(line.slice(16, 100)),
   });
   if (result.exitCode !== 0) {
-    const { converterSaid } = await import("./lib/vocab-check.ts");
+    const { converterSaid } = await import("./lib/llama/vocab-check.ts");
     const said = converterSaid(result.tail);
     if (said) throw new UserError(`llama.cpp's converter refused the model: ${said}\n  Log: ${result.logPath}`);
     assertSuccess(result, "convert_hf_to_gguf.py");
@@ -86,7 +86,7 @@ export function ggufNode(config: PipelineConfig): NodeSpec<PipelineConfig> {
         verdicts.push(...converterVerdicts(config, registry.architectures, converter), ...tokenizerVerdicts(dir));
         if (verdicts.every((v) => v.level !== "error")) {
           // The converter itself, on the base model's vocabulary: seconds, and cached.
-          const [{ vocabVerdicts }, { sampleTexts }] = await Promise.all([import("./lib/vocab-check.ts"), import("./lib/tokenizer-parity.ts")]);
+          const [{ vocabVerdicts }, { sampleTexts }] = await Promise.all([import("./lib/llama/vocab-check.ts"), import("./lib/llama/tokenizer-parity.ts")]);
           const texts = await trainingTexts(ctx.config, ctx.root, dir);
           verdicts.push(...(await vocabVerdicts(ctx, dir, source, llamaCppVersion(ctx), converter, texts && sampleTexts(texts))));
         }
@@ -97,7 +97,7 @@ export function ggufNode(config: PipelineConfig): NodeSpec<PipelineConfig> {
       const out = join(ctx.staging, GGUF_FILE);
       // Loaded here: the GGUF parser weighs more than the rest of the CLI. The Hugging Face side of the
       // parity check runs while the converter does.
-      const [{ readGgufHeader }, { checkTokenizer, hfSide, sampleTexts }] = await Promise.all([import("./lib/gguf-check.ts"), import("./lib/tokenizer-parity.ts")]);
+      const [{ readGgufHeader }, { checkTokenizer, hfSide, sampleTexts }] = await Promise.all([import("./lib/llama/gguf-check.ts"), import("./lib/llama/tokenizer-parity.ts")]);
       // The training texts decide parity, as in the guard: read from the project's data, which the model was
       // trained on (a data edit reruns the nodes up to this one).
       const texts = await trainingTexts(ctx.config, ctx.root, ctx.upstream("hf"));

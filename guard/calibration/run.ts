@@ -15,7 +15,7 @@ import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { estimateTrainingMemory, type TrainingPlan } from "../memory.ts";
 import { readModelFacts } from "../verdicts.ts";
-import { openblasEnv } from "../../stages/lib/openblas.ts";
+import { openblasEnv } from "../../stages/lib/toolchain/openblas.ts";
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const RESULTS = join(HERE, "results.json");

@@ -7,7 +7,7 @@
 import { readFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import type { NodeSpec } from "../../engine/types.ts";
-import { toolFile } from "./paths.ts";
+import { toolFile } from "./toolchain/paths.ts";
 
 const STAGES = toolFile("stages");
 const LIB = toolFile("stages", "lib");

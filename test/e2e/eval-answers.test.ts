@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { pyScript } from "../../stages/lib/tools.ts";
+import { pyScript } from "../../stages/lib/toolchain/tools.ts";
 import { pipelineYaml, Project } from "../helpers/project.ts";
 
 type Answers = { text: string; tokens: number[]; stop: "eos" | "length" }[];

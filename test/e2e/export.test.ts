@@ -11,7 +11,7 @@ import { pathToFileURL } from "node:url";
 import { beforeAll, describe, expect, it } from "vitest";
 import YAML from "yaml";
 import { execLogged } from "../../engine/exec.ts";
-import { askLlamaCpp } from "../../stages/lib/llama-child.ts";
+import { askLlamaCpp } from "../../stages/lib/llama/child.ts";
 import { ggufTypes, K_TYPES, shareIn } from "../helpers/gguf.ts";
 import { pipelineYaml, Project, ran, REPO, sample, type RunResult } from "../helpers/project.ts";
 

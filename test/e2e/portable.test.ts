@@ -7,7 +7,7 @@ import { cpSync, mkdirSync, mkdtempSync, readFileSync, symlinkSync } from "node:
 import { homedir, tmpdir } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { toolFile, userCacheDir } from "../../stages/lib/paths.ts";
+import { toolFile, userCacheDir } from "../../stages/lib/toolchain/paths.ts";
 import { pipelineYaml, Project, sample, type RunResult } from "../helpers/project.ts";
 
 const NODES = ["mlx-env", "llama-cpp", "model", "data", "formatted"];

@@ -1,4 +1,4 @@
-// Tokenizer parity is judged on the training texts first (stages/lib/tokenizer-parity.ts): for real tokenizer
+// Tokenizer parity is judged on the training texts first (stages/lib/llama/tokenizer-parity.ts): for real tokenizer
 // families with the tokenizer_class their hub repositories declare, the gguf guard's verdict before training;
 // and the demo's SmolLM2 declaring GPT2Tokenizer (as its hub repository does) trains and exports.
 import { beforeAll, describe, expect, it } from "vitest";

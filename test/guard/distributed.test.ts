@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { batchVerdicts, hostMemoryVerdict } from "../../guard/distributed.ts";
-import { failedRanks, launchCommand, parseProbe, remoteHosts, resolveCluster } from "../../stages/lib/distributed.ts";
+import { failedRanks, launchCommand, parseProbe, remoteHosts, resolveCluster } from "../../stages/lib/distributed/cluster.ts";
 import { UserError } from "../../engine/types.ts";
 
 const GiB = 2 ** 30;

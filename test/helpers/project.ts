@@ -6,8 +6,8 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import YAML from "yaml";
-import { userCacheDir } from "../../stages/lib/paths.ts";
-import { resolveToolchain, type ToolchainInfo } from "../../stages/lib/venv.ts";
+import { userCacheDir } from "../../stages/lib/toolchain/paths.ts";
+import { resolveToolchain, type ToolchainInfo } from "../../stages/lib/toolchain/venv.ts";
 import { collect, REPO, requireJson, spawnCli } from "./cli.ts";
 
 export { alive, REPO, waitFor } from "./cli.ts";

@@ -4,7 +4,7 @@ import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, renameSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
-import { userCacheDir } from "../../stages/lib/paths.ts";
+import { userCacheDir } from "../../stages/lib/toolchain/paths.ts";
 
 export const MOTO_VERSION = "5.2.5";
 // The tests' own S3 client: its notice about future Node requirements is noise here.

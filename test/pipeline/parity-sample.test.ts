@@ -1,7 +1,7 @@
 // Which training texts the parity check tokenizes on both sides: all of a small set, an evenly spaced sample of a
 // large one (by count and by characters), always starting at the first example.
 import { describe, expect, it } from "vitest";
-import { MAX_CHECKED_CHARS, MAX_CHECKED_TEXTS, sampleTexts } from "../../stages/lib/tokenizer-parity.ts";
+import { MAX_CHECKED_CHARS, MAX_CHECKED_TEXTS, sampleTexts } from "../../stages/lib/llama/tokenizer-parity.ts";
 
 const texts = (n: number, length = 20) => Array.from({ length: n }, (_, i) => ({ origin: `data/train.jsonl:${i + 1}`, text: "x".repeat(length) }));
 

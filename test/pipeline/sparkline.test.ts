@@ -1,6 +1,6 @@
 // The end-of-training sparkline: each loss scaled between the series' min and max.
 import { describe, expect, it } from "vitest";
-import { sparkline } from "../../stages/lib/sparkline.ts";
+import { sparkline } from "../../stages/lib/data/sparkline.ts";
 
 describe("sparkline", () => {
   it("scales a falling loss from the top block to the bottom one", () => {

@@ -47,7 +47,7 @@ describe("stage code as an input", () => {
     expect(await build()).toMatchObject({ nodes: [{ id: "data", status: "fresh" }] });
 
     // The fix a `git pull` might bring: each example written with one more key.
-    const helper = join(tool, "stages", "lib", "dataset.ts");
+    const helper = join(tool, "stages", "lib", "data", "dataset.ts");
     const before = readFileSync(helper, "utf8");
     const after = before.replace(": { messages: example.messages });", ": { messages: example.messages, edited: true });");
     expect(after).not.toBe(before);
@@ -55,7 +55,7 @@ describe("stage code as an input", () => {
     const rebuilt = await build();
     expect(rebuilt.code, rebuilt.stderr).toBe(0);
     expect(rebuilt.nodes).toMatchObject([{ id: "data", status: "ran" }]);
-    expect(rebuilt.nodes[0]!.reason).toContain("file //stages/lib/dataset.ts changed"); // its path in the tool
+    expect(rebuilt.nodes[0]!.reason).toContain("file //stages/lib/data/dataset.ts changed"); // its path in the tool
     expect(readFileSync(join(project, "models", "data", "train.jsonl"), "utf8")).toContain('"edited":true');
   }, 120_000);
 

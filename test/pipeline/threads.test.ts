@@ -2,7 +2,7 @@
 // core is measured side by side in `npm run bench -- contention`, not timed here.)
 import { availableParallelism } from "node:os";
 import { afterEach, expect, test } from "vitest";
-import { freeCores, threadEnv } from "../../stages/lib/threads.ts";
+import { freeCores, threadEnv } from "../../stages/lib/toolchain/threads.ts";
 
 const saved = { OPENBLAS_NUM_THREADS: process.env.OPENBLAS_NUM_THREADS, OMP_NUM_THREADS: process.env.OMP_NUM_THREADS };
 afterEach(() => {

@@ -1,12 +1,12 @@
 // Running a training script on every rank with mlx.launch: inputs copied first, a watchdog on the metrics
 // lines, and no rank left behind on any host whatever way the run ends.
 import { join } from "node:path";
-import type { RunCtx } from "../../engine/types.ts";
-import { UserError } from "../../engine/types.ts";
-import { failedRanks, isLocal, launchCommand, pidDir, remoteHosts, stopStrayRanks, syncToHosts, tailOf, type Cluster } from "./distributed.ts";
-import { PY_ENV } from "./tools.ts";
-import { threadEnv } from "./threads.ts";
-import { readToolchain } from "./venv.ts";
+import type { RunCtx } from "../../../engine/types.ts";
+import { UserError } from "../../../engine/types.ts";
+import { failedRanks, isLocal, launchCommand, pidDir, remoteHosts, stopStrayRanks, syncToHosts, tailOf, type Cluster } from "./cluster.ts";
+import { PY_ENV } from "../toolchain/tools.ts";
+import { threadEnv } from "../toolchain/threads.ts";
+import { readToolchain } from "../toolchain/venv.ts";
 
 export interface DistributedRun {
   /** The script and its arguments, run by the environment's Python on every rank. */

@@ -2,8 +2,8 @@
 // llama.cpp (std::out_of_range on a broken vocabulary, a truncated file) ends this process, not the build.
 // Usage: node --import tsx llama-worker.ts REQUEST.json ANSWER.json
 import { readFileSync, writeFileSync } from "node:fs";
-import type { LlamaAnswer, LlamaRequest } from "./llama-child.ts";
-import { freeCores } from "./threads.ts";
+import type { LlamaAnswer, LlamaRequest } from "./child.ts";
+import { freeCores } from "../toolchain/threads.ts";
 
 const [requestPath, answerPath] = process.argv.slice(2);
 if (!requestPath || !answerPath) throw new Error("usage: llama-worker.ts REQUEST.json ANSWER.json");

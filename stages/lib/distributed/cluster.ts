@@ -6,11 +6,11 @@ import { readFileSync } from "node:fs";
 import { chmod, mkdir, writeFile } from "node:fs/promises";
 import { networkInterfaces } from "node:os";
 import { basename, join, resolve } from "node:path";
-import type { DistributedConfig } from "../../config/schema.ts";
-import type { ExecResult, RunCtx } from "../../engine/types.ts";
-import { UserError } from "../../engine/types.ts";
-import { onPath } from "./paths.ts";
-import { venvPython, type ToolchainInfo } from "./venv.ts";
+import type { DistributedConfig } from "../../../config/schema.ts";
+import type { ExecResult, RunCtx } from "../../../engine/types.ts";
+import { UserError } from "../../../engine/types.ts";
+import { onPath } from "../toolchain/paths.ts";
+import { venvPython, type ToolchainInfo } from "../toolchain/venv.ts";
 
 /** mlx.launch runs a host named exactly this as a local process instead of over ssh. */
 const LOCAL = "127.0.0.1";

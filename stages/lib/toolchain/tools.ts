@@ -1,7 +1,7 @@
 // Reading tool versions and running small Python helpers in a toolchain's environment.
-import type { ExecOptions, RunCtx } from "../../engine/types.ts";
-import { UserError } from "../../engine/types.ts";
-import { assertSuccess } from "../../engine/exec.ts";
+import type { ExecOptions, RunCtx } from "../../../engine/types.ts";
+import { UserError } from "../../../engine/types.ts";
+import { assertSuccess } from "../../../engine/exec.ts";
 import { toolFile } from "./paths.ts";
 import { threadEnv } from "./threads.ts";
 import { readToolchain, venvPython } from "./venv.ts";

@@ -3,13 +3,13 @@
 import { existsSync } from "node:fs";
 import { mkdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
-import type { PipelineConfig } from "../../config/schema.ts";
-import type { RunCtx, Verdict } from "../../engine/types.ts";
-import { UserError } from "../../engine/types.ts";
-import type { ModelRef } from "./model-ref.ts";
-import { userCacheDir } from "./paths.ts";
-import { pyScript, runPython } from "./tools.ts";
-import { readToolchain } from "./venv.ts";
+import type { PipelineConfig } from "../../../config/schema.ts";
+import type { RunCtx, Verdict } from "../../../engine/types.ts";
+import { UserError } from "../../../engine/types.ts";
+import type { ModelRef } from "../model/model-ref.ts";
+import { userCacheDir } from "../toolchain/paths.ts";
+import { pyScript, runPython } from "../toolchain/tools.ts";
+import { readToolchain } from "../toolchain/venv.ts";
 
 export const FETCH_PYPI_SCRIPT = pyScript("fetch_pypi_file.py");
 
@@ -135,7 +135,7 @@ export async function verifyRebuiltTokenizer(ctx: RunCtx<PipelineConfig>, gguf: 
     import("./vocab-check.ts"),
     import("./tokenizer-parity.ts"),
     import("./gguf-check.ts"),
-    import("../../engine/verdicts.ts"),
+    import("../../../engine/verdicts.ts"),
   ]);
   const converter = await readToolchain(ctx.upstream("llama-cpp"));
   const version = converter.versions.llama_cpp ?? "unknown";

@@ -1,7 +1,7 @@
 // A fused model's config.json must hold no quantization key at any depth: MLX's `quantization_config`
 // (no `quant_method`) breaks transformers and llama.cpp's converter, and mlx-lm removes top-level keys only.
 import { readFile, writeFile } from "node:fs/promises";
-import type { Json } from "../../engine/types.ts";
+import type { Json } from "../../../engine/types.ts";
 
 export const QUANT_KEYS = ["quantization", "quantization_config"] as const;
 

@@ -9,11 +9,11 @@
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Verdict } from "../../engine/types.ts";
-import { UserError } from "../../engine/types.ts";
-import { loadChatTemplate } from "./chat-template.ts";
-import { askLlamaCpp, type Exec, type LlamaAnswer, type LlamaRequest } from "./llama-child.ts";
-import { pyScript, PY_ENV } from "./tools.ts";
+import type { Verdict } from "../../../engine/types.ts";
+import { UserError } from "../../../engine/types.ts";
+import { loadChatTemplate } from "../data/chat-template.ts";
+import { askLlamaCpp, type Exec, type LlamaAnswer, type LlamaRequest } from "./child.ts";
+import { pyScript, PY_ENV } from "../toolchain/tools.ts";
 
 export const HF_TOKENS_SCRIPT = pyScript("hf_tokens.py");
 

@@ -3,8 +3,8 @@
 // never loads zod (see engine/parse-cache.ts).
 import { readFile } from "node:fs/promises";
 import type { z } from "zod";
-import { parseCached } from "../../engine/parse-cache.ts";
-import type { Json } from "../../engine/types.ts";
+import { parseCached } from "../../../engine/parse-cache.ts";
+import type { Json } from "../../../engine/types.ts";
 import { userCacheDir } from "./paths.ts";
 
 export type Zod = typeof z;

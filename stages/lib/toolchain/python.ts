@@ -3,7 +3,7 @@ import { execFile } from "node:child_process";
 import { closeSync, openSync, readSync, realpathSync } from "node:fs";
 import { isAbsolute } from "node:path";
 import { promisify } from "node:util";
-import type { Verdict } from "../../engine/types.ts";
+import type { Verdict } from "../../../engine/types.ts";
 import { executable, onPath } from "./paths.ts";
 
 const MIN_PYTHON: readonly [number, number] = [3, 10];

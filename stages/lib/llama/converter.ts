@@ -3,16 +3,16 @@
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import type { PipelineConfig } from "../../config/schema.ts";
-import { sha256 } from "../../engine/digest.ts";
-import type { BaseCtx } from "../../engine/types.ts";
-import type { ProbeResult } from "../../guard/verdicts.ts";
-import { modelDir, parseModelRef } from "./model-ref.ts";
-import { toolFile, userCacheDir } from "./paths.ts";
-import { findPython } from "./python.ts";
-import { pyScript, PY_ENV } from "./tools.ts";
-import { existingVenv, readToolchain, TOOLCHAIN_INFO, venvPython } from "./venv.ts";
-import { openblasEnv } from "./openblas.ts";
+import type { PipelineConfig } from "../../../config/schema.ts";
+import { sha256 } from "../../../engine/digest.ts";
+import type { BaseCtx } from "../../../engine/types.ts";
+import type { ProbeResult } from "../../../guard/verdicts.ts";
+import { modelDir, parseModelRef } from "../model/model-ref.ts";
+import { toolFile, userCacheDir } from "../toolchain/paths.ts";
+import { findPython } from "../toolchain/python.ts";
+import { pyScript, PY_ENV } from "../toolchain/tools.ts";
+import { existingVenv, readToolchain, TOOLCHAIN_INFO, venvPython } from "../toolchain/venv.ts";
+import { openblasEnv } from "../toolchain/openblas.ts";
 
 /** The base model folder, if it can be read now. */
 export async function guardModelDir(ctx: BaseCtx<PipelineConfig>): Promise<string | undefined> {

@@ -7,19 +7,19 @@ import { copyFile, mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { z } from "zod";
-import type { PipelineConfig } from "../../config/schema.ts";
-import { execLogged } from "../../engine/exec.ts";
-import type { BaseCtx, ExecResult, Verdict } from "../../engine/types.ts";
-import { readToolchain, venvPython, existingVenv } from "./venv.ts";
-import { findPython } from "./python.ts";
-import { toolFile, userCacheDir } from "./paths.ts";
-import { PY_ENV } from "./tools.ts";
-import type { Exec } from "./llama-child.ts";
+import type { PipelineConfig } from "../../../config/schema.ts";
+import { execLogged } from "../../../engine/exec.ts";
+import type { BaseCtx, ExecResult, Verdict } from "../../../engine/types.ts";
+import { readToolchain, venvPython, existingVenv } from "../toolchain/venv.ts";
+import { findPython } from "../toolchain/python.ts";
+import { toolFile, userCacheDir } from "../toolchain/paths.ts";
+import { PY_ENV } from "../toolchain/tools.ts";
+import type { Exec } from "./child.ts";
 import { HF_TOKENS_SCRIPT, hfSide, type HfSide, type TrainingTexts } from "./tokenizer-parity.ts";
-import { mlxPython } from "./guard-inputs.ts";
+import { mlxPython } from "./converter.ts";
 
 /** The check's own code: an edit to it must not reuse verdicts the old code cached. */
-const CHECK_CODE = [import.meta.filename, toolFile("stages", "lib", "tokenizer-parity.ts"), toolFile("stages", "formatted.ts"), toolFile("stages", "lib", "llama-worker.ts"), HF_TOKENS_SCRIPT];
+const CHECK_CODE = [import.meta.filename, toolFile("stages", "lib", "llama", "tokenizer-parity.ts"), toolFile("stages", "formatted.ts"), toolFile("stages", "lib", "llama", "worker.ts"), HF_TOKENS_SCRIPT];
 const CONVERTER_REQUIREMENTS = toolFile("stages", "requirements", "converter.txt");
 /** What decides the converter's vocabulary: the tokenizer files, and config.json (architecture, vocab size). */
 const VOCAB_FILES = [
@@ -229,7 +229,7 @@ async function vocabGgufVerdicts(run: Exec, vocab: string, dir: string, converte
   }
   if (!hfTokens) return [converted, { level: "ok", code: "export.parity-later", message: "tokenizer parity is checked once the mlx environment is built" }];
   const { checkTokenizer } = await import("./tokenizer-parity.ts");
-  const { LlamaCrash } = await import("./llama-child.ts");
+  const { LlamaCrash } = await import("./child.ts");
   const hf = await hfTokens.catch((e: Error) => e);
   if (hf instanceof Error) {
     // mlx-lm trains with this tokenizer: training would fail as well.

@@ -4,7 +4,7 @@ import { homedir } from "node:os";
 import { delimiter, isAbsolute, join, relative, resolve } from "node:path";
 
 /** The repository's root: stage scripts and requirement files are found relative to it. */
-const TOOL_ROOT = resolve(import.meta.dirname, "../..");
+const TOOL_ROOT = resolve(import.meta.dirname, "../../..");
 
 export function toolFile(...parts: string[]): string {
   return join(TOOL_ROOT, ...parts);

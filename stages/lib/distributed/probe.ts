@@ -1,10 +1,10 @@
 // The guard of a distributed run, before anything is copied or trained: the batch divides, every host answers
 // over ssh, has rsync and the pinned environment, and has the memory for its rank.
-import type { Verdict } from "../../engine/types.ts";
-import { batchVerdicts, hostMemoryVerdict } from "../../guard/distributed.ts";
-import { isLocal, localAddresses, parseProbe, probeScript, remoteHosts, sshScript, type Cluster } from "./distributed.ts";
-import { onPath } from "./paths.ts";
-import type { ToolchainInfo } from "./venv.ts";
+import type { Verdict } from "../../../engine/types.ts";
+import { batchVerdicts, hostMemoryVerdict } from "../../../guard/distributed.ts";
+import { isLocal, localAddresses, parseProbe, probeScript, remoteHosts, sshScript, type Cluster } from "./cluster.ts";
+import { onPath } from "../toolchain/paths.ts";
+import type { ToolchainInfo } from "../toolchain/venv.ts";
 
 function addressVerdicts(cluster: Cluster): Verdict[] {
   const out: Verdict[] = [];

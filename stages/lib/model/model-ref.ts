@@ -2,9 +2,9 @@
 import { existsSync } from "node:fs";
 import { homedir } from "node:os";
 import { isAbsolute, join, resolve } from "node:path";
-import { UserError } from "../../engine/types.ts";
-import type { ModelSpec } from "../../config/schema.ts";
-import { jsonFile, readJsonFile, type JsonOf } from "./json-file.ts";
+import { UserError } from "../../../engine/types.ts";
+import type { ModelSpec } from "../../../config/schema.ts";
+import { jsonFile, readJsonFile, type JsonOf } from "../toolchain/json-file.ts";
 
 /** The families of `tiny:` models make_tiny_model.py builds. */
 const TINY_FAMILIES = ["llama", "qwen3", "gemma3"] as const;

@@ -5,9 +5,9 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import type { ExecOptions, ExecResult } from "../../engine/types.ts";
-import { UserError } from "../../engine/types.ts";
-import { toolFile } from "./paths.ts";
+import type { ExecOptions, ExecResult } from "../../../engine/types.ts";
+import { UserError } from "../../../engine/types.ts";
+import { toolFile } from "../toolchain/paths.ts";
 
 /** Runs a process, logging its output: RunCtx.exec in a node, guardExec in a guard. */
 export type Exec = (command: string, args: readonly string[], options?: ExecOptions) => Promise<ExecResult>;
@@ -50,7 +50,7 @@ export interface LlamaAnswer {
   warnings?: string[];
 }
 
-const WORKER = toolFile("stages", "lib", "llama-worker.ts");
+const WORKER = toolFile("stages", "lib", "llama", "worker.ts");
 const TSX_LOADER = pathToFileURL(toolFile("node_modules", "tsx", "dist", "loader.mjs")).href;
 /** Loading a small GGUF takes seconds; a minute without an answer is a hang. */
 const DEFAULT_TIMEOUT_MS = 120_000;
