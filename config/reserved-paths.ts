@@ -5,7 +5,7 @@ import { homedir } from "node:os";
 import { join, relative, resolve, sep } from "node:path";
 import type { PipelineConfig } from "./schema.ts";
 import { UserError } from "../engine/types.ts";
-import { parseModelRef } from "../stages/lib/model/model-ref.ts";
+import { parseModelRef } from "./model-ref.ts";
 
 const RESERVED = ["models", "cache"] as const;
 

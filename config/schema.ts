@@ -1,7 +1,7 @@
 // pipeline.yaml: the single source of truth for the config's types, defaults and the editor schema.
 // Keys mirror mlx-lm's own YAML names (num_layers, batch_size, ...) so nothing new has to be learned.
 import { z } from "zod";
-import { parseMemorySize } from "../guard/memory.ts";
+import { parseMemorySize } from "./memory-size.ts";
 import { cacheSchema } from "../engine/caching/schema.ts";
 
 function isMemorySize(text: string): boolean {

@@ -1,7 +1,8 @@
 // The machine a run is planned for: this one, or the one `check --memory 16GB --os macos` names.
 import { readFileSync } from "node:fs";
 import { totalmem, freemem } from "node:os";
-import { parseMemorySize, usableMemory, type Machine, type OperatingSystem } from "./memory.ts";
+import { parseMemorySize } from "../config/memory-size.ts";
+import { usableMemory, type Machine, type OperatingSystem } from "./memory.ts";
 
 export interface PlannedMachine extends Machine {
   /** "this machine" or "a 16 GiB macos machine", for messages. */

@@ -5,7 +5,8 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { readModelShape } from "./model-shape.ts";
 import { countParameters } from "./parameters.ts";
-import { estimateTrainingMemory, parseMemorySize, suggestFits, type TrainingPlan, usableMemory } from "./memory.ts";
+import { parseMemorySize } from "../config/memory-size.ts";
+import { estimateTrainingMemory, suggestFits, type TrainingPlan, usableMemory } from "./memory.ts";
 
 const folder = process.argv[2] ?? join(import.meta.dirname, "../test/fixtures/model-configs");
 const plan: TrainingPlan = { batchSize: 1, maxSeqLength: 1024, rank: 8, numLayers: 12, gradCheckpoint: false };

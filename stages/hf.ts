@@ -6,8 +6,7 @@ import { join } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
 import type { Json, NodeSpec } from "../engine/types.ts";
 import { UserError } from "../engine/types.ts";
-import { guardModelDir } from "./lib/llama/converter.ts";
-import { modelDir } from "./lib/model/model-ref.ts";
+import { guardModelDir, modelDir } from "./lib/model/model-ref.ts";
 import { pyScript, runPython, toolVersions } from "./lib/toolchain/tools.ts";
 
 const VERIFY = pyScript("hf_verify.py");

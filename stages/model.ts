@@ -7,7 +7,8 @@ import type { PipelineConfig } from "../config/schema.ts";
 import type { BaseCtx, DeclaredInputs, NodeSpec, RunCtx, Verdict } from "../engine/types.ts";
 import { UserError } from "../engine/types.ts";
 import { inputPath } from "../engine/digest.ts";
-import { hubSnapshot, MODEL_INFO, modelDir, modelLabel, parseModelRef, type ModelInfo, type ModelRef, type TinyFamily } from "./lib/model/model-ref.ts";
+import { modelLabel, parseModelRef, type ModelRef, type TinyFamily } from "../config/model-ref.ts";
+import { hubSnapshot, MODEL_INFO, modelDir, type ModelInfo } from "./lib/model/model-ref.ts";
 import { toolFile } from "./lib/toolchain/paths.ts";
 import { pyScript, runPython, toolVersions } from "./lib/toolchain/tools.ts";
 

@@ -4,7 +4,7 @@
 // every built output stale.
 import type { NodeSpec, NodeWeight } from "../../engine/types.ts";
 import type { PipelineConfig } from "../../config/schema.ts";
-import { parseModelRef } from "./model/model-ref.ts";
+import { parseModelRef } from "../../config/model-ref.ts";
 
 /** Heavy: fills the memory with a whole model or keeps every core busy. Any stage not named here is light. */
 const HEAVY: ReadonlySet<string> = new Set([

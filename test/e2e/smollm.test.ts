@@ -8,7 +8,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import YAML from "yaml";
 import type { ModelSpec } from "../../config/schema.ts";
 import { pypiGgufPath } from "../../stages/lib/llama/gguf-source.ts";
-import { parseModelRef } from "../../stages/lib/model/model-ref.ts";
+import { parseModelRef } from "../../config/model-ref.ts";
 import { pipelineYaml, Project, REPO } from "../helpers/project.ts";
 import { expectReportMatchesBuild, htmlErrors, readReport, renderInChromium } from "../helpers/report.ts";
 

@@ -2,9 +2,9 @@
 // suggestions that really fit.
 import { describe, expect, it } from "vitest";
 import { UserError } from "../../engine/types.ts";
+import { parseMemorySize } from "../../config/memory-size.ts";
 import {
   estimateTrainingMemory,
-  parseMemorySize,
   suggestFits,
   type TrainingPlan,
   usableMemory,

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import type { PipelineConfig } from "../../../config/schema.ts";
 import type { RunCtx, Verdict } from "../../../engine/types.ts";
 import { UserError } from "../../../engine/types.ts";
-import type { ModelRef } from "../model/model-ref.ts";
+import type { ModelRef } from "../../../config/model-ref.ts";
 import { userCacheDir } from "../toolchain/paths.ts";
 import { pyScript, runPython } from "../toolchain/tools.ts";
 import { readToolchain } from "../toolchain/venv.ts";

@@ -16,7 +16,7 @@ import { toolFile, userCacheDir } from "../toolchain/paths.ts";
 import { PY_ENV } from "../toolchain/tools.ts";
 import type { Exec } from "./child.ts";
 import { HF_TOKENS_SCRIPT, hfSide, type HfSide, type TrainingTexts } from "./tokenizer-parity.ts";
-import { mlxPython } from "./converter.ts";
+import { mlxPython } from "../toolchain/mlx.ts";
 
 /** The check's own code: an edit to it must not reuse verdicts the old code cached. */
 const CHECK_CODE = [import.meta.filename, toolFile("stages", "lib", "llama", "tokenizer-parity.ts"), toolFile("stages", "formatted.ts"), toolFile("stages", "lib", "llama", "worker.ts"), HF_TOKENS_SCRIPT];

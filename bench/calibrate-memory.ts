@@ -2,7 +2,7 @@
 // built from real configs (guard/calibration/make_random_model.py, 4-bit via mlx_lm convert),
 // two or three LoRA iterations each on this machine, mlx's reported peak vs the estimate.
 //
-//   npx tsx guard/calibration/run.ts [--models DIR,DIR] [--plans 128x4,256x8] [--iters 2]
+//   npx tsx bench/calibrate-memory.ts [--models DIR,DIR] [--plans 128x4,256x8] [--iters 2]
 //                                    [--val-batches 1] [--timeout-min 15] [--reuse-logs] [--table-only]
 //   --reuse-logs  parse a finished run's log in /tmp/calib/logs instead of training again
 //
@@ -13,11 +13,12 @@ import { createWriteStream, existsSync, readdirSync, readFileSync, writeFileSync
 import { homedir, cpus, totalmem } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { estimateTrainingMemory, type TrainingPlan } from "../memory.ts";
-import { readModelFacts } from "../verdicts.ts";
-import { openblasEnv } from "../../stages/lib/toolchain/openblas.ts";
+import { estimateTrainingMemory, type TrainingPlan } from "../guard/memory.ts";
+import { readModelFacts } from "../guard/verdicts.ts";
+import { openblasEnv } from "../stages/lib/toolchain/openblas.ts";
 
-const HERE = dirname(fileURLToPath(import.meta.url));
+// The measuring harness drives mlx (a tool), so it lives here; the scripts it runs and its results stay with the guard.
+const HERE = join(dirname(fileURLToPath(import.meta.url)), "..", "guard", "calibration");
 const RESULTS = join(HERE, "results.json");
 const TABLE = join(HERE, "TABLE.md");
 const WORK = process.env.CALIB_DIR ?? "/tmp/calib";
@@ -171,7 +172,7 @@ async function runOne(python: string, env: Record<string, string>, modelDir: str
     secondsPerIter: ips.length > 0 ? 1 / Math.min(...ips) : null,
     wallSeconds,
     date: new Date().toISOString(),
-    command: `npx tsx guard/calibration/run.ts ${process.argv.slice(2).filter((a) => a !== "--reuse-logs").join(" ")}`,
+    command: `npx tsx bench/calibrate-memory.ts ${process.argv.slice(2).filter((a) => a !== "--reuse-logs").join(" ")}`,
   };
 }
 
@@ -199,13 +200,13 @@ function render(results: Result[], machine: string): string {
   const out: string[] = [];
   out.push("# Memory estimator vs real `mlx_lm lora` runs");
   out.push("");
-  out.push(`Generated ${new Date().toISOString().slice(0, 10)} by \`npx tsx guard/calibration/run.ts\` (runs dated ${[...new Set(rows.map((r) => r.date.slice(0, 10)))].join(", ")}).`);
+  out.push(`Generated ${new Date().toISOString().slice(0, 10)} by \`npx tsx bench/calibrate-memory.ts\` (runs dated ${[...new Set(rows.map((r) => r.date.slice(0, 10)))].join(", ")}).`);
   out.push("");
   out.push(`Machine: ${machine}.`);
   out.push("");
   out.push("Commands that produced the rows (with `make_random_model.py` models in /tmp/calib):");
   out.push("");
-  for (const c of [...new Set(rows.map((r) => r.command ?? "npx tsx guard/calibration/run.ts"))]) out.push(`    ${c}`);
+  for (const c of [...new Set(rows.map((r) => r.command ?? "npx tsx bench/calibrate-memory.ts"))]) out.push(`    ${c}`);
   out.push("");
   out.push(
     "Models: random bf16 weights in the real architectures (`guard/calibration/make_random_model.py` on " +
