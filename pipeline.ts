@@ -1,17 +1,19 @@
 // Entry point: `npx tsx pipeline.ts <node>`. Wires the config, the stages and the engine's CLI.
 //
-// The engine and the stages are imported where they are used, not at the top: a warm no-op is mostly
-// module loading, and the interpreter question below is asked while they load.
+// The engine's runner and the stage modules are imported where they are used, not at the top (stages/index.ts
+// imports each stage when the graph is built): a warm no-op is mostly module loading, and the interpreter
+// question below is asked while they load.
 import { writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { PipelineConfig, pipelineSchema } from "./config/schema.ts";
 import type { CliApp } from "./engine/cli.ts";
 import { loadYamlConfig, type ConfigSchema } from "./engine/config.ts";
 import { Graph } from "./engine/graph.ts";
-import { UserError, type NodeSpec } from "./engine/types.ts";
+import { UserError } from "./engine/types.ts";
 import { prefetchPython } from "./stages/lib/toolchain/python.ts";
 import { toolFile, userCacheDir } from "./stages/lib/toolchain/paths.ts";
 import { cacheSettings } from "./engine/caching/settings.ts";
+import { STAGES, stageNodes } from "./stages/index.ts";
 
 const USAGE = `usage: npx tsx pipeline.ts <node> [options]     build a node and the stale nodes it needs
        npx tsx pipeline.ts status [node]            what would run, and exactly why
@@ -25,7 +27,7 @@ const USAGE = `usage: npx tsx pipeline.ts <node> [options]     build a node and 
        npx tsx pipeline.ts push [node]              upload the lock's outputs to cache.remote
        npx tsx pipeline.ts pull [node]              download them from cache.remote
 
-nodes: mlx-env, llama-cpp, quantizer, model, data, formatted, adapters, fused, hf, gguf, eval
+nodes: ${STAGES.map((s) => s.id).join(", ")}
 
 options:
   --config FILE      the pipeline config (default: pipeline.yaml)
@@ -39,40 +41,6 @@ options:
   --memory SIZE      check: plan for a machine with this much memory, e.g. 16GB
   --os macos|linux   check: plan for this OS
 `;
-
-async function buildGraph(config: PipelineConfig, root: string): Promise<Graph<PipelineConfig>> {
-  const [{ mlxEnv }, { llamaCppNode }, { quantizerNode }, { modelNode }, { dataNode }, { formattedNode }, { adaptersNode }, { fusedNode }, { hfNode }, { ggufNode }, { evalNode }, { withStageCode }, { withWeight }] =
-    await Promise.all([
-      import("./stages/mlx-env.ts"),
-      import("./stages/llama-cpp.ts"),
-      import("./stages/quantizer.ts"),
-      import("./stages/model.ts"),
-      import("./stages/data.ts"),
-      import("./stages/formatted.ts"),
-      import("./stages/adapters.ts"),
-      import("./stages/fused.ts"),
-      import("./stages/hf.ts"),
-      import("./stages/gguf.ts"),
-      import("./stages/eval.ts"),
-      import("./stages/lib/code.ts"),
-      import("./stages/lib/weights.ts"),
-    ]);
-  const nodes: NodeSpec<PipelineConfig>[] = [
-    mlxEnv,
-    llamaCppNode,
-    ...(config.gguf.quantize ? [quantizerNode] : []),
-    modelNode(config, root),
-    dataNode,
-    formattedNode,
-    adaptersNode,
-    fusedNode,
-    hfNode,
-    ggufNode(config),
-    evalNode(config),
-  ];
-  // A stage's own code is an input of its output; its weight only says how it is scheduled.
-  return new Graph(nodes.map(withStageCode).map((n) => withWeight(n, config, root)));
-}
 
 /** The store is per user, beside the toolchains: every clone and project on this machine shares it. */
 const defaultStore = () => process.env.MLX_PIPELINE_STORE ?? userCacheDir("store");
@@ -99,7 +67,7 @@ const app: CliApp<PipelineConfig> = {
     (await import("./config/reserved-paths.ts")).assertNoReservedPaths(config, root, configPath);
     const cache = cacheSettings(config.cache, root, defaultStore());
     // The tool's folder, as the stages name their own files (toolFile): those are keyed by their path in it.
-    return { root, config, graph: await buildGraph(config, root), cache, toolRoot: toolFile() };
+    return { root, config, graph: new Graph(await stageNodes(config, root)), cache, toolRoot: toolFile() };
   },
   async checkReport(ctx) {
     const { memoryFor } = await import("./stages/adapters.ts");

