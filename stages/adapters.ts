@@ -5,7 +5,8 @@ import { appendFile, copyFile, mkdir, readdir, readFile, realpath, rm, writeFile
 import { join } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
 import type { BaseCtx, Json, NodeSpec, RunCtx, Verdict } from "../engine/types.ts";
-import type { MemoryReport, ModelFacts } from "../guard/verdicts.ts";
+import type { ClusterFacts } from "../guard/distributed.ts";
+import type { Failed, TrainedModel, TrainingFacts, TrainingJudgement } from "../guard/training.ts";
 import { STATS, type FormatStats } from "./formatted.ts";
 import { UserError } from "../engine/types.ts";
 import { modelDir } from "./lib/model/model-ref.ts";
@@ -32,85 +33,57 @@ async function clusterOf(ctx: BaseCtx<PipelineConfig>): Promise<Cluster | undefi
   return resolveCluster(ctx.config.distributed, ctx.root);
 }
 
-/** The memory estimate for this config on the planned machine (one rank's share of the batch), when the model can be read. */
-export async function memoryFor(ctx: BaseCtx<PipelineConfig>): Promise<(MemoryReport & { facts: ModelFacts }) | undefined> {
-  const [{ guardModelDir }, { memoryReport, readModelFacts, trainingPlan }] = await Promise.all([import("./lib/model/model-ref.ts"), import("../guard/verdicts.ts")]);
-  const dir = await guardModelDir(ctx);
-  if (!dir) return undefined;
-  const facts = await readModelFacts(dir);
-  const world = (await clusterOf(ctx))?.ranks.length ?? 1;
-  const plan = trainingPlan({ ...ctx.config.lora, batch_size: Math.ceil(ctx.config.lora.batch_size / world) }, await longestExample(ctx));
-  return { ...memoryReport(facts, plan, ctx.config.memory), facts };
+/**
+ * The base model as the guard reads it, or undefined before it is built. A config.json the guard cannot read,
+ * or hosts that cannot be read, fail it: their message says what is wrong and what to use instead.
+ */
+async function trainedModel(ctx: BaseCtx<PipelineConfig>): Promise<TrainedModel | Failed | undefined> {
+  try {
+    const [{ guardModelDir }, { readModelFacts }] = await Promise.all([import("./lib/model/model-ref.ts"), import("../guard/verdicts.ts")]);
+    const dir = await guardModelDir(ctx);
+    if (!dir) return undefined;
+    const facts = await readModelFacts(dir);
+    const world = (await clusterOf(ctx))?.ranks.length ?? 1;
+    const longest = await longestExample(ctx);
+    return { facts, world, ...(longest !== undefined ? { longestExample: longest } : {}) };
+  } catch (e) {
+    if (e instanceof UserError) return { failed: e.message };
+    throw e;
+  }
 }
 
-/** mlx-lm refuses prompt masking on pre-rendered text, but only once training has loaded everything. */
-function maskVerdicts(config: PipelineConfig): Verdict[] {
-  if (config.format !== "text" || !config.lora.mask_prompt) return [];
-  return [
-    {
-      level: "error",
-      code: "format.mask-text",
-      message: "lora.mask_prompt is true but format is text: mlx-lm cannot tell prompt from answer in pre-rendered text and refuses it.",
-      fix: "Set `format: messages` (recommended), or `lora.mask_prompt: false`.",
-    },
-  ];
-}
-
-/** Layers the probe keeps (more for layer patterns such as Gemma 3's), and the size it still trains quickly. */
-const PROBE_LAYERS = 6;
-const PROBE_MAX_PARAMS = 150e6;
-
-/** Every host of a distributed run: reachable, with the environment and the memory for its rank. */
-async function distributedVerdicts(ctx: BaseCtx<PipelineConfig>, peakBytes: number | undefined): Promise<Verdict[]> {
+/** Every host of a distributed run as the probe finds it, or undefined for one process. */
+async function clusterFacts(ctx: BaseCtx<PipelineConfig>): Promise<ClusterFacts | Failed | undefined> {
   let cluster: Cluster | undefined;
   try {
     cluster = await clusterOf(ctx);
   } catch (e) {
-    if (e instanceof UserError) return [{ level: "error", code: "distributed.config", message: e.message, fix: "" }];
+    if (e instanceof UserError) return { failed: e.message };
     throw e;
   }
-  if (!cluster) return [];
-  const { clusterVerdicts } = await import("./lib/distributed/probe.ts");
-  const info = ctx.isBuilt("mlx-env") ? await readToolchain(ctx.upstream("mlx-env")) : undefined;
-  return clusterVerdicts(cluster, ctx.config.lora.batch_size, info, peakBytes);
+  if (!cluster) return undefined;
+  const { probeCluster } = await import("./lib/distributed/probe.ts");
+  return probeCluster(cluster, ctx.isBuilt("mlx-env") ? await readToolchain(ctx.upstream("mlx-env")) : undefined);
+}
+
+/** What the guard judges: the config and the base model, and with `probes` mlx-lm's and the other hosts' answers. */
+async function trainingFacts(ctx: BaseCtx<PipelineConfig>, probes: boolean): Promise<TrainingFacts> {
+  const model = await trainedModel(ctx);
+  if (!probes) return { config: ctx.config, ...(model ? { model } : {}) };
+  const { askMlxLm } = await import("./lib/model/arch-probe.ts");
+  const [arch, cluster] = await Promise.all([model && !("failed" in model) ? askMlxLm(ctx, model.facts) : undefined, clusterFacts(ctx)]);
+  return { config: ctx.config, ...(model ? { model } : {}), ...(arch ? { arch } : {}), ...(cluster ? { cluster } : {}) };
+}
+
+/** The memory estimate for this config on the planned machine (one rank's share of the batch), when the model can be read. */
+export async function memoryFor(ctx: BaseCtx<PipelineConfig>): Promise<TrainingJudgement["memory"]> {
+  const { judgeTraining } = await import("../guard/training.ts");
+  return judgeTraining(await trainingFacts(ctx, false)).memory;
 }
 
 async function adaptersGuard(ctx: BaseCtx<PipelineConfig>): Promise<Verdict[]> {
-  const verdicts = await singleHostVerdicts(ctx);
-  const peak = verdicts.peakBytes;
-  return [...verdicts.list, ...(await distributedVerdicts(ctx, peak))];
-}
-
-async function singleHostVerdicts(ctx: BaseCtx<PipelineConfig>): Promise<{ list: Verdict[]; peakBytes?: number }> {
-  let report: Awaited<ReturnType<typeof memoryFor>>;
-  try {
-    report = await memoryFor(ctx);
-  } catch (e) {
-    // The message says what is wrong and what to use instead (a missing config field, num_layers).
-    if (e instanceof UserError) return { list: [{ level: "error", code: "model.config", message: e.message, fix: "" }] };
-    throw e;
-  }
-  if (!report) {
-    return { list: [...maskVerdicts(ctx.config), { level: "ok", code: "memory.later", message: "the base model is not built yet: its architecture and memory are checked right before training" }] };
-  }
-  const [{ architectureVerdicts, probeVerdicts }, { countParameters }, { probeArchitecture }] = await Promise.all([
-    import("../guard/verdicts.ts"),
-    import("../guard/parameters.ts"),
-    import("./lib/model/arch-probe.ts"),
-  ]);
-  const { facts } = report;
-  const verdicts = [...maskVerdicts(ctx.config), ...architectureVerdicts(facts), ...report.verdicts];
-  // One LoRA step proves training works, but on a cut-down copy of a large model it costs more than a
-  // guard should: there mlx-lm's own module lookup is the answer.
-  const perLayer = countParameters(facts.shape).blocks / facts.shape.numLayers;
-  try {
-    const probed = await probeArchitecture(ctx, join(facts.dir, "config.json"), perLayer * PROBE_LAYERS <= PROBE_MAX_PARAMS);
-    if (probed) verdicts.push(...probeVerdicts(probed.probe, facts.shape.textModelType, probed.mlxLm));
-  } catch (e) {
-    const why = (e as { stderr?: string }).stderr?.trim().split("\n").at(-1) ?? (e as Error).message;
-    verdicts.push({ level: "warn", code: "arch.probe-failed", message: `could not ask mlx-lm about this architecture: ${why}`, fix: "" });
-  }
-  return { list: verdicts, peakBytes: report.estimate.peakBytes };
+  const { judgeTraining } = await import("../guard/training.ts");
+  return judgeTraining(await trainingFacts(ctx, true)).verdicts;
 }
 
 /** The mlx-lm YAML config, without the paths (those are covered by the upstream digests). */

@@ -9,6 +9,7 @@ import { basename, join, resolve } from "node:path";
 import type { DistributedConfig } from "../../../config/schema.ts";
 import type { ExecResult, RunCtx } from "../../../engine/types.ts";
 import { UserError } from "../../../engine/types.ts";
+import type { HostFacts } from "../../../guard/distributed.ts";
 import { onPath } from "../toolchain/paths.ts";
 import { venvPython, type ToolchainInfo } from "../toolchain/venv.ts";
 
@@ -140,16 +141,6 @@ const REMOTE_CACHE = '"${MLX_PIPELINE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mlx
  */
 function remoteVenv(info: ToolchainInfo): string {
   return `${REMOTE_CACHE}/venvs/${shQuote(basename(info.venv))}`;
-}
-
-export interface HostFacts {
-  readonly os: string;
-  readonly totalBytes?: number;
-  readonly availableBytes?: number;
-  readonly rsync: boolean;
-  /** The environment's mlx and mlx-lm versions, absent when it is not there. */
-  readonly versions?: { mlx: string; mlx_lm: string };
-  readonly venv: string;
 }
 
 /** What the guard asks each host in one ssh round trip: OS, memory, rsync, and the environment's versions. */
