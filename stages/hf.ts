@@ -6,19 +6,10 @@ import { join } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
 import type { Json, NodeSpec } from "../engine/types.ts";
 import { UserError } from "../engine/types.ts";
-import { guardModelDir, modelDir } from "./lib/model/model-ref.ts";
+import { guardModelDir, modelDir, TOKENIZER_FILES } from "./lib/model/model-ref.ts";
 import { pyScript, runPython, toolVersions } from "./lib/toolchain/tools.ts";
 
 const VERIFY = pyScript("hf_verify.py");
-/** What transformers and the converter read besides config.json and the weights, taken from the base model. */
-const TOKENIZER_FILES = [
-  "tokenizer.json",
-  "tokenizer_config.json",
-  "tokenizer.model",
-  "special_tokens_map.json",
-  "chat_template.jinja",
-  "generation_config.json",
-] as const;
 /** Above this the weights are not loaded for verification (config and tokenizer still are). */
 const LOAD_WEIGHTS_UP_TO = 2e9;
 

@@ -17,23 +17,13 @@ import { PY_ENV } from "../toolchain/tools.ts";
 import type { Exec } from "./child.ts";
 import { HF_TOKENS_SCRIPT, hfSide, type HfSide, type TrainingTexts } from "./tokenizer-parity.ts";
 import { mlxPython } from "../toolchain/mlx.ts";
+import { TOKENIZER_FILES } from "../model/model-ref.ts";
 
 /** The check's own code: an edit to it must not reuse verdicts the old code cached. */
 const CHECK_CODE = [import.meta.filename, toolFile("stages", "lib", "llama", "tokenizer-parity.ts"), toolFile("stages", "formatted.ts"), toolFile("stages", "lib", "llama", "worker.ts"), HF_TOKENS_SCRIPT];
 const CONVERTER_REQUIREMENTS = toolFile("stages", "requirements", "converter.txt");
 /** What decides the converter's vocabulary: the tokenizer files, and config.json (architecture, vocab size). */
-const VOCAB_FILES = [
-  "config.json",
-  "tokenizer.json",
-  "tokenizer_config.json",
-  "tokenizer.model",
-  "special_tokens_map.json",
-  "added_tokens.json",
-  "vocab.json",
-  "merges.txt",
-  "chat_template.jinja",
-  "generation_config.json",
-] as const;
+const VOCAB_FILES = ["config.json", ...TOKENIZER_FILES];
 /** Converter files whose edits change its verdict even when a checkout's commit does not (local edits). */
 const CONVERTER_FILES = ["convert_hf_to_gguf.py", join("conversion", "base.py"), join("conversion", "__init__.py")];
 

@@ -7,6 +7,22 @@ import type { PipelineConfig } from "../../../config/schema.ts";
 import { jsonFile, readJsonFile, type JsonOf } from "../toolchain/json-file.ts";
 
 /**
+ * The base model's tokenizer files: what transformers and llama.cpp's converter read besides config.json and
+ * the weights. The hf node copies them from the base model; the converter's vocabulary check is keyed by them.
+ */
+export const TOKENIZER_FILES = [
+  "tokenizer.json",
+  "tokenizer_config.json",
+  "tokenizer.model",
+  "special_tokens_map.json",
+  "added_tokens.json",
+  "vocab.json",
+  "merges.txt",
+  "chat_template.jinja",
+  "generation_config.json",
+] as const;
+
+/**
  * model.json: what the model node publishes. It names the model the same way on every machine (the ref as
  * pipeline.yaml writes it, a hub revision), never by this machine's absolute paths, so machines that resolve
  * `model:` to the same files publish the same bytes and share every downstream build.
