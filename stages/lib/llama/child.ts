@@ -1,5 +1,5 @@
 // llama.cpp out of process: every load, tokenization and generation with a GGUF runs in a child node process
-// (llama-worker.ts). A crash, an abort or a hang there becomes an error naming llama.cpp's last lines and
+// (worker.ts). A crash, an abort or a hang there becomes an error naming llama.cpp's last lines and
 // the log, and the build goes on to clean up and exit 1 instead of vanishing with the child.
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";

@@ -1,4 +1,4 @@
-// A GGUF's header, parsed in JavaScript (llama.cpp itself only ever reads the file in a child: llama-child.ts).
+// A GGUF's header, parsed in JavaScript (llama.cpp itself only ever reads the file in a child: child.ts).
 import { gguf } from "@huggingface/gguf";
 
 export interface GgufHeader {

@@ -1,12 +1,12 @@
-// The only code that loads llama.cpp (node-llama-cpp), run as a child process by llama-child.ts: an abort in
+// The only code that loads llama.cpp (node-llama-cpp), run as a child process by child.ts: an abort in
 // llama.cpp (std::out_of_range on a broken vocabulary, a truncated file) ends this process, not the build.
-// Usage: node --import tsx llama-worker.ts REQUEST.json ANSWER.json
+// Usage: node --import tsx worker.ts REQUEST.json ANSWER.json
 import { readFileSync, writeFileSync } from "node:fs";
 import type { LlamaAnswer, LlamaRequest } from "./child.ts";
 import { freeCores } from "../toolchain/threads.ts";
 
 const [requestPath, answerPath] = process.argv.slice(2);
-if (!requestPath || !answerPath) throw new Error("usage: llama-worker.ts REQUEST.json ANSWER.json");
+if (!requestPath || !answerPath) throw new Error("usage: worker.ts REQUEST.json ANSWER.json");
 const request = JSON.parse(readFileSync(requestPath, "utf8")) as LlamaRequest;
 
 const { getLlama, LlamaLogLevel } = await import("node-llama-cpp");
