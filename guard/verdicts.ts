@@ -1,4 +1,4 @@
-// Verdicts from the compatibility knowledge, for the stages' guards: architecture, memory, export.
+// Verdicts from the compatibility knowledge, for the stages' guards: architecture and memory.
 // Everything here reads config.json and safetensors headers only: no weights, no training.
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
@@ -134,30 +134,4 @@ export function memoryReport(facts: ModelFacts, plan: TrainingPlan, target: { os
   const level = share > 1 ? "error" : "warn";
   const message = share > 1 ? `${what}: it will not fit.` : `${what}: it is close (${Math.round(share * 100)}%).`;
   return { machine, estimate, verdicts: [{ level, code: share > 1 ? "memory.exceeds" : "memory.close", message, fix }] };
-}
-
-/** The converter's registry has the checkpoint's architecture. */
-export function converterVerdicts(config: Record<string, unknown>, supported: readonly string[], converter: string): Verdict[] {
-  const archs = Array.isArray(config.architectures) ? (config.architectures as string[]) : [];
-  const arch = archs[0];
-  if (!arch) {
-    return [{ level: "error", code: "export.no-architecture", message: "config.json has no `architectures`: llama.cpp's converter picks its model class from it.", fix: 'Add e.g. "architectures": ["LlamaForCausalLM"] to config.json.' }];
-  }
-  if (!supported.includes(arch)) {
-    return [
-      {
-        level: "error",
-        code: "export.unsupported",
-        message: `${converter} does not support ${arch}: the GGUF step would fail after training.`,
-        fix: "Use a model llama.cpp converts, or point llama_cpp: at a newer llama.cpp checkout.",
-      },
-    ];
-  }
-  return [{ level: "ok", code: "export.arch", message: `${converter} converts ${arch}` }];
-}
-
-export function tokenizerVerdicts(dir: string): Verdict[] {
-  const has = (f: string) => existsSync(join(dir, f));
-  if (has("tokenizer.json") || has("tokenizer.model")) return [{ level: "ok", code: "export.tokenizer", message: `tokenizer files present (${["tokenizer.json", "tokenizer.model"].filter(has).join(", ")})` }];
-  return [{ level: "error", code: "export.no-tokenizer", message: `${dir} has neither tokenizer.json nor tokenizer.model: nothing can tokenize for this model.`, fix: "Copy the base model's tokenizer files into the folder." }];
 }

@@ -6,7 +6,7 @@ import { readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
 import { existsSync } from "node:fs";
-import type { Json, NodeSpec, RunCtx, Verdict } from "../engine/types.ts";
+import type { Json, NodeSpec, RunCtx } from "../engine/types.ts";
 import { bundledRelease, converterCode, converterRegistry, converterSource, userCheckout } from "./lib/llama/converter.ts";
 import { guardModelDir } from "./lib/model/model-ref.ts";
 import { UserError } from "../engine/types.ts";
@@ -67,32 +67,22 @@ export function ggufNode(config: PipelineConfig): NodeSpec<PipelineConfig> {
       command: ["convert_hf_to_gguf.py --outtype", ctx.config.gguf.outtype, ...(ctx.config.gguf.quantize ? ["llama-quantize", ctx.config.gguf.quantize] : [])],
     }),
     async guard(ctx) {
-      const verdicts: Verdict[] = [];
       const dir = await guardModelDir(ctx);
       const source = converterSource(ctx);
       const registry = converterRegistry(source, ctx.config.python);
-      const converter = userCheckout(ctx) ? `llama.cpp at ${source}` : `llama.cpp ${bundledRelease()}`;
-      if (!registry.outtypes.includes(ctx.config.gguf.outtype)) {
-        verdicts.push({
-          level: "error",
-          code: "export.outtype",
-          message: `gguf.outtype ${ctx.config.gguf.outtype} is not a type ${converter}'s converter writes.`,
-          fix: `Use one of ${registry.outtypes.join(", ")}; for K-quants such as Q4_K_M set gguf.quantize instead.`,
-        });
-      }
-      if (dir && existsSync(join(dir, "config.json"))) {
-        const config = JSON.parse(await readFile(join(dir, "config.json"), "utf8")) as Record<string, unknown>;
-        // The guards' knowledge is loaded by the guard: a no-op build loads this module for its inputs alone.
-        const { converterVerdicts, tokenizerVerdicts } = await import("../guard/verdicts.ts");
-        verdicts.push(...converterVerdicts(config, registry.architectures, converter), ...tokenizerVerdicts(dir));
-        if (verdicts.every((v) => v.level !== "error")) {
-          // The converter itself, on the base model's vocabulary: seconds, and cached.
-          const [{ vocabVerdicts }, { sampleTexts }] = await Promise.all([import("./lib/llama/vocab-check.ts"), import("./lib/llama/tokenizer-parity.ts")]);
-          const texts = await trainingTexts(ctx.config, ctx.root, dir);
-          verdicts.push(...(await vocabVerdicts(ctx, dir, source, llamaCppVersion(ctx), converter, texts && sampleTexts(texts))));
-        }
-      }
-      return verdicts;
+      const label = userCheckout(ctx) ? `llama.cpp at ${source}` : `llama.cpp ${bundledRelease()}`;
+      // The guards' knowledge is loaded by the guard: a no-op build loads this module for its inputs alone.
+      const { judgeExport, TOKENIZER_MODELS } = await import("../guard/export.ts");
+      const model =
+        dir && existsSync(join(dir, "config.json"))
+          ? { dir, config: JSON.parse(await readFile(join(dir, "config.json"), "utf8")) as Record<string, unknown>, tokenizers: TOKENIZER_MODELS.filter((f) => existsSync(join(dir, f))) }
+          : undefined;
+      const verdicts = judgeExport({ outtype: ctx.config.gguf.outtype, converter: { label, ...registry }, ...(model ? { model } : {}) });
+      if (!model || verdicts.some((v) => v.level === "error")) return verdicts;
+      // The converter itself, on the base model's vocabulary: seconds, and cached.
+      const [{ vocabVerdicts }, { sampleTexts }] = await Promise.all([import("./lib/llama/vocab-check.ts"), import("./lib/llama/tokenizer-parity.ts")]);
+      const texts = await trainingTexts(ctx.config, ctx.root, model.dir);
+      return [...verdicts, ...(await vocabVerdicts(ctx, model.dir, source, llamaCppVersion(ctx), label, texts && sampleTexts(texts)))];
     },
     async run(ctx) {
       const out = join(ctx.staging, GGUF_FILE);
