@@ -80,6 +80,7 @@ const PIPELINE_NOOP = [
   "stages/llama-cpp.ts",
   "stages/mlx-env.ts",
   "stages/model.ts",
+  "stages/ollama.ts",
   "stages/quantizer.ts",
   "stages/lib/code.ts",
   "stages/lib/guard-inputs.ts",

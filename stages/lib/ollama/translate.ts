@@ -59,6 +59,16 @@ function difference(a: string, b: string): string {
   return `at character ${i}:\n      Jinja:  ${around(a)}\n      Ollama: ${around(b)}`;
 }
 
+/** Why no TEMPLATE can match a conversation with consecutive turns of one role, or "". */
+function unmerged(messages: readonly Message[], rules: TemplateRules): string {
+  const trained = normalizeMessages(messages, rules).messages;
+  if (!trained.some((msg, i) => i > 0 && trained[i - 1]!.role === msg.role)) return "";
+  return (
+    "\n    Ollama merges consecutive messages of one role (joined by a blank line) before its template runs, and this chat template " +
+    "keeps them apart, so no TEMPLATE gives this prompt: merge such turns in the training data."
+  );
+}
+
 export type Check = { readonly ok: true; readonly checked: number } | { readonly ok: false; readonly why: string };
 
 /** Renders every conversation through the Jinja template and through the Modelfile's TEMPLATE with Go; equal bytes or the first difference. */
@@ -71,7 +81,7 @@ export async function checkModelfile(chat: JinjaChat, modelfile: string, system:
     } catch (e) {
       return { ok: false, why: `${c.origin}: the Jinja template raised: ${(e as Error).message}` };
     }
-    if (expected !== go.renders[i]) return { ok: false, why: `${c.origin}: the renderings differ ${difference(expected, go.renders[i]!)}` };
+    if (expected !== go.renders[i]) return { ok: false, why: `${c.origin}: the renderings differ ${difference(expected, go.renders[i]!)}${unmerged(c.messages, chat.rules)}` };
   }
   return { ok: true, checked: conversations.length };
 }
@@ -80,6 +90,16 @@ export interface Translation {
   readonly family: FamilyName;
   readonly template: string;
   readonly stop: string;
+}
+
+/** A chat template this tool cannot give Ollama, and what to write by hand instead. */
+export class UntranslatableTemplate extends UserError {
+  constructor(
+    readonly problem: string,
+    readonly fix: string = BY_HAND,
+  ) {
+    super(`${problem}\n  ${fix}`);
+  }
 }
 
 const BY_HAND =
@@ -92,7 +112,7 @@ export async function translate(chat: JinjaChat): Promise<Translation> {
   try {
     found = candidates(chat.prompt);
   } catch (e) {
-    throw new UserError(`${chat.source}: the chat template raised on a one-turn conversation (${(e as Error).message}), so Ollama cannot be given its equivalent. ${BY_HAND}`);
+    throw new UntranslatableTemplate(`${chat.source}: the chat template raised on a one-turn conversation (${(e as Error).message}), so Ollama cannot be given its equivalent.`);
   }
   const tried: string[] = [];
   for (const candidate of found) {
@@ -104,5 +124,5 @@ export async function translate(chat: JinjaChat): Promise<Translation> {
     tried.length === 0
       ? `its turns match none of the template families this tool translates (${FAMILIES.join(", ")})`
       : `no Go template renders it byte for byte as the Jinja template does:\n    ${tried.join("\n    ")}`;
-  throw new UserError(`${chat.source}: this chat template cannot be translated to an Ollama TEMPLATE: ${reason}\n  ${BY_HAND}`);
+  throw new UntranslatableTemplate(`${chat.source}: this chat template cannot be translated to an Ollama TEMPLATE: ${reason}`);
 }
