@@ -5,7 +5,8 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
-import { FAST_LORA, pipelineYaml, Project, SAMPLE_LINES } from "../helpers/project.ts";
+import { FAST_LORA, pipelineYaml, Project, SAMPLE_LINES, type RunResult } from "../helpers/project.ts";
+import { editedModel, tinyModelFolder } from "../helpers/tiny-model.ts";
 
 const LORA = { iters: 2, steps_per_report: 2, steps_per_eval: 2, save_every: 2 };
 const SYSTEM = "You are a precise unit converter. Answer in one line.";
@@ -34,7 +35,50 @@ function commands(modelfile: string): Record<string, string[]> {
   return out;
 }
 
+/** An instruction-style chat template, of no family the tool translates. */
+const ALPACA =
+  "{% for message in messages %}{% if message['role'] == 'user' %}{{ '### Instruction:\\n' + message['content'] + '\\n\\n' }}" +
+  "{% else %}{{ '### Response:\\n' + message['content'] + '\\n\\n' }}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '### Response:\\n' }}{% endif %}";
+/** Its Ollama TEMPLATE, as a user writes it by hand. */
+const ALPACA_GO = `{{- range .Messages }}{{ if eq .Role "user" }}### Instruction:
+{{ .Content }}
+
+{{ else }}### Response:
+{{ .Content }}
+
+{{ end }}{{ end }}### Response:
+`;
+
+function verdict(result: RunResult, code: string): { level: string; message: string; fix?: string } {
+  const found = (result.json.verdicts ?? []).find((v) => v.code === code);
+  expect(found, `${code} in ${JSON.stringify(result.json.verdicts)}\n${result.stderr.slice(-2000)}`).toBeDefined();
+  return found as { level: string; message: string; fix?: string };
+}
+
 describe("ollama node", () => {
+  it("refuses a chat template it cannot translate before anything trains, and takes a hand-written TEMPLATE that renders alike", async () => {
+    const model = editedModel(await tinyModelFolder("llama"), { "tokenizer_config.json": (c) => void (c.chat_template = ALPACA) });
+    const p = new Project(pipelineYaml({ model, lora: LORA }), { "data/train.jsonl": data(SYSTEM) });
+    const refused = await p.build("ollama");
+    expect(refused.code).toBe(1);
+    expect(refused.json.nodes).toEqual([]); // nothing ran, let alone trained
+    const v = verdict(refused, "ollama.template");
+    expect(v.level).toBe("error");
+    expect(v.message).toMatch(/tokenizer_config\.json \(chat_template\): this chat template cannot be translated to an Ollama TEMPLATE: its turns match none of the template families/);
+    expect(v.fix).toMatch(/`ollama: \{ template: FILE \}`/);
+
+    p.write("alpaca.gotmpl", ALPACA_GO);
+    p.write("pipeline.yaml", pipelineYaml({ model, lora: LORA, ollama: { template: "alpaca.gotmpl" } }));
+    const accepted = await p.run(["check", "ollama", "--json"]);
+    expect(verdict(accepted, "ollama.template")).toMatchObject({ level: "ok", message: expect.stringMatching(/hand-written \(alpaca\.gotmpl\): 4 probe conversations render byte for byte alike/) });
+
+    // One byte off, and the hand-written template is refused as well.
+    p.write("alpaca.gotmpl", ALPACA_GO.replace("### Response:\n{{ .Content }}", "### Response: {{ .Content }}"));
+    const off = verdict(await p.run(["check", "ollama", "--json"]), "ollama.template");
+    expect(off.level).toBe("error");
+    expect(off.message).toMatch(/^alpaca\.gotmpl: probe: system \+ user: the renderings differ at character \d+/);
+  });
+
   it("writes a Modelfile for the fused GGUF whose TEMPLATE renders the training data as the chat template does", async () => {
     const p = new Project(pipelineYaml({ model: "tiny:llama", lora: LORA }), { "data/train.jsonl": data(SYSTEM) });
     const built = await p.mustBuild("ollama");
