@@ -45,14 +45,14 @@ async function goTemplate(ctx: BaseCtx<PipelineConfig>, chat: JinjaChat): Promis
   return { family: `hand-written (${hand})`, template, stop: undefined };
 }
 
-/** The model's chat template, as Ollama's prompt must reproduce it. */
-async function jinjaFor(dir: string): Promise<JinjaChat> {
+/** The model's chat template, as Ollama's prompt must reproduce it, and the tokenizer's EOS. */
+async function jinjaFor(dir: string): Promise<{ chat: JinjaChat; eos: string | undefined }> {
   const [{ loadChatTemplate }, { jinjaChat }] = await Promise.all([import("./lib/chat-template.ts"), import("./lib/ollama/translate.ts")]);
   const template = await loadChatTemplate(dir);
   if (!template) {
     throw new UserError(`${dir} has no chat template (neither chat_template.jinja nor chat_template in tokenizer_config.json), so there is no chat format to give Ollama.`);
   }
-  return jinjaChat(template.source, template.text, template.eosToken);
+  return { chat: await jinjaChat(template.source, template.text, template.eosToken), eos: template.eosToken };
 }
 
 /** The training conversations up to their last user turn: what Ollama's prompt for that turn must equal. */
@@ -112,7 +112,7 @@ export const ollamaNode: NodeSpec<PipelineConfig> = {
     if (!dir) return [...verdicts, { level: "ok", code: "ollama.later", message: "the chat template's translation is checked once the model is fetched" }];
     const { checkModelfile, PROBES, UntranslatableTemplate } = await import("./lib/ollama/translate.ts");
     try {
-      const chat = await jinjaFor(dir);
+      const { chat } = await jinjaFor(dir);
       const { family, template } = await goTemplate(ctx, chat);
       const { modelfileText } = await import("./lib/ollama/modelfile.ts");
       const check = await checkModelfile(chat, modelfileText({ from: GGUF_FILE, template, stops: [] }), undefined, PROBES);
@@ -127,15 +127,14 @@ export const ollamaNode: NodeSpec<PipelineConfig> = {
   },
   async run(ctx) {
     const dir = await modelDir(ctx.upstream("model"), ctx.root);
-    const chat = await jinjaFor(dir);
+    const { chat, eos } = await jinjaFor(dir);
     const { family, template, stop } = await goTemplate(ctx, chat);
-    const [{ checkModelfile, PROBES }, { modelfileText }, { endTokens }, { loadChatTemplate }] = await Promise.all([
+    const [{ checkModelfile, PROBES }, { modelfileText }, { endTokens }] = await Promise.all([
       import("./lib/ollama/translate.ts"),
       import("./lib/ollama/modelfile.ts"),
       import("./lib/ollama/stops.ts"),
-      import("./lib/chat-template.ts"),
     ]);
-    const stops = await endTokens(dir, (await loadChatTemplate(dir))?.eosToken, stop);
+    const stops = await endTokens(dir, eos, stop);
     const chats = await trainingChats(ctx.upstream("data"));
     const system = trainedSystem(chats);
     const numCtx = ctx.config.ollama.num_ctx ?? ctx.config.lora.max_seq_length;

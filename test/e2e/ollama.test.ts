@@ -105,5 +105,5 @@ describe("ollama node", () => {
     expect(again.statuses.ollama).toBe("ran");
     expect(commands(p.read("models/ollama/Modelfile")).SYSTEM).toBeUndefined();
     expect(p.readJson<{ checked: number }>("models/ollama/template-check.json").checked).toBe(24);
-  });
+  }, 1_800_000); // two builds from nothing to the GGUF (the second retrains on the edited data)
 });
