@@ -117,7 +117,7 @@ export const ollamaNode: NodeSpec<PipelineConfig> = {
       const { modelfileText } = await import("./lib/ollama/modelfile.ts");
       const check = await checkModelfile(chat, modelfileText({ from: GGUF_FILE, template, stops: [] }), undefined, PROBES);
       if (!check.ok) throw new UntranslatableTemplate(`${ctx.config.ollama.template}: ${check.why}`, `Fix the template until it renders as ${chat.source} does.`);
-      verdicts.push({ level: "ok", code: "ollama.template", message: `the chat template translates to an Ollama TEMPLATE (${family}): ${check.checked} probe conversations render byte for byte alike` });
+      verdicts.push({ level: "ok", code: "ollama.template", message: `Ollama TEMPLATE ${family}: ${check.checked} probe conversations render byte for byte as the chat template does` });
     } catch (e) {
       if (!(e instanceof UserError)) throw e;
       const { problem, fix } = e instanceof UntranslatableTemplate ? e : { problem: e.message, fix: "Fix what it says, then run `check ollama` again." };

@@ -70,7 +70,7 @@ describe("ollama node", () => {
     p.write("alpaca.gotmpl", ALPACA_GO);
     p.write("pipeline.yaml", pipelineYaml({ model, lora: LORA, ollama: { template: "alpaca.gotmpl" } }));
     const accepted = await p.run(["check", "ollama", "--json"]);
-    expect(verdict(accepted, "ollama.template")).toMatchObject({ level: "ok", message: expect.stringMatching(/hand-written \(alpaca\.gotmpl\): 4 probe conversations render byte for byte alike/) });
+    expect(verdict(accepted, "ollama.template")).toMatchObject({ level: "ok", message: expect.stringMatching(/^Ollama TEMPLATE hand-written \(alpaca\.gotmpl\): 4 probe conversations render byte for byte as the chat template does$/) });
 
     // One byte off, and the hand-written template is refused as well.
     p.write("alpaca.gotmpl", ALPACA_GO.replace("### Response:\n{{ .Content }}", "### Response: {{ .Content }}"));
