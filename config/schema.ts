@@ -102,6 +102,22 @@ const evalSchema = z
   })
   .strict();
 
+const ollamaSchema = z
+  .object({
+    num_ctx: z
+      .number()
+      .int()
+      .positive()
+      .optional()
+      .describe("The Modelfile's PARAMETER num_ctx (default: lora.max_seq_length; more is refused: the model never trained on longer contexts)."),
+    template: z
+      .string()
+      .min(1)
+      .optional()
+      .describe("A hand-written Ollama TEMPLATE (a Go template file, relative to pipeline.yaml) for a chat template the tool cannot translate; it is checked against the Jinja template all the same."),
+  })
+  .strict();
+
 const memorySchema = z
   .object({
     os: z.enum(["macos", "linux"]).optional().describe("Plan for this OS instead of the current machine's."),
@@ -145,6 +161,7 @@ export const pipelineSchema = z
     lora: loraSchema.default(loraSchema.parse({})),
     gguf: ggufSchema.default(ggufSchema.parse({})),
     eval: evalSchema.default(evalSchema.parse({})).describe("The eval node: base vs fine-tuned vs GGUF answers on the test split."),
+    ollama: ollamaSchema.default({}).describe("The ollama node: a Modelfile for `ollama create`, its TEMPLATE checked against the model's chat template."),
     memory: memorySchema.default({}).describe("Which machine the memory guard plans for (default: this one)."),
     cache: cacheSchema.default(cacheSchema.parse({})).describe("The build cache: every output kept by content, restored instead of rebuilt, shared through S3."),
     distributed: distributedSchema.optional(),

@@ -97,7 +97,7 @@ export async function trainingTexts(config: PipelineConfig, root: string, dir: s
 }
 
 /** Where the chat template can be read now: the model folder, or for a tiny model not yet built its npm package. */
-async function templateDirForGuard(ctx: BaseCtx<PipelineConfig>): Promise<string | undefined> {
+export async function templateDirForGuard(ctx: BaseCtx<PipelineConfig>): Promise<string | undefined> {
   const { guardModelDir } = await import("./lib/model/model-ref.ts");
   const dir = await guardModelDir(ctx);
   if (dir) return dir;

@@ -49,6 +49,7 @@ export const STAGES: readonly Stage<unknown>[] = [
   stage({ id: "hf", module: () => import("./hf.ts"), node: (m) => m.hfNode, weight: "heavy" }), // loads the model in transformers to prove it loads
   stage({ id: "gguf", module: () => import("./gguf.ts"), node: (m, c) => m.ggufNode(c), weight: "heavy" }), // converts the whole model, quantizes it on every core
   stage({ id: "eval", module: () => import("./eval.ts"), node: (m, c) => m.evalNode(c), weight: "heavy" }), // loads and runs three models
+  stage({ id: "ollama", module: () => import("./ollama.ts"), node: (m) => m.ollamaNode, weight: "light" }), // a Modelfile, its template checked
 ];
 
 /** The nodes the config asks for, each with its code among its inputs and its weight. */

@@ -82,6 +82,7 @@ const PIPELINE_NOOP = [
   "stages/llama-cpp.ts",
   "stages/mlx-env.ts",
   "stages/model.ts",
+  "stages/ollama.ts",
   "stages/quantizer.ts",
   "stages/lib/llama/converter.ts",
   "stages/lib/toolchain/json-file.ts",
