@@ -5,6 +5,7 @@ import type { LockNodes } from "../lockfile.ts";
 import type { FileDigest, Json } from "../types.ts";
 import { UserError } from "../types.ts";
 import type { BuildCache } from "./build-cache.ts";
+import { REMOTE_FORMS } from "./backends.ts";
 import { formatBytes, totalSize, transferLine, type Progress } from "./cache.ts";
 import { InvalidEntry } from "./manifest.ts";
 
@@ -112,7 +113,7 @@ async function gc(project: CacheProject, cache: BuildCache, json: boolean): Prom
 
 async function transfer(command: "push" | "pull", project: CacheProject, cache: BuildCache, node: string | undefined, json: boolean): Promise<number> {
   const settings = cache.settings.remote;
-  if (!settings) throw new UserError("No remote cache is configured: set cache.remote in pipeline.yaml (s3://bucket/prefix).", 2);
+  if (!settings) throw new UserError(`No remote cache is configured: set cache.remote in pipeline.yaml (${REMOTE_FORMS}).`, 2);
   if (command === "push" && !settings.push) {
     throw new UserError("cache.push is false: this clone reads the remote cache but does not write it. Push from CI, or set cache.push: true.", 2);
   }
