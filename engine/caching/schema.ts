@@ -20,6 +20,8 @@ export const cacheSchema = z
         if (!backend) ctx.addIssue({ code: "custom", message: `must be ${REMOTE_FORMS}${scheme ? ` (no remote backend for ${scheme}//)` : ""}` });
         else if (!backend.pattern.test(url)) ctx.addIssue({ code: "custom", message: `must be ${backend.form}` });
       })
+      // For editors reading pipeline.schema.json: any backend's form (the messages above say which one was meant).
+      .meta({ pattern: Object.values(BACKENDS).map((b) => `(?:${b.pattern.source})`).join("|") })
       .optional()
       .describe(
         `A shared remote cache: ${REMOTE_FORMS} (a shared folder or NFS mount). S3 credentials come from the AWS chain (environment, ~/.aws), never from here.`,
