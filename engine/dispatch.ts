@@ -158,10 +158,8 @@ function pump<C>(d: Dispatch<C>): void {
     const why = halted(d);
     if (why) {
       d.pending.splice(d.pending.indexOf(id), 1);
-      if (id === d.stop?.node) {
-        fail(d, id);
-        finish(d, id, "failed", d.stop.message);
-      } else finish(d, id, "skipped", `not started: ${why}`);
+      if (id === d.stop?.node) finish(d, id, "failed", d.stop.message);
+      else finish(d, id, "skipped", `not started: ${why}`);
       continue;
     }
     if (!d.s.project.graph.node(id).deps.every((dep) => d.live.reports.has(dep))) continue;

@@ -12,7 +12,7 @@ import type { Manifest, ProjectId } from "./manifest.ts";
 export type { Manifest, ProjectId } from "./manifest.ts";
 
 /**
- * The remote cannot be used at all (unreachable, too slow, credentials refused, no such bucket): a build warns
+ * The remote cannot be used at all (unreachable, too slow, credentials refused, no such bucket or folder): a build warns
  * once and goes on with the local store; `push` and `pull` fail with it. Not raised for one bad entry.
  */
 export class RemoteUnavailable extends UserError {}
