@@ -67,7 +67,8 @@ const app: CliApp<PipelineConfig> = {
     (await import("./config/reserved-paths.ts")).assertNoReservedPaths(config, root, configPath);
     const cache = cacheSettings(config.cache, root, defaultStore());
     // The tool's folder, as the stages name their own files (toolFile): those are keyed by their path in it.
-    return { root, config, graph: new Graph(await stageNodes(config, root)), cache, toolRoot: toolFile() };
+    // Python tools buffer stdout in a pipe: unbuffered, a node's progress lines arrive as they are printed.
+    return { root, config, outputs: "models", graph: new Graph(await stageNodes(config, root)), cache, toolRoot: toolFile(), toolEnv: { PYTHONUNBUFFERED: "1" } };
   },
   async checkReport(ctx) {
     const { memoryFor } = await import("./stages/adapters.ts");

@@ -66,7 +66,7 @@ export const bigApp = {
     const config = await loadYamlConfig(configPath, CONFIG);
     const root = dirname(configPath);
     const cache = config.cache && cacheSettings(config.cache, root, join(root, "cache", "store"));
-    return { root, config, graph: new Graph([weights, manifest, report]), ...(cache ? { cache } : {}) };
+    return { root, config, outputs: "models", graph: new Graph([weights, manifest, report]), ...(cache ? { cache } : {}) };
   },
 };
 

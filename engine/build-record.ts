@@ -3,7 +3,7 @@
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { replaceFile, sweepTemps } from "./durable.ts";
-import type { NodeReport } from "./runner.ts";
+import type { NodeReport } from "./engine.ts";
 
 export const LAST_BUILD_FILE = "last-build.json";
 

@@ -4,11 +4,11 @@ import { parseArgs } from "node:util";
 import { dirname, join, resolve } from "node:path";
 import type { BaseCtx, Json } from "./types.ts";
 import { UserError } from "./types.ts";
-import { Engine, type NodeReport, type NodeState, type Project } from "./runner.ts";
+import { Engine, type NodeReport, type NodeState, type Project } from "./engine.ts";
 import { RunLock } from "./runlock.ts";
 import { closeHashWorkers, hashStats } from "./digest.ts";
 import { createObserver } from "./reporter.ts";
-import { defaultJobs } from "./scheduler.ts";
+import { defaultJobs } from "./dispatch.ts";
 import { formatVerdicts } from "./verdicts.ts";
 import { writeLastBuild } from "./build-record.ts";
 
@@ -88,7 +88,12 @@ export async function runCli<C>(app: CliApp<C>, argv: readonly string[]): Promis
         case "gc":
         case "push":
         case "pull":
-          return await (await import("./caching/commands.ts")).cacheCommand(command, engine, targets[0], json);
+          return await (await import("./caching/commands.ts")).cacheCommand(
+            command,
+            { lock: engine.lockNodes, graph: engine.project.graph, cache: engine.buildCache() },
+            targets[0],
+            json,
+          );
         default:
           return await build(app, engine, target, {
             force,

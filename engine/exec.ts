@@ -80,7 +80,7 @@ export async function execLogged(
   const out = new LineSplitter(onLine);
   const err = new LineSplitter(onLine);
   // An undefined value removes a variable the parent has (e.g. HF_HUB_OFFLINE for a download).
-  const merged: Record<string, string | undefined> = { ...process.env, PYTHONUNBUFFERED: "1", NO_COLOR: "1", TERM: "dumb", ...options.env };
+  const merged: Record<string, string | undefined> = { ...process.env, NO_COLOR: "1", TERM: "dumb", ...options.env };
   const env = Object.fromEntries(Object.entries(merged).filter(([, v]) => v !== undefined));
   // zx is loaded on first use: a no-op build never starts a process and should not pay for it.
   const { $ } = await import("zx");

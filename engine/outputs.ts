@@ -1,7 +1,7 @@
 // Where node outputs live, and their atomic publication.
 //
-// models/<id> is a symlink to models/.builds/<id>-<stamp>. A node runs into a fresh staging folder in
-// models/.builds; publishing renames a new symlink over the old one, which POSIX does atomically. A crash
+// <outputs>/<id> (the app names the folder, e.g. models/) is a symlink to <outputs>/.builds/<id>-<stamp>. A
+// node runs into a fresh staging folder in <outputs>/.builds; publishing renames a new symlink over the old one, which POSIX does atomically. A crash
 // at any moment leaves either the previous output or the new one in place, never a half-written one.
 // The tool only ever replaces or removes what it made itself: its own links and what is under .builds.
 import { lstat, mkdir, readdir, readlink, rename, rm, stat, symlink, unlink } from "node:fs/promises";
@@ -9,7 +9,7 @@ import { basename, dirname, join } from "node:path";
 import { fsyncDir } from "./durable.ts";
 import { UserError } from "./types.ts";
 
-/** What is at models/<id>. */
+/** What is at <outputs>/<id>. */
 type Occupant =
   | { readonly kind: "none" }
   /** A link this tool made; `build` is the .builds entry it names (which may have been deleted since). */
@@ -22,12 +22,16 @@ const TMP_LINK = /\.link-\d+$/;
 export class OutputStore {
   readonly buildsDir: string;
 
-  constructor(readonly modelsDir: string) {
-    this.buildsDir = join(modelsDir, ".builds");
+  constructor(
+    readonly dir: string,
+    /** The folder as the user knows it (relative to the project), for messages. */
+    private readonly name: string,
+  ) {
+    this.buildsDir = join(dir, ".builds");
   }
 
   path(id: string): string {
-    return join(this.modelsDir, id);
+    return join(this.dir, id);
   }
 
   /** Why the node's output cannot be read (a link whose build folder was deleted), or undefined when it can. */
@@ -44,7 +48,7 @@ export class OutputStore {
     const link = this.path(id);
     const st = await lstat(link).catch(() => undefined);
     if (!st) return { kind: "none" };
-    const where = `models/${id}`;
+    const where = `${this.name}/${id}`;
     if (st.isSymbolicLink()) {
       const target = await readlink(link);
       const build = target.startsWith(".builds/") ? target.slice(".builds/".length) : undefined;
@@ -54,19 +58,19 @@ export class OutputStore {
         problem:
           `${where} is a link to ${target}, which this tool did not make; publishing ${id} would replace it, and the tool ` +
           `never deletes what it did not make. Remove the link (\`rm ${link}\` keeps the folder it points at). ` +
-          `To keep outputs on another disk, make models/ itself a link to a folder there.`,
+          `To keep outputs on another disk, make ${this.name}/ itself a link to a folder there.`,
       };
     }
     return {
       kind: "foreign",
       problem:
         `${where} is a ${st.isDirectory() ? "folder" : "file"} this tool did not make; publishing ${id} would replace it, and the tool ` +
-        `never deletes what it did not make. Move it out of models/ (e.g. \`mv ${link} ./my-${id}\`) and, if pipeline.yaml ` +
-        `names it, name the new place: models/ holds only the tool's outputs.`,
+        `never deletes what it did not make. Move it out of ${this.name}/ (e.g. \`mv ${link} ./my-${id}\`) and, if pipeline.yaml ` +
+        `names it, name the new place: ${this.name}/ holds only the tool's outputs.`,
     };
   }
 
-  /** Throws, saying what to do, when models/<id> holds something the tool would have to replace but did not make. */
+  /** Throws, saying what to do, when <outputs>/<id> holds something the tool would have to replace but did not make. */
   async assertPublishable(id: string): Promise<void> {
     const occupant = await this.occupant(id);
     if (occupant.kind === "foreign") throw new UserError(occupant.problem);
@@ -99,7 +103,7 @@ export class OutputStore {
     await symlink(join(".builds", finalName), tmpLink);
     // Over a link, rename is atomic; over a folder someone put there meanwhile it fails, and deletes nothing.
     await rename(tmpLink, link);
-    await fsyncDir(this.modelsDir);
+    await fsyncDir(this.dir);
     if (occupant.kind === "ours" && occupant.build !== finalName) {
       await rm(join(this.buildsDir, occupant.build), { recursive: true, force: true });
     }
@@ -107,13 +111,13 @@ export class OutputStore {
 
   /**
    * Removes staging folders, superseded builds and half-made links left by a crash: only what the tool
-   * made (entries of .builds, and models/<id>.link-<pid> links). Call while holding the run lock.
+   * made (entries of .builds, and <outputs>/<id>.link-<pid> links). Call while holding the run lock.
    */
   async sweep(): Promise<void> {
-    const names = await readdir(this.modelsDir).catch(() => [] as string[]);
+    const names = await readdir(this.dir).catch(() => [] as string[]);
     const live = new Set<string>();
     for (const name of names) {
-      const path = join(this.modelsDir, name);
+      const path = join(this.dir, name);
       const target = await readlink(path).catch(() => undefined);
       if (target === undefined) continue;
       if (TMP_LINK.test(name)) await unlink(path);

@@ -1,6 +1,6 @@
 // Build progress on stderr: listr2 tasks in a terminal, plain throttled lines in CI or a pipe.
 import type { DefaultRenderer, ListrTaskWrapper, SimpleRenderer } from "listr2";
-import type { BuildObserver, NodeReport } from "./runner.ts";
+import type { BuildObserver, NodeReport } from "./engine.ts";
 
 export interface Observer extends BuildObserver {
   done(): Promise<void>;

@@ -3,7 +3,7 @@
 import * as Plot from "@observablehq/plot";
 import { parseHTML } from "linkedom";
 import type { BuildRecord } from "../engine/build-record.ts";
-import type { NodeStatus } from "../engine/runner.ts";
+import type { NodeStatus } from "../engine/engine.ts";
 import type { MemoryFile, Metrics, TrainPoint } from "../stages/lib/data/training-metrics.ts";
 import type { EarlierTraining } from "./data.ts";
 

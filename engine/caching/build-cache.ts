@@ -2,11 +2,12 @@
 // the local store asks the remote, which fetches the entry into the local store (verified) first.
 //
 // The remote is an optimization, never a requirement: when it cannot be used at all (offline, too slow,
-// credentials refused, no bucket), the build warns once, naming the setting, and goes on with the local store.
+// credentials refused, no bucket, a share not mounted), the build warns once, naming the setting, and goes on with the local store.
 import { statSync } from "node:fs";
 import type { Fingerprint, Json, OutputDigests, TreeDigest } from "../types.ts";
 import { UserError } from "../types.ts";
 import { entryFiles, RemoteUnavailable, transferLine, type CacheSettings, type Manifest, type ProjectId, type RemoteCache } from "./cache.ts";
+import { backendOf, REMOTE_FORMS } from "./backends.ts";
 import { LocalStore } from "./local.ts";
 import { InvalidEntry } from "./manifest.ts";
 
@@ -41,11 +42,13 @@ export class BuildCache {
     }
   }
 
-  /** The remote, loading the S3 client on first use only: a build that never misses locally never loads it. */
+  /** The remote, its backend loaded on first use only: a build that never misses locally never loads it. */
   remote(): Promise<RemoteCache> {
     const settings = this.settings.remote;
-    if (!settings) throw new UserError("No remote cache is configured: set cache.remote in pipeline.yaml (s3://bucket/prefix).", 2);
-    this.remoteCache ??= import("./s3.ts").then(({ S3Cache }) => S3Cache.open(settings, this.local));
+    if (!settings) throw new UserError(`No remote cache is configured: set cache.remote in pipeline.yaml (${REMOTE_FORMS}).`, 2);
+    const backend = backendOf(settings.url);
+    if (!backend) throw new UserError(`cache.remote: ${settings.url} is not ${REMOTE_FORMS}.`, 2);
+    this.remoteCache ??= backend.open(settings, this.local);
     return this.remoteCache;
   }
 

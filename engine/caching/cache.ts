@@ -1,4 +1,4 @@
-// The build cache: one interface over a local content-addressed store and remote ones (an S3 bucket).
+// The build cache: one interface over a local content-addressed store and remote ones (backends.ts).
 //
 // Two maps, written in order (Bazel's CAS and action cache): blobs, each file's bytes once under its
 // sha256; then a manifest per node fingerprint naming the files, their digests and the lock facts.
@@ -12,7 +12,7 @@ import type { Manifest, ProjectId } from "./manifest.ts";
 export type { Manifest, ProjectId } from "./manifest.ts";
 
 /**
- * The remote cannot be used at all (unreachable, too slow, credentials refused, no such bucket): a build warns
+ * The remote cannot be used at all (unreachable, too slow, credentials refused, no such bucket or folder): a build warns
  * once and goes on with the local store; `push` and `pull` fail with it. Not raised for one bad entry.
  */
 export class RemoteUnavailable extends UserError {}
@@ -44,23 +44,7 @@ export interface RemoteCache extends Cache {
   putBlobs(manifest: Manifest, blobs: BlobPaths, progress?: Progress): Promise<number>;
 }
 
-/** The `cache:` settings, resolved: the engine's view of them. */
-export interface CacheSettings {
-  /** The local store's folder (per user: every clone and project on the machine shares it). */
-  readonly dir: string;
-  /** Bytes `gc` keeps at most (besides what the current lock references); undefined = a share of the disk. */
-  readonly maxSize?: number;
-  readonly remote?: RemoteSettings;
-}
-
-export interface RemoteSettings {
-  /** s3://bucket/prefix */
-  readonly url: string;
-  readonly endpoint?: string;
-  readonly region?: string;
-  /** false: this clone reads the remote but never writes it. */
-  readonly push: boolean;
-}
+export type { CacheSettings, RemoteSettings } from "./settings.ts";
 
 /** Every file an entry restores, records included, as (relative path, digest). */
 export function entryFiles(output: OutputDigests): [string, FileDigest][] {

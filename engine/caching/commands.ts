@@ -1,9 +1,11 @@
 // `cache`, `gc`, `push [node]`, `pull [node]`: the build cache from the command line.
 import { statfs } from "node:fs/promises";
-import type { Engine } from "../runner.ts";
+import type { Graph } from "../graph.ts";
+import type { LockNodes } from "../lockfile.ts";
 import type { FileDigest, Json } from "../types.ts";
 import { UserError } from "../types.ts";
 import type { BuildCache } from "./build-cache.ts";
+import { REMOTE_FORMS } from "./backends.ts";
 import { formatBytes, totalSize, transferLine, type Progress } from "./cache.ts";
 import { InvalidEntry } from "./manifest.ts";
 
@@ -37,17 +39,24 @@ function progressLine(label: string): { progress: Progress; end(): void } {
   };
 }
 
-export async function cacheCommand<C>(command: "cache" | "gc" | "push" | "pull", engine: Engine<C>, node: string | undefined, json: boolean): Promise<number> {
-  const cache = await engine.buildCache();
+/** What the cache commands read of a project: pipeline.lock's entries, the graph, and the build cache. */
+export interface CacheProject {
+  readonly lock: LockNodes;
+  readonly graph: Pick<Graph<unknown>, "ids" | "order">;
+  readonly cache: Promise<BuildCache> | undefined;
+}
+
+export async function cacheCommand(command: "cache" | "gc" | "push" | "pull", project: CacheProject, node: string | undefined, json: boolean): Promise<number> {
+  const cache = await project.cache;
   if (!cache) throw new UserError("This project has no build cache configured.", 2);
   switch (command) {
     case "cache":
-      return show(engine, cache, json);
+      return show(project, cache, json);
     case "gc":
-      return gc(engine, cache, json);
+      return gc(project, cache, json);
     case "push":
     case "pull":
-      return transfer(command, engine, cache, node, json);
+      return transfer(command, project, cache, node, json);
     default: {
       const never: never = command;
       return never;
@@ -56,15 +65,15 @@ export async function cacheCommand<C>(command: "cache" | "gc" | "push" | "pull",
 }
 
 /** The lock's entries as node\0fingerprint: what gc never collects. */
-function pinned<C>(engine: Engine<C>): Set<string> {
-  return new Set(Object.entries(engine.lockNodes).map(([id, e]) => `${id}\0${e.fingerprint}`));
+function pinned(project: CacheProject): Set<string> {
+  return new Set(Object.entries(project.lock).map(([id, e]) => `${id}\0${e.fingerprint}`));
 }
 
-async function show<C>(engine: Engine<C>, cache: BuildCache, json: boolean): Promise<number> {
+async function show(project: CacheProject, cache: BuildCache, json: boolean): Promise<number> {
   const entries = await cache.local.entries();
   const blobs = await cache.local.blobs();
   const bytes = [...blobs.values()].reduce((n, b) => n + b.size, 0);
-  const locked = pinned(engine);
+  const locked = pinned(project);
   const nodes: Record<string, { entries: number; bytes: number; inLock: boolean }> = {};
   for (const { manifest: m } of entries) {
     const n = (nodes[m.node] ??= { entries: 0, bytes: 0, inLock: false });
@@ -85,13 +94,13 @@ async function show<C>(engine: Engine<C>, cache: BuildCache, json: boolean): Pro
   return 0;
 }
 
-async function gc<C>(engine: Engine<C>, cache: BuildCache, json: boolean): Promise<number> {
+async function gc(project: CacheProject, cache: BuildCache, json: boolean): Promise<number> {
   let maxSize = cache.settings.maxSize;
   if (maxSize === undefined) {
     const fs = await statfs(cache.local.dir).catch(() => undefined);
     maxSize = fs ? Math.floor(fs.blocks * fs.bsize * DEFAULT_SHARE) : 0;
   }
-  const r = await cache.local.gc(pinned(engine), maxSize, (pids) =>
+  const r = await cache.local.gc(pinned(project), maxSize, (pids) =>
     process.stderr.write(`gc: waiting for ${pids.length === 1 ? "the build" : "the builds"} using ${cache.local.dir} (pid ${pids.join(", ")}) to finish with it\n`),
   );
   const text = [
@@ -102,19 +111,19 @@ async function gc<C>(engine: Engine<C>, cache: BuildCache, json: boolean): Promi
   return 0;
 }
 
-async function transfer<C>(command: "push" | "pull", engine: Engine<C>, cache: BuildCache, node: string | undefined, json: boolean): Promise<number> {
+async function transfer(command: "push" | "pull", project: CacheProject, cache: BuildCache, node: string | undefined, json: boolean): Promise<number> {
   const settings = cache.settings.remote;
-  if (!settings) throw new UserError("No remote cache is configured: set cache.remote in pipeline.yaml (s3://bucket/prefix).", 2);
+  if (!settings) throw new UserError(`No remote cache is configured: set cache.remote in pipeline.yaml (${REMOTE_FORMS}).`, 2);
   if (command === "push" && !settings.push) {
     throw new UserError("cache.push is false: this clone reads the remote cache but does not write it. Push from CI, or set cache.push: true.", 2);
   }
   const remote = await cache.remote();
-  const graph = engine.project.graph;
+  const graph = project.graph;
   const ids = node ? graph.order([node]) : graph.ids;
   const results: Record<string, string> = {};
   let failed = false;
   for (const id of ids) {
-    const entry = engine.lockNodes[id];
+    const entry = project.lock[id];
     if (!entry) {
       results[id] = "not in pipeline.lock";
       continue;

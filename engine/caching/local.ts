@@ -4,20 +4,19 @@
 //   <dir>/blobs/<2 hex>/<sha256>            a file's bytes, once
 //   <dir>/manifests/<node>/<fingerprint>.json
 //   <dir>/tmp/<pid>-<12 hex>                writes in progress, renamed into place when whole
-//   <dir>/locks/use-<pid>-<12 hex>, gc      who is using the store (see `using` and `exclusive`)
+//   <dir>/locks/use-<pid>-<12 hex>, gc      who is using the store (leases.ts)
 //
 // Every write is a temp file renamed into place, so two builds in two clones can fill the store at once
 // and a crash leaves at most a temp file. A manifest's mtime is its last use (gc keeps the recent ones).
 // Every manifest is validated (manifest.ts) before a path or digest in it is used.
 import { randomBytes } from "node:crypto";
 import { constants } from "node:fs";
-import { chmod, lstat, mkdir, open, readdir, readFile, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
+import { chmod, lstat, mkdir, open, readdir, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
-import { running } from "../durable.ts";
 import type { FileDigest, Fingerprint } from "../types.ts";
 import { UserError } from "../types.ts";
 import { cloneFile } from "./clone.ts";
+import { exclusively, leased } from "./leases.ts";
 import { entryFiles, type BlobPaths, type Cache } from "./cache.ts";
 import { InvalidEntry, MAX_MANIFEST_BYTES, parseManifest, tooBig, type Manifest } from "./manifest.ts";
 
@@ -31,7 +30,6 @@ const SHARD = /^[0-9a-f]{2}$/;
 const BLOB = /^[0-9a-f]{64}$/;
 const MANIFEST = /^[0-9a-f]{64}\.json$/;
 const TEMP = /^\d+-[0-9a-f]{12}$/;
-const LEASE = /^use-(\d+)-[0-9a-f]{12}$/;
 
 export interface StoreEntry {
   readonly manifest: Manifest;
@@ -105,70 +103,17 @@ export class LocalStore implements Cache {
 
   /**
    * Runs `work` while this process is registered as using the store, so a gc waits for it (and it for a gc).
-   * Each side writes its own file first, then looks for the other's: at least one of the two sees the other.
    * Not re-entrant: `work` calls only the unleased methods (adopt, writeManifest).
    */
   async using<T>(work: () => Promise<T>): Promise<T> {
     await this.ready();
-    const locks = await this.folder("locks");
-    const lease = join(locks, `use-${process.pid}-${unique()}`);
-    for (let told = false; ; told = true) {
-      await writeFile(lease, "");
-      const gc = await this.gcHolder(locks);
-      if (gc === undefined) break;
-      await rm(lease, { force: true });
-      if (!told) process.stderr.write(`build cache: waiting for gc (pid ${gc}) to finish with ${this.dir}\n`);
-      await sleep(50);
-    }
-    try {
-      return await work();
-    } finally {
-      await rm(lease, { force: true });
-    }
-  }
-
-  /** The pid of a live gc, if one runs. */
-  private async gcHolder(locks: string): Promise<number | undefined> {
-    const text = await readFile(join(locks, "gc"), "utf8").catch(() => undefined);
-    const pid = Number(text);
-    return text !== undefined && Number.isInteger(pid) && running(pid) ? pid : undefined;
+    return leased(await this.folder("locks"), this.dir, work);
   }
 
   /** Runs `work` with no other process using the store: waits for their leases (`waiting` is told once). */
   private async exclusive<T>(work: () => Promise<T>, waiting: (pids: number[]) => void): Promise<T> {
     await this.ready();
-    const locks = await this.folder("locks");
-    const path = join(locks, "gc");
-    for (;;) {
-      try {
-        await writeFile(path, String(process.pid), { flag: "wx" });
-        break;
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-        const holder = await this.gcHolder(locks);
-        if (holder !== undefined) throw new UserError(`gc: another gc (pid ${holder}) is collecting ${this.dir}: let it finish.`);
-        await rm(path, { force: true }); // its gc died
-      }
-    }
-    try {
-      let told = false;
-      for (;;) {
-        const live: number[] = [];
-        for (const name of await readdir(locks)) {
-          const m = LEASE.exec(name);
-          if (!m) continue;
-          if (running(Number(m[1]))) live.push(Number(m[1]));
-          else await rm(join(locks, name), { force: true }); // a user killed with -9
-        }
-        if (live.length === 0) break;
-        if (!told) waiting([...new Set(live)]);
-        told = true;
-        await sleep(100);
-      }
-      return await work();
-    } finally {
-      await rm(path, { force: true });
-    }
+    return exclusively(await this.folder("locks"), this.dir, work, waiting);
   }
 
   manifest(node: string, fingerprint: Fingerprint): Promise<Manifest | undefined> {

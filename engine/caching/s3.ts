@@ -19,12 +19,12 @@ import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { GetObjectCommand, HeadBucketCommand, HeadObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
-import { hashFile } from "../digest.ts";
 import type { FileDigest, Fingerprint } from "../types.ts";
 import { UserError } from "../types.ts";
-import { entryFiles, RemoteUnavailable, type BlobPaths, type Progress, type RemoteCache, type RemoteSettings } from "./cache.ts";
+import { RemoteUnavailable, type BlobPaths, type Progress, type RemoteCache, type RemoteSettings } from "./cache.ts";
 import type { LocalStore } from "./local.ts";
 import { InvalidEntry, MAX_MANIFEST_BYTES, parseManifest, tooBig, type Manifest } from "./manifest.ts";
+import { assertIntact, blobsOf, missingBlob, parallel, tamperedBlob, type Blob } from "./remote.ts";
 
 // The pinned SDK supports Node 20; its multi-line notice about future releases would bury our one-line errors.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
@@ -80,23 +80,6 @@ function explain(e: unknown, settings: RemoteSettings, bucket: string): Error {
 function isMissing(e: unknown): boolean {
   const err = e as { name?: string; $metadata?: { httpStatusCode?: number } };
   return err.name === "NoSuchKey" || err.name === "NotFound" || err.$metadata?.httpStatusCode === 404;
-}
-
-/** Runs `work` over `items`, `n` at a time. */
-async function parallel<T>(items: readonly T[], n: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(n, items.length) }, async () => {
-      while (next < items.length) await work(items[next++]!);
-    }),
-  );
-}
-
-/** Distinct blobs of a manifest with their sizes. */
-function blobsOf(m: Manifest): { digest: FileDigest; rel: string; size: number }[] {
-  const seen = new Map<FileDigest, { digest: FileDigest; rel: string; size: number }>();
-  for (const [rel, digest] of entryFiles(m.output)) if (!seen.has(digest)) seen.set(digest, { digest, rel, size: m.sizes[rel] ?? 0 });
-  return [...seen.values()];
 }
 
 export class S3Cache implements RemoteCache {
@@ -170,7 +153,7 @@ export class S3Cache implements RemoteCache {
     const manifest = await this.manifest(node, fingerprint);
     if (!manifest) return undefined;
     return this.local.using(async () => {
-      const missing: ReturnType<typeof blobsOf> = [];
+      const missing: Blob[] = [];
       for (const b of blobsOf(manifest)) if (!(await this.local.hasBlob(b.digest))) missing.push(b);
       const total = missing.reduce((n, b) => n + b.size, 0);
       let done = 0;
@@ -187,7 +170,7 @@ export class S3Cache implements RemoteCache {
     try {
       body = (await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }))).Body as Readable;
     } catch (e) {
-      if (isMissing(e)) throw new InvalidEntry(`remote cache: ${this.url(key)} is missing, though a manifest names it. Push the entry again from a machine that has it (push uploads the blobs a remote entry lacks)`);
+      if (isMissing(e)) throw missingBlob(this.url(key));
       throw explain(e, this.settings, this.bucket);
     }
     const tmp = await this.local.tempPath();
@@ -202,10 +185,7 @@ export class S3Cache implements RemoteCache {
       await pipeline(body, createWriteStream(tmp));
       const actual = hash.digest("hex");
       if (actual !== digest) {
-        throw new InvalidEntry(
-          `remote cache: ${this.url(key)} does not hold the bytes its name promises (got sha256 ${actual.slice(0, 12)}…, ${bytes} bytes): refused. ` +
-            `It was altered or truncated on the server: delete it (aws s3 rm ${this.url(key)}), then push again from a trusted machine that has the entry`,
-        );
+        throw tamperedBlob(this.url(key), actual, bytes, `aws s3 rm ${this.url(key)}`);
       }
       await this.local.adopt(tmp, digest);
     } catch (e) {
@@ -233,7 +213,7 @@ export class S3Cache implements RemoteCache {
    */
   async putBlobs(manifest: Manifest, blobs: BlobPaths, progress?: Progress): Promise<number> {
     const all = blobsOf(manifest);
-    const missing: typeof all = [];
+    const missing: Blob[] = [];
     await parallel(all, 8, async (b) => {
       if (!(await this.exists(this.key("blobs", b.digest)))) missing.push(b);
     });
@@ -242,10 +222,7 @@ export class S3Cache implements RemoteCache {
     const report = () => progress?.([...sent.values()].reduce((a, b) => a + b, 0), total);
     await parallel(missing, PARALLEL_UPLOADS, async (b) => {
       const path = blobs(b.digest, b.rel);
-      const actual = await hashFile(path);
-      if (actual !== b.digest) {
-        throw new InvalidEntry(`build cache: ${path} should hold sha256 ${b.digest.slice(0, 12)}… (${b.rel}) but holds ${actual.slice(0, 12)}…: not uploaded. Delete it (rm ${path}) and build the node again.`);
-      }
+      await assertIntact(path, b);
       const upload = new Upload({
         client: this.client,
         params: { Bucket: this.bucket, Key: this.key("blobs", b.digest), Body: createReadStream(path) },

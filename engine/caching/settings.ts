@@ -1,15 +1,23 @@
-// The `cache:` config, resolved into what the engine needs. No zod here: a warm run does not load it.
+// The `cache:` config, resolved into what the engine needs. Its type is inferred from the zod schema
+// (schema.ts) as a type only: a warm run does not load zod.
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
-import type { CacheSettings } from "./cache.ts";
+import type { z } from "zod";
+import type { cacheSchema } from "./schema.ts";
 
-export interface CacheConfig {
-  readonly dir?: string;
-  readonly max_size?: string;
-  readonly remote?: string;
-  readonly endpoint?: string;
-  readonly region?: string;
-  readonly push: boolean;
+/** The `cache:` key as validated. */
+export type CacheConfig = z.output<typeof cacheSchema>;
+
+/** A remote of the build cache: its URL (a scheme of backends.ts) and the settings its backend reads. */
+export type RemoteSettings = Pick<CacheConfig, "endpoint" | "region" | "push"> & { readonly url: string };
+
+/** The `cache:` settings, resolved: the engine's view of them. */
+export interface CacheSettings {
+  /** The local store's folder (per user: every clone and project on the machine shares it). */
+  readonly dir: string;
+  /** Bytes `gc` keeps at most (besides what the current lock references); undefined = a share of the disk. */
+  readonly maxSize?: number;
+  readonly remote?: RemoteSettings;
 }
 
 const UNITS: Record<string, number> = { "": 1, b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40 };

@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { closeHashWorkers } from "../../engine/digest.ts";
 import { assertSuccess, execLogged } from "../../engine/exec.ts";
 import { Graph } from "../../engine/graph.ts";
-import { Engine, type BuildObserver, type NodeReport } from "../../engine/runner.ts";
+import { Engine, type BuildObserver, type NodeReport } from "../../engine/engine.ts";
 import type { NodeSpec, RunCtx, Verdict } from "../../engine/types.ts";
 
 type Config = Record<string, never>;
@@ -57,7 +57,7 @@ function refusingExport(train: NodeSpec<Config>, toolchainRun?: NodeSpec<Config>
 
 async function build(nodes: NodeSpec<Config>[], target: string, hooks: { note?: (line: string) => void; finished?: (r: NodeReport) => void } = {}) {
   const root = mkdtempSync(join(tmpdir(), "cancel-"));
-  const engine = await Engine.open({ root, config: {} as Config, graph: new Graph(nodes) });
+  const engine = await Engine.open({ root, config: {} as Config, outputs: "models", graph: new Graph(nodes) });
   const notes: string[] = [];
   const observer: BuildObserver = {
     nodeRunning: () => undefined,

@@ -42,7 +42,8 @@ export function converterSaid(tail: readonly string[]): string | undefined {
 /** Runs processes for a guard, logging to cache/logs/<name>.log like a node's tools. */
 function guardExec(root: string, name: string): Exec {
   const logPath = join(root, "cache", "logs", `${name}.log`);
-  return (command, args, options) => execLogged(command, args, logPath, new AbortController().signal, options);
+  // Unbuffered as a node's tools are (pipeline.ts toolEnv): the converter's stdout stays in order with its errors.
+  return (command, args, options) => execLogged(command, args, logPath, new AbortController().signal, { ...options, env: { PYTHONUNBUFFERED: "1", ...options?.env } });
 }
 
 /** The converter's environment: this project's, or the identical one another project already built. */

@@ -1,0 +1,50 @@
+// What every remote backend does alike: which blobs an entry needs, transfers a few at a time, a local blob
+// re-hashed before it is published, and the refusals of a blob that is missing or not what its name says.
+import { hashFile } from "../digest.ts";
+import type { FileDigest } from "../types.ts";
+import { entryFiles } from "./cache.ts";
+import { InvalidEntry, type Manifest } from "./manifest.ts";
+
+export interface Blob {
+  readonly digest: FileDigest;
+  /** A path of the output holding it, for messages and for reading it from a staging folder. */
+  readonly rel: string;
+  readonly size: number;
+}
+
+/** Distinct blobs of a manifest with their sizes. */
+export function blobsOf(m: Manifest): Blob[] {
+  const seen = new Map<FileDigest, Blob>();
+  for (const [rel, digest] of entryFiles(m.output)) if (!seen.has(digest)) seen.set(digest, { digest, rel, size: m.sizes[rel] ?? 0 });
+  return [...seen.values()];
+}
+
+/** Runs `work` over `items`, `n` at a time. */
+export async function parallel<T>(items: readonly T[], n: number, work: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(n, items.length) }, async () => {
+      while (next < items.length) await work(items[next++]!);
+    }),
+  );
+}
+
+/** Re-hashes a local blob about to be uploaded: one rotted on disk is never published under a digest it does not hold. */
+export async function assertIntact(path: string, blob: Blob): Promise<void> {
+  const actual = await hashFile(path);
+  if (actual !== blob.digest) {
+    throw new InvalidEntry(`build cache: ${path} should hold sha256 ${blob.digest.slice(0, 12)}… (${blob.rel}) but holds ${actual.slice(0, 12)}…: not uploaded. Delete it (rm ${path}) and build the node again.`);
+  }
+}
+
+export function missingBlob(where: string): InvalidEntry {
+  return new InvalidEntry(`remote cache: ${where} is missing, though a manifest names it. Push the entry again from a machine that has it (push uploads the blobs a remote entry lacks)`);
+}
+
+/** A downloaded blob whose bytes are not its name; `remove`: the command that deletes it. */
+export function tamperedBlob(where: string, actual: string, bytes: number, remove: string): InvalidEntry {
+  return new InvalidEntry(
+    `remote cache: ${where} does not hold the bytes its name promises (got sha256 ${actual.slice(0, 12)}…, ${bytes} bytes): refused. ` +
+      `It was altered or truncated on the server: delete it (${remove}), then push again from a trusted machine that has the entry`,
+  );
+}
