@@ -73,6 +73,13 @@ describe("loadChatTemplate", () => {
     expect(await loadChatTemplate(folder({}))).toBeUndefined();
   });
 
+  it("a tokenizer_config.json that is not a JSON object is an error naming the file", async () => {
+    const broken = folder({ "tokenizer_config.json": '{"chat_template": "x",' });
+    await expect(loadChatTemplate(broken)).rejects.toThrow(new RegExp(`^${join(broken, "tokenizer_config.json")} is not valid JSON \\(.+\\); restore the model's own tokenizer_config\\.json\\.$`));
+    const list = folder({ "tokenizer_config.json": "[1, 2]" });
+    await expect(loadChatTemplate(list)).rejects.toThrow(`${join(list, "tokenizer_config.json")} holds [1,2], not a JSON object; restore the model's own tokenizer_config.json.`);
+  });
+
   it("a template that is not Jinja fails when loaded, not partway into training", async () => {
     await expect(loadChatTemplate(folder({ "chat_template.jinja": "{% for x in messages %}never closed" }))).rejects.toThrow();
   });
