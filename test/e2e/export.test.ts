@@ -9,9 +9,10 @@ import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { beforeAll, describe, expect, it } from "vitest";
 import YAML from "yaml";
-import { ALL, checkF16, generate, type GgufReport, LORA, loadsInTransformers, pythonSays } from "../helpers/export.ts";
+import { ALL, checkF16, generate, type GgufReport, loadsInTransformers, pythonSays } from "../helpers/export.ts";
 import { ggufTypes, K_TYPES, shareIn } from "../helpers/gguf.ts";
-import { pipelineYaml, Project, ran, REPO, sample, type RunResult } from "../helpers/project.ts";
+import { type Project, ran, REPO, type RunResult } from "../helpers/project.ts";
+import { sharedConfig, sharedProject } from "../helpers/shared-project.ts";
 
 const COUNT_MODULES = pathToFileURL(join(REPO, "test/helpers/count-modules.mjs")).href;
 /** Parsers a warm no-op must not load: config and lock (yaml, zod), globs, GGUF headers, chat templates. */
@@ -28,12 +29,12 @@ describe("tiny:llama to GGUF", () => {
   let first: RunResult;
 
   beforeAll(async () => {
-    p = new Project(pipelineYaml({ lora: LORA }), { "data/train.jsonl": sample(40) });
-    first = await p.mustBuild("gguf");
-  });
+    // A copy of the project every file that needs a trained tiny:llama shares, built from nothing through eval.
+    ({ project: p, first } = await sharedProject());
+  }, 1_800_000);
 
   it("builds every node and an f16 GGUF that llama.cpp runs like mlx-lm", async () => {
-    expect(ran(first)).toEqual([...ALL].sort());
+    expect(ran(first)).toEqual([...ALL, "eval"].sort());
     await checkF16(p, "llama");
   });
 
@@ -41,7 +42,7 @@ describe("tiny:llama to GGUF", () => {
     loadsInTransformers(p);
   });
 
-  it("a second run is a no-op", async () => {
+  it("a second run is a no-op (in a copy of the project: a clone with its outputs is fresh)", async () => {
     const again = await p.build("gguf");
     expect(again.code, again.stderr).toBe(0);
     expect(ran(again)).toEqual([]);
@@ -111,7 +112,7 @@ describe("tiny:llama to GGUF", () => {
 
   it("gguf.outtype q8_0 reruns gguf only, and the q8_0 file runs", async () => {
     const f16Bytes = p.readJson<GgufReport>("models/gguf/gguf.json").bytes;
-    p.write("pipeline.yaml", pipelineYaml({ lora: LORA, gguf: { outtype: "q8_0" } }));
+    p.write("pipeline.yaml", sharedConfig({ gguf: { outtype: "q8_0" } }));
     const result = await p.build("gguf");
     expect(result.code, result.stderr.slice(-3000)).toBe(0);
     expect(ran(result)).toEqual(["gguf"]);
@@ -126,7 +127,7 @@ describe("tiny:llama to GGUF", () => {
 
   it("gguf.quantize Q4_K_M builds llama-quantize (once) and a K-quant GGUF that runs", { timeout: 1_800_000 }, async () => {
     const q8Bytes = p.readJson<GgufReport>("models/gguf/gguf.json").bytes;
-    p.write("pipeline.yaml", pipelineYaml({ lora: LORA, gguf: { outtype: "q8_0", quantize: "Q4_K_M" } }));
+    p.write("pipeline.yaml", sharedConfig({ gguf: { outtype: "q8_0", quantize: "Q4_K_M" } }));
     const result = await p.build("gguf");
     expect(result.code, result.stderr.slice(-3000)).toBe(0);
     expect(ran(result)).toEqual(["gguf", "quantizer"]);
@@ -153,7 +154,7 @@ describe("tiny:llama to GGUF", () => {
 
     const before = p.sha256("models/gguf/model.gguf");
     const beforeLock = p.lock().gguf!.output.digest;
-    p.write("pipeline.yaml", pipelineYaml({ lora: LORA, gguf: { outtype: "q8_0" }, llama_cpp: mine }));
+    p.write("pipeline.yaml", sharedConfig({ gguf: { outtype: "q8_0" }, llama_cpp: mine }));
     const result = await p.build("gguf");
     expect(result.code).toBe(1);
     const said = `${result.stderr}\n${result.json.error ?? ""}\n${JSON.stringify(result.json.verdicts ?? [])}`;
@@ -180,7 +181,7 @@ describe("tiny:llama to GGUF", () => {
     writeFileSync(script, patched);
 
     const before = p.sha256("models/gguf/model.gguf");
-    p.write("pipeline.yaml", pipelineYaml({ lora: LORA, gguf: { outtype: "q8_0" }, llama_cpp: mine }));
+    p.write("pipeline.yaml", sharedConfig({ gguf: { outtype: "q8_0" }, llama_cpp: mine }));
     const result = await p.build("gguf");
     expect(result.code, result.stderr.slice(-3000)).toBe(1);
     expect(result.statuses.gguf).toBe("failed");
@@ -192,7 +193,7 @@ describe("tiny:llama to GGUF", () => {
     // No staging folder is left behind.
     expect(readdirSync(p.path("models/.builds")).filter((n) => n.includes(".staging-"))).toEqual([]);
 
-    p.write("pipeline.yaml", pipelineYaml({ lora: LORA, gguf: { outtype: "q8_0" } }));
+    p.write("pipeline.yaml", sharedConfig({ gguf: { outtype: "q8_0" } }));
     const next = await p.build("gguf");
     expect(next.code, next.stderr.slice(-3000)).toBe(0);
     expect(existsSync(p.path("models/gguf/model.gguf"))).toBe(true);

@@ -1,27 +1,24 @@
-// `pipeline.ts report` on a tiny model built through eval (the answers table, a GGUF, the last build's
+// `pipeline.ts report` on the shared tiny model built through eval (the answers table, a GGUF, the last build's
 // timeline): the page is self-contained, its dots are metrics.jsonl's reports, Chromium draws every chart,
 // and a second training overlays the first from the build cache, labelled with the params that differed.
 // The demo's own report is checked in smollm.test.ts, on the demo that test builds.
 import { readFileSync } from "node:fs";
 import { beforeAll, describe, expect, it } from "vitest";
-import { pipelineYaml, Project, sample, type RunResult } from "../helpers/project.ts";
+import type { Project, RunResult } from "../helpers/project.ts";
 import { expectReportMatchesBuild, htmlErrors, readReport, renderInChromium } from "../helpers/report.ts";
-
-const EVAL = { max_examples: 4, max_tokens: 6 };
-const SPLITS = { files: undefined, splits: { train: "data/train.jsonl", valid: "data/valid.jsonl", test: "data/test.jsonl" } };
-const config = (lora: Record<string, unknown> = {}) => pipelineYaml({ data: SPLITS, eval: EVAL, lora });
+import { sharedConfig, sharedProject } from "../helpers/shared-project.ts";
 
 interface EvalFile {
   answers: { question: string; reference: string; base: string; fineTuned: string; gguf: string }[];
 }
 
 describe("the run report", () => {
-  const p = new Project(config(), { "data/train.jsonl": sample(40), "data/valid.jsonl": sample(8, 40), "data/test.jsonl": sample(4, 48) });
+  let p: Project;
   const page = () => readReport(p.path("models/report/index.html"));
   let build: RunResult;
 
   beforeAll(async () => {
-    build = await p.mustBuild("eval");
+    ({ project: p, first: build } = await sharedProject());
   }, 1_800_000);
 
   it("the end of training prints the loss as a sparkline beside the final numbers", () => {
@@ -60,7 +57,7 @@ describe("the run report", () => {
 
   it("overlays the earlier training kept in the build cache, labelled with what differed", async () => {
     const before = p.read("models/adapters/metrics.jsonl");
-    p.write("pipeline.yaml", config({ rank: 8 }));
+    p.write("pipeline.yaml", sharedConfig({ lora: { rank: 8 } }));
     await p.mustBuild("adapters");
     const run = await p.run(["report"]);
     expect(run.code, run.stderr).toBe(0);
