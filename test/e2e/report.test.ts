@@ -56,20 +56,24 @@ describe("the run report", () => {
   });
 
   it("overlays the earlier training kept in the build cache, labelled with what differed", async () => {
-    const before = p.read("models/adapters/metrics.jsonl");
+    // Trained here at rank 8, then back to rank 4, which comes restored: the build cache keeps the rank-8 training
+    // as this project's (the rank-4 entry came with the copy and is another project's, the one that built it).
     p.write("pipeline.yaml", sharedConfig({ lora: { rank: 8 } }));
     await p.mustBuild("adapters");
+    const before = p.read("models/adapters/metrics.jsonl");
+    p.write("pipeline.yaml", sharedConfig());
+    expect((await p.mustBuild("adapters")).statuses.adapters).toBe("restored");
     const run = await p.run(["report"]);
     expect(run.code, run.stderr).toBe(0);
     const report = page();
     // This build's curve, from its own metrics.jsonl ...
     expectReportMatchesBuild(report, p.read("models/adapters/metrics.jsonl"), JSON.parse(p.read("cache/last-build.json")) as { nodes: { id: string }[] });
-    // ... and the rank-4 training's, dashed, one point per report of its metrics.jsonl.
+    // ... and the rank-8 training's, dashed, one point per report of its metrics.jsonl.
     const dashed = [...report.document.querySelectorAll('figure[data-chart="loss"] g[aria-label="line"][stroke-dasharray] path')];
-    expect(dashed.map((path) => path.querySelector("title")?.textContent)).toEqual(["earlier 1: rank 4 (now 8)"]);
+    expect(dashed.map((path) => path.querySelector("title")?.textContent)).toEqual(["earlier 1: rank 8 (now 4)"]);
     const earlierTrain = before.split("\n").filter((l) => l.includes('"type": "train"') || l.includes('"type":"train"'));
     expect(dashed[0]!.getAttribute("d")!.split(/[ML]/).filter(Boolean)).toHaveLength(earlierTrain.length);
-    expect(report.document.querySelector('figure[data-chart="loss"] .legend')?.textContent).toContain("earlier 1: rank 4 (now 8)");
-    expect(report.document.querySelector("#earlier")?.textContent).toContain("rank 4 (now 8)");
+    expect(report.document.querySelector('figure[data-chart="loss"] .legend')?.textContent).toContain("earlier 1: rank 8 (now 4)");
+    expect(report.document.querySelector("#earlier")?.textContent).toContain("rank 8 (now 4)");
   });
 });
