@@ -1,18 +1,16 @@
-// A bench-only graph shaped like test/fixtures/fake-pipeline.ts (same imports, same CLI), whose outputs
+// A bench-only graph shaped like test/fixtures/fake-pipeline.ts (the same app, test/fixtures/fake-app.ts), whose outputs
 // can be as big as its inputs: `weights` splits every input file into parts, like a model saved in shards.
 //
 //   weights (input/*.bin, split in 4) ─► manifest (sizes) ─► report (title)
 //
 // The fake pipeline cannot hold gigabytes: its `report` node reads its upstream file into one string.
 import { writeFile } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
-import { runCli } from "../engine/cli.ts";
-import { loadYamlConfig, type ConfigSchema } from "../engine/config.ts";
+import { basename, join } from "node:path";
+import type { ConfigSchema } from "../engine/config.ts";
 import type { BigConfig, bigSchema } from "./big-schema.ts";
-import { Graph } from "../engine/graph.ts";
-import { cacheSettings } from "../engine/caching/settings.ts";
 import { assertSuccess } from "../engine/exec.ts";
 import type { NodeSpec, RunCtx } from "../engine/types.ts";
+import { fakeApp, runIfMain } from "../test/fixtures/fake-app.ts";
 
 const CONFIG: ConfigSchema<typeof bigSchema> = {
   load: async () => (await import("./big-schema.ts")).bigSchema,
@@ -58,18 +56,7 @@ const report: NodeSpec<BigConfig> = {
   },
 };
 
-export const bigApp = {
-  name: "big-pipeline",
-  defaultConfig: "pipeline.yaml",
-  usage: "usage: big-pipeline <node> | status | check | graph | verify\n",
-  async loadProject(configPath: string) {
-    const config = await loadYamlConfig(configPath, CONFIG);
-    const root = dirname(configPath);
-    const cache = config.cache && cacheSettings(config.cache, root, join(root, "cache", "store"));
-    return { root, config, outputs: "models", graph: new Graph([weights, manifest, report]), ...(cache ? { cache } : {}) };
-  },
-};
+// A build cache only where the config asks for one: the other benchmarks measure the engine without it.
+export const bigApp = fakeApp({ name: "big-pipeline", schema: CONFIG, nodes: () => [weights, manifest, report], cache: (config) => config.cache ?? false });
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  process.exitCode = await runCli(bigApp, process.argv.slice(2));
-}
+await runIfMain(import.meta.url, bigApp);

@@ -117,6 +117,7 @@ async function cases(ctx: BaseCtx<PipelineConfig>, base: string): Promise<Case[]
 
 interface Answer {
   readonly text: string;
+  readonly tokens: readonly number[];
 }
 
 async function mlxAnswers(ctx: RunCtx<PipelineConfig>, model: string, prompts: readonly string[], what: string): Promise<Answer[]> {
@@ -137,7 +138,7 @@ async function ggufAnswers(ctx: RunCtx<PipelineConfig>, gguf: string, prompts: r
   const { askLlamaCpp } = await import("./lib/llama/child.ts");
   ctx.progress(`${what}: answering ${prompts.length} test prompts (llama.cpp, greedy)`);
   const answer = await askLlamaCpp(ctx.exec, { model: gguf, answers: { prompts, maxTokens: ctx.config.eval.max_tokens } }, { what: `answering the test prompts with ${gguf}`, timeoutMs: 120_000 + prompts.length * 30_000 });
-  return (answer.answers ?? []).map((a) => ({ text: a.text }));
+  return (answer.answers ?? []).map((a) => ({ text: a.text, tokens: a.tokens }));
 }
 
 interface Loss {
@@ -181,8 +182,12 @@ function score(answers: readonly Answer[], refs: readonly string[]): Score {
   };
 }
 
+/**
+ * Answers that are the same tokens (the GGUF keeps the model's token ids). Not the texts: llama.cpp's detokenizer
+ * drops a space before punctuation (" ." → ".") where transformers 5 no longer does, so equal tokens can read apart.
+ */
 function agreement(a: readonly Answer[], b: readonly Answer[]): number {
-  return a.filter((x, i) => x.text.trim() === b[i]?.text.trim()).length;
+  return a.filter((x, i) => b[i] !== undefined && x.tokens.length === b[i].tokens.length && x.tokens.every((t, j) => t === b[i]!.tokens[j])).length;
 }
 
 const ratio = (k: number, n: number) => `${k}/${n}`;

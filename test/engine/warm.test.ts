@@ -115,7 +115,7 @@ describe.concurrent("warm runs", () => {
     await p.build();
     await p.build(); // lists the now-settled input folder once more, and memoizes it
     const warm = modulesLoaded((await p.run(["report", "--json"], COUNT_MODULES)).stderr);
-    expect(warm.project).toEqual(["test/fixtures/fake-pipeline.ts", ...ENGINE_NOOP].sort());
+    expect(warm.project).toEqual(["test/fixtures/fake-app.ts", "test/fixtures/fake-pipeline.ts", ...ENGINE_NOOP].sort());
     expect(Object.keys(warm.byPackage).filter((k) => !["tsx", "esbuild", "node:*", "project"].includes(k))).toEqual([]);
   });
 

@@ -1,5 +1,6 @@
 // The test helpers themselves: a CLI that dies without printing its --json document must fail the test that
 // reads it, not read as a build that ran nothing (which a test expecting no node to run would accept).
+import { lstatSync, readlinkSync, statSync, symlinkSync, utimesSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -39,5 +40,19 @@ describe.concurrent("test helpers", () => {
     const p = new FakeProject();
     const r = await p.run(["status", "--json"]);
     expect(r.json.nodes.map((n) => n.id)).toEqual(["source", "lower", "report"]);
+  });
+
+  it("Project.copyOf: a clone with its outputs, whose models/<id> links stay relative and whose times are kept", () => {
+    const p = new Project(pipelineYaml(), { "models/.builds/data-1/train.jsonl": "{}\n" });
+    symlinkSync(".builds/data-1", p.path("models/data"));
+    const hourAgo = new Date(Date.now() - 3_600_000);
+    utimesSync(p.path("models/.builds/data-1/train.jsonl"), hourAgo, hourAgo);
+    const copy = Project.copyOf(p.dir);
+    expect(copy.dir).not.toBe(p.dir);
+    expect(lstatSync(copy.path("models/data")).isSymbolicLink()).toBe(true);
+    expect(readlinkSync(copy.path("models/data"))).toBe(".builds/data-1"); // not the original's absolute path
+    expect(copy.read("models/data/train.jsonl")).toBe("{}\n");
+    expect(statSync(copy.path("models/data/train.jsonl")).mtimeMs).toBe(statSync(p.path("models/data/train.jsonl")).mtimeMs);
+    expect(copy.read("pipeline.yaml")).toBe(p.read("pipeline.yaml"));
   });
 });

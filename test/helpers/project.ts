@@ -2,13 +2,13 @@
 // subprocess and read what it built. The Python environments come from the per-user cache (built on first use).
 import type { ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import YAML from "yaml";
 import { userCacheDir } from "../../stages/lib/toolchain/paths.ts";
 import { resolveToolchain, type ToolchainInfo } from "../../stages/lib/toolchain/venv.ts";
-import { collect, REPO, requireJson, spawnCli } from "./cli.ts";
+import { type CliRun, collect, REPO, requireJson, spawnCli } from "./cli.ts";
 
 export { alive, REPO, waitFor } from "./cli.ts";
 export const PIPELINE = join(REPO, "pipeline.ts");
@@ -97,6 +97,16 @@ export class Project {
     for (const [name, text] of Object.entries(files)) this.write(name, text);
   }
 
+  /**
+   * A copy of the project in `dir`, as another clone with its outputs, lock and build cache (.store): models/<id>
+   * are relative symlinks into models/.builds and stay so; times are kept, so the copy's files are not "racy".
+   */
+  static copyOf(dir: string): Project {
+    const copy = new Project("", {});
+    cpSync(dir, copy.dir, { recursive: true, verbatimSymlinks: true, preserveTimestamps: true });
+    return copy;
+  }
+
   path(...parts: string[]): string {
     return join(this.dir, ...parts);
   }
@@ -154,24 +164,7 @@ export class Project {
   async run(args: string[], onSpawn?: (child: ChildProcess) => void, env: Record<string, string | undefined> = {}): Promise<RunResult> {
     const child = this.spawn(args, env);
     onSpawn?.(child);
-    const r = await collect(child);
-    const result: RunResult = {
-      code: r.code,
-      signal: r.signal,
-      stdout: r.stdout,
-      stderr: r.stderr,
-      ms: r.ms,
-      // Read lazily: a killed run has no document, and only a test that reads it must fail.
-      get json() {
-        return requireJson(r) as RunResult["json"];
-      },
-      get statuses() {
-        const { nodes, error } = this.json;
-        if (!nodes) throw new Error(`the CLI reported no nodes: ${error ?? JSON.stringify(this.json)}`);
-        return Object.fromEntries(nodes.map((n) => [n.id, n.status]));
-      },
-    };
-    return result;
+    return runResult(await collect(child));
   }
 
   /** Builds `target` with --json. */
@@ -185,6 +178,26 @@ export class Project {
     if (result.code !== 0) throw new Error(`building ${target} exited ${result.code}:\n${result.stderr.slice(-4000)}\n${result.stdout.slice(-2000)}`);
     return result;
   }
+}
+
+/** What a CLI run returned, its --json document and statuses read on demand. */
+export function runResult(r: CliRun): RunResult {
+  return {
+    code: r.code,
+    signal: r.signal,
+    stdout: r.stdout,
+    stderr: r.stderr,
+    ms: r.ms,
+    // Read lazily: a killed run has no document, and only a test that reads it must fail.
+    get json() {
+      return requireJson(r) as RunResult["json"];
+    },
+    get statuses() {
+      const { nodes, error } = this.json;
+      if (!nodes) throw new Error(`the CLI reported no nodes: ${error ?? JSON.stringify(this.json)}`);
+      return Object.fromEntries(nodes.map((n) => [n.id, n.status]));
+    },
+  };
 }
 
 /** The node ids whose status is "ran", sorted. */

@@ -2,6 +2,7 @@
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { UserError } from "../../../engine/types.ts";
 import type { Message } from "./dataset.ts";
 
 export interface ChatTemplate {
@@ -29,10 +30,21 @@ function tokenText(value: unknown): string | undefined {
   return undefined;
 }
 
+async function readTokenizerConfig(path: string): Promise<Record<string, unknown>> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(await readFile(path, "utf8"));
+  } catch (e) {
+    throw new UserError(`${path} is not valid JSON (${(e as Error).message}); restore the model's own tokenizer_config.json.`);
+  }
+  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) throw new UserError(`${path} holds ${JSON.stringify(parsed)?.slice(0, 40)}, not a JSON object; restore the model's own tokenizer_config.json.`);
+  return parsed as Record<string, unknown>;
+}
+
 /** Loads the template from chat_template.jinja or tokenizer_config.json, or undefined if the model has none. */
 export async function loadChatTemplate(modelDir: string): Promise<ChatTemplate | undefined> {
   const configPath = join(modelDir, "tokenizer_config.json");
-  const config = existsSync(configPath) ? (JSON.parse(await readFile(configPath, "utf8")) as Record<string, unknown>) : {};
+  const config = existsSync(configPath) ? await readTokenizerConfig(configPath) : {};
   const jinjaPath = join(modelDir, "chat_template.jinja");
   let text: string | undefined;
   let source = jinjaPath;

@@ -1,0 +1,68 @@
+// One tiny:llama project built from nothing through eval once per test run, for the files that start from a
+// trained, converted and evaluated model (eval, the run report, the tiny:llama export chain). Training and
+// converting it is most of what each of those files did first; now the first to ask builds it while the others
+// wait, and each gets its own copy (outputs, lock and build cache) to change as it likes. The build's own report
+// comes with it, so "built every node from nothing" is still asserted where it was.
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { CliRun } from "./cli.ts";
+import { type ConfigOptions, pipelineYaml, Project, runResult, type RunResult, sample } from "./project.ts";
+
+export const SHARED_EVAL = { max_examples: 4, max_tokens: 8 };
+const SPLITS = { files: undefined, splits: { train: "data/train.jsonl", valid: "data/valid.jsonl", test: "data/test.jsonl" } };
+
+/** The shared project's pipeline.yaml, with `options` over it (a test's own edits keep the rest). */
+export function sharedConfig(options: ConfigOptions = {}): string {
+  return pipelineYaml({ data: SPLITS, eval: SHARED_EVAL, ...options });
+}
+
+/** Its data: 40 training examples, 8 validation, 6 test (eval's max_examples takes 4). */
+export const SHARED_FILES: Readonly<Record<string, string>> = {
+  "data/train.jsonl": sample(40),
+  "data/valid.jsonl": sample(8, 40),
+  "data/test.jsonl": sample(6, 48),
+};
+
+const WAIT_MS = 1_800_000;
+
+/**
+ * A fresh copy of the shared project and the report of the build that made it. The run's temp root (one per
+ * `vitest run`, see global-setup.ts) is shared by every worker: a folder created there atomically elects the
+ * builder; the others wait for its record, or its failure.
+ */
+export async function sharedProject(): Promise<{ project: Project; first: RunResult }> {
+  const home = join(tmpdir(), "shared-tiny-llama");
+  const done = join(home, "built.json");
+  const failed = join(home, "failed.txt");
+  let elected = false;
+  try {
+    mkdirSync(home);
+    elected = true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+  }
+  if (elected) {
+    try {
+      const p = new Project(sharedConfig(), { ...SHARED_FILES });
+      const first = await p.mustBuild("eval");
+      writeFileSync(done, JSON.stringify({ dir: p.dir, run: { code: first.code, signal: first.signal, stdout: first.stdout, stderr: first.stderr, ms: first.ms } }));
+    } catch (e) {
+      writeFileSync(failed, String((e as Error).stack ?? e));
+      throw e;
+    }
+  }
+  for (const started = Date.now(); !existsSync(done); await sleep(1000)) {
+    if (existsSync(failed)) throw new Error(`building the shared project failed in another test file:\n${readFileSync(failed, "utf8")}`);
+    if (Date.now() - started > WAIT_MS) throw new Error(`the shared project in ${home} was not built within ${WAIT_MS / 60_000} min`);
+  }
+  const { dir, run } = JSON.parse(readFileSync(done, "utf8")) as { dir: string; run: Omit<CliRun, "json"> };
+  let json: unknown;
+  try {
+    json = JSON.parse(run.stdout);
+  } catch {
+    json = undefined;
+  }
+  return { project: Project.copyOf(dir), first: runResult({ ...run, json }) };
+}
