@@ -3,7 +3,7 @@
 // The engine and the stages are imported where they are used, not at the top: a warm no-op is mostly
 // module loading, and the interpreter question below is asked while they load.
 import { writeFile } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import type { PipelineConfig, pipelineSchema } from "./config/schema.ts";
 import type { CliApp } from "./engine/cli.ts";
 import { loadYamlConfig, type ConfigSchema } from "./engine/config.ts";
@@ -36,6 +36,9 @@ options:
   -j, --jobs N       run up to N independent nodes at once (default: half the cores, 2 to 4;
                      1: one at a time); two heavy nodes (training, compiling) never run together
   --json             one JSON document on stdout; progress on stderr
+  -S KEY=VALUE       this build only: a config key (dotted, e.g. lora.rank=16), pipeline.lock left as committed;
+                     repeatable; several values (lora.rank=4,8) sweep every combination, guards of all first
+  --save             with -S: write the setting into pipeline.yaml (comments kept) and the build into pipeline.lock
   --memory SIZE      check: plan for a machine with this much memory, e.g. 16GB
   --os macos|linux   check: plan for this OS
 `;
@@ -87,8 +90,12 @@ const app: CliApp<PipelineConfig> = {
   defaultConfig: "pipeline.yaml",
   extraOptions: ["memory", "os"],
   usage: USAGE,
-  async loadProject(configPath, extra) {
+  async loadProject(configPath, extra, setting) {
     let config = await loadYamlConfig(configPath, CONFIG);
+    if (setting.length > 0) {
+      const { applySetting } = await import("./engine/experiments/overrides.ts");
+      config = applySetting(config, setting, await CONFIG.load(), basename(configPath));
+    }
     if (extra.memory || extra.os) {
       const memory = { ...config.memory, ...(extra.memory ? { total: extra.memory } : {}), ...(extra.os ? { os: extra.os } : {}) };
       const parsed = (await CONFIG.load()).safeParse({ ...config, memory });

@@ -104,6 +104,8 @@ export class Engine<C> {
     readonly project: Project<C>,
     private readonly digester: Digester,
     private readonly remote: boolean,
+    /** false (a `-S` build): lock entries are kept in this process only, pipeline.lock stays as committed. */
+    private readonly writeLock: boolean,
   ) {
     this.store = new OutputStore(join(project.root, "models"));
     this.lockPath = join(project.root, "pipeline.lock");
@@ -118,10 +120,10 @@ export class Engine<C> {
     return this.cache;
   }
 
-  /** `remote: false` (--no-remote) keeps a build to the local store. */
-  static async open<C>(project: Project<C>, options: { remote?: boolean } = {}): Promise<Engine<C>> {
+  /** `remote: false` (--no-remote) keeps a build to the local store; `writeLock: false` leaves pipeline.lock as it is. */
+  static async open<C>(project: Project<C>, options: { remote?: boolean; writeLock?: boolean } = {}): Promise<Engine<C>> {
     const digester = await Digester.open(join(project.root, "cache", "stat-cache.json"));
-    const engine = new Engine(project, digester, options.remote ?? true);
+    const engine = new Engine(project, digester, options.remote ?? true, options.writeLock ?? true);
     engine.lock = await readLock(engine.lockPath, engine.cacheDir);
     return engine;
   }
@@ -645,9 +647,11 @@ export class Engine<C> {
         ...(facts && Object.keys(facts).length > 0 ? { facts } : {}),
       };
       // One writer: each write reads the file and adds its entry, so two at once could lose one of them.
-      const write = this.lockWrites.then(() => writeLockEntries(this.lockPath, this.cacheDir, { [id]: entry }));
-      this.lockWrites = write.catch(() => undefined);
-      await write;
+      if (this.writeLock) {
+        const write = this.lockWrites.then(() => writeLockEntries(this.lockPath, this.cacheDir, { [id]: entry }));
+        this.lockWrites = write.catch(() => undefined);
+        await write;
+      }
       this.lock = { ...this.lock, [id]: entry };
     }
     // Only a hint for status's wording: a lost write makes an output that differs from the lock read as edited.
