@@ -1,0 +1,123 @@
+// -S key=value and sweeps, on the engine alone: parsing and the grid, then the fake pipeline's CLI (a setting
+// for one build leaves pipeline.lock as committed, --save writes it and the config, a sweep guards every
+// combination before the first builds).
+import { describe, expect, it } from "vitest";
+import { grid, parseOverrides, settingArgs } from "../../engine/experiments/overrides.ts";
+import { UserError } from "../../engine/types.ts";
+import { BASE_CONFIG, FakeProject } from "../helpers/fake-project.ts";
+
+describe("-S parsing", () => {
+  it("reads dotted keys and YAML scalars, commas as several values", () => {
+    const o = parseOverrides(["lora.rank=4,8", "lora.learning_rate=1e-4", "memory.total=16GB", "lora.grad_checkpoint=true", "data.files=[a/*.jsonl,b.jsonl]"]);
+    expect(o.map((x) => x.path.join("."))).toEqual(["lora.rank", "lora.learning_rate", "memory.total", "lora.grad_checkpoint", "data.files"]);
+    expect(o.map((x) => x.values)).toEqual([[4, 8], [0.0001], ["16GB"], [true], [["a/*.jsonl", "b.jsonl"]]]);
+    expect(parseOverrides(['report.title="a,b"'])[0]!.values).toEqual(["a,b"]);
+  });
+
+  it("refuses a malformed argument, an empty value and a key given twice, naming it (exit 2)", () => {
+    const refused = (args: string[]) => {
+      try {
+        parseOverrides(args);
+      } catch (e) {
+        expect(e).toBeInstanceOf(UserError);
+        expect((e as UserError).exitCode).toBe(2);
+        return (e as Error).message;
+      }
+      throw new Error(`accepted ${args.join(" ")}`);
+    };
+    expect(refused(["lora.rank"])).toMatch(/^-S lora\.rank: write it as key=value/);
+    expect(refused(["lora..rank=4"])).toMatch(/^-S lora\.\.rank=4: write it as key=value/);
+    expect(refused(["lora.rank=4,"])).toMatch(/^-S lora\.rank=4,: an empty value for lora\.rank/);
+    expect(refused(["lora.rank=4", "lora.rank=8"])).toMatch(/lora\.rank is set twice; .*-S lora\.rank=a,b/);
+  });
+
+  it("expands the grid, the first key varying slowest, and gives each combination's arguments back", () => {
+    const settings = grid(parseOverrides(["lora.rank=4,8", "lora.learning_rate=1e-4,3e-4", "lora.iters=2"]));
+    expect(settings.map((s) => settingArgs(s).join(" "))).toEqual([
+      "-S lora.rank=4 -S lora.learning_rate=0.0001 -S lora.iters=2",
+      "-S lora.rank=4 -S lora.learning_rate=0.0003 -S lora.iters=2",
+      "-S lora.rank=8 -S lora.learning_rate=0.0001 -S lora.iters=2",
+      "-S lora.rank=8 -S lora.learning_rate=0.0003 -S lora.iters=2",
+    ]);
+    expect(grid([])).toEqual([[]]);
+  });
+});
+
+describe.concurrent("-S on the fake pipeline", () => {
+  it("builds with the setting, validated by the schema, and leaves pipeline.lock as committed", async () => {
+    const p = new FakeProject();
+    expect((await p.build()).report).toBe("ran");
+    const lock = p.read("pipeline.lock");
+
+    const unknown = await p.run(["report", "-S", "report.titel=X"]);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/-S report\.titel=X: unknown key report\.titel/);
+    const badValue = await p.run(["status", "-S", "lower.mode=sideways"]);
+    expect(badValue.code).toBe(2);
+    expect(badValue.stderr).toMatch(/-S lower\.mode=sideways: lower\.mode: .*"lower".*"upper"/);
+
+    const status = await p.run(["status", "--json", "-S", "report.title=Monthly"]);
+    expect(status.json.nodes.find((n) => n.id === "report")!.reasons).toEqual([expect.stringMatching(/param title changed: "Weekly" → "Monthly"|title/)]);
+
+    const built = await p.build("-S", "report.title=Monthly");
+    expect(built.report).toBe("ran");
+    expect(built.lower).toBe("fresh");
+    expect(p.read("models/report/report.txt")).toMatch(/^# Monthly\n/);
+    expect(built._result.stderr).toMatch(/-S report\.title=Monthly: built for this run only; pipeline\.yaml and pipeline\.lock are unchanged/);
+    expect(p.read("pipeline.lock")).toBe(lock);
+    expect(p.read("pipeline.yaml")).toBe(BASE_CONFIG);
+
+    // Without -S the committed setting comes back from the build cache, and the setting again is a restore too.
+    expect((await p.build()).report).toBe("restored");
+    expect(p.read("models/report/report.txt")).toMatch(/^# Weekly\n/);
+    expect((await p.build("-S", "report.title=Monthly")).report).toBe("restored");
+    expect(p.read("pipeline.lock")).toBe(lock);
+    expect(p.calls().filter((c) => c === "report")).toHaveLength(2);
+  });
+
+  it("--save writes the setting into pipeline.yaml, comments kept, and the build into pipeline.lock", async () => {
+    const p = new FakeProject();
+    await p.build();
+    const built = await p.build("-S", "report.title=Monthly", "-S", "lower.mode=upper", "--save");
+    expect(built.lower).toBe("ran");
+    // yaml's Document API keeps every comment; only the gap before an edited value's comment becomes one space.
+    expect(p.read("pipeline.yaml")).toBe(BASE_CONFIG.replace("title: Weekly   # the title", "title: Monthly # the title") + "lower:\n  mode: upper\n");
+    const status = await p.run(["status", "--json"]);
+    expect(status.json.nodes.map((n) => n.stale)).toEqual([false, false, false]);
+
+    expect((await p.run(["status", "--save", "-S", "report.title=X"])).code).toBe(2);
+    expect((await p.run(["report", "--save"])).stderr).toMatch(/--save writes the -S settings into the config/);
+    const sweepSave = await p.run(["report", "--save", "-S", "report.title=A,B"]);
+    expect(sweepSave.code).toBe(2);
+    expect(sweepSave.stderr).toMatch(/--save with a sweep of 2 combinations/);
+  });
+
+  it("a sweep guards every combination before the first builds, builds the others, and exits 1", async () => {
+    const p = new FakeProject();
+    const r = await p.run(["report", "--json", "-S", "fail=guard,none", "-S", "report.title=A,B"]);
+    expect(r.code).toBe(1);
+    expect(r.json.sweep).toEqual([
+      { setting: { fail: "guard", "report.title": "A" }, outcome: "refused", verdicts: [expect.objectContaining({ code: "report.refused" })] },
+      { setting: { fail: "guard", "report.title": "B" }, outcome: "refused", verdicts: [expect.objectContaining({ code: "report.refused" })] },
+      { setting: { fail: "none", "report.title": "A" }, outcome: "built" },
+      { setting: { fail: "none", "report.title": "B" }, outcome: "built" },
+    ]);
+    // Both refusals are said before the first build starts.
+    const err = r.stderr;
+    expect(err.indexOf("[2/4] -S fail=guard -S report.title=B: refused")).toBeGreaterThan(-1);
+    expect(err.indexOf("[2/4] -S fail=guard -S report.title=B: refused")).toBeLessThan(err.indexOf("[3/4] -S fail=none -S report.title=A: building report"));
+    expect(err).toMatch(/2 of 4 combinations refused by their guards before anything ran \(fixes above\); the other 2 build now/);
+    expect(p.calls()).toEqual(["source", "lower", "report", "report"]);
+    expect(p.exists("pipeline.lock")).toBe(false);
+
+    // The same sweep without the refused values: both restored, nothing runs.
+    const again = await p.run(["report", "--json", "-S", "report.title=A,B"]);
+    expect(again.code).toBe(0);
+    expect(again.json.sweep).toEqual([
+      { setting: { "report.title": "A" }, outcome: "built" },
+      { setting: { "report.title": "B" }, outcome: "built" },
+    ]);
+    expect(again.stderr).toMatch(/\[1\/2\] -S report\.title=A: up to date or restored from the build cache/);
+    expect(p.calls()).toHaveLength(4);
+  });
+});
