@@ -8,13 +8,13 @@ import { UserError } from "./types.ts";
 import { Graph } from "./graph.ts";
 import { Digester, outputOf, RACY_MARGIN_MS } from "./digest.ts";
 import { explainChange, fingerprintOf, type FingerprintParts } from "./fingerprint.ts";
-import { readLock, writeLockEntries, type LockEntry, type LockNodes } from "./lockfile.ts";
+import { lockProject, readLock, writeLockEntries, type LockEntry, type LockNodes } from "./lockfile.ts";
 import { OutputStore } from "./outputs.ts";
 import { sweepTemps } from "./durable.ts";
 import { execLogged } from "./exec.ts";
 import { Slots } from "./scheduler.ts";
 import { formatVerdicts } from "./verdicts.ts";
-import { entryFiles, projectId, type CacheSettings, type Manifest } from "./caching/cache.ts";
+import { entryFiles, type CacheSettings, type Manifest } from "./caching/cache.ts";
 import type { BuildCache } from "./caching/build-cache.ts";
 
 export interface Project<C> {
@@ -580,6 +580,7 @@ export class Engine<C> {
 
   private async runNode(node: NodeSpec<C>, evaluation: Evaluation, options: { signal: AbortSignal; observer: BuildObserver }): Promise<void> {
     await this.store.assertPublishable(node.id); // before the work, not after it
+    const started = new Date();
     const staging = await this.store.createStaging(node.id);
     this.stagings.add(staging);
     const scratch = join(this.cacheDir, "scratch", node.id, evaluation.fingerprint.slice(0, 16));
@@ -613,7 +614,13 @@ export class Engine<C> {
       const output = outputOf(await this.digester.tree(staging), node.records);
       // Kept by content before it is published: the staging folder is still the engine's alone.
       const cache = await this.buildCache();
-      await cache?.record(node.id, evaluation.fingerprint, output, staging, facts, { params: evaluation.parts.params, project: projectId(this.project.root) }).catch((e: unknown) => {
+      await cache?.record(node.id, evaluation.fingerprint, output, staging, facts, {
+        params: evaluation.parts.params,
+        project: await lockProject(this.lockPath),
+        upstream: evaluation.parts.upstream,
+        built: started.toISOString(),
+        seconds: Math.round((Date.now() - started.getTime()) / 100) / 10,
+      }).catch((e: unknown) => {
         options.observer.note(node.id, `warning: not kept in the build cache ${cache.local.dir}: ${(e as Error).message}`);
       });
       await this.store.publish(node.id, staging);
