@@ -8,7 +8,7 @@ import type { PipelineConfig, pipelineSchema } from "./config/schema.ts";
 import type { CliApp } from "./engine/cli.ts";
 import { loadYamlConfig, type ConfigSchema } from "./engine/config.ts";
 import { Graph } from "./engine/graph.ts";
-import { UserError, type NodeSpec } from "./engine/types.ts";
+import { UserError, type Json, type NodeSpec } from "./engine/types.ts";
 import { prefetchPython } from "./stages/lib/python.ts";
 import { toolFile, userCacheDir } from "./stages/lib/paths.ts";
 import { cacheSettings } from "./engine/caching/settings.ts";
@@ -20,6 +20,8 @@ const USAGE = `usage: npx tsx pipeline.ts <node> [options]     build a node and 
        npx tsx pipeline.ts verify                   re-hash outputs against pipeline.lock
        npx tsx pipeline.ts schema                   write pipeline.schema.json for editors
        npx tsx pipeline.ts report                   the run report: models/report/index.html (charts, settings, eval)
+       npx tsx pipeline.ts runs [--sort when|loss|eval]  every training of this project in the build cache, with its numbers
+       npx tsx pipeline.ts runs show ID | diff A B  one run and the -S command that restores it; two runs side by side
        npx tsx pipeline.ts cache                    the build cache: size, entries per node, the lock's
        npx tsx pipeline.ts gc                       trim the build cache (keeps what pipeline.lock references)
        npx tsx pipeline.ts push [node]              upload the lock's outputs to cache.remote
@@ -88,7 +90,7 @@ const CONFIG: ConfigSchema<typeof pipelineSchema> = {
 const app: CliApp<PipelineConfig> = {
   name: "pipeline.ts",
   defaultConfig: "pipeline.yaml",
-  extraOptions: ["memory", "os"],
+  extraOptions: ["memory", "os", "sort", "runs"],
   usage: USAGE,
   async loadProject(configPath, extra, setting) {
     let config = await loadYamlConfig(configPath, CONFIG);
@@ -125,6 +127,12 @@ const app: CliApp<PipelineConfig> = {
       const { jsonSchema, SCHEMA_FILE } = await import("./config/schema.ts");
       await writeFile(join(root, SCHEMA_FILE), jsonSchema());
       return `wrote ${join(root, SCHEMA_FILE)}`;
+    },
+    async runs(root, configPath, args) {
+      const config = await loadYamlConfig(configPath, CONFIG);
+      const store = cacheSettings(config.cache, root, defaultStore());
+      const { runsCommand } = await import("./experiments/command.ts");
+      return runsCommand({ root, storeDir: store.dir, currentParams: config.lora as unknown as Json, rest: args.rest, json: args.json, sort: args.options.sort, cli: "npx tsx pipeline.ts" });
     },
     async report(root, configPath) {
       const config = await loadYamlConfig(configPath, CONFIG);

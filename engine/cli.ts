@@ -21,10 +21,17 @@ export interface CliApp<C> {
   readonly usage: string;
   /** `setting`: the `-S key=value` overrides of this build (empty without -S), applied and validated by the app. */
   loadProject(configPath: string, extra: Readonly<Record<string, string | undefined>>, setting: Setting): Promise<Project<C>>;
-  /** App-specific commands that need no graph (e.g. writing a JSON schema, the run report). */
-  readonly commands?: Readonly<Record<string, (root: string, configPath: string) => Promise<string>>>;
+  /** App-specific commands that need no graph (e.g. writing a JSON schema, the run report); what they return goes to stderr. */
+  readonly commands?: Readonly<Record<string, (root: string, configPath: string, args: CommandArgs) => Promise<string>>>;
   /** Adds app-specific sections to `check` (e.g. the memory breakdown). */
   checkReport?(ctx: BaseCtx<C>, target: string): Promise<{ json: Record<string, Json>; text: string } | undefined>;
+}
+
+/** What an app command is given besides its project: the words after it, --json, and the app's extra options. */
+export interface CommandArgs {
+  readonly rest: readonly string[];
+  readonly json: boolean;
+  readonly options: Readonly<Record<string, string | undefined>>;
 }
 
 const SUBCOMMANDS = new Set(["status", "check", "graph", "verify", "cache", "gc", "push", "pull"]);
@@ -57,13 +64,14 @@ export async function runCli<C>(app: CliApp<C>, argv: readonly string[]): Promis
     }
     const [command, ...rest] = positionals as [string, ...string[]];
     const configPath = resolve(String(values.config ?? app.defaultConfig));
-    const appCommand = app.commands?.[command];
-    if (appCommand) {
-      process.stderr.write((await appCommand(dirname(configPath), configPath)) + "\n");
-      return 0;
-    }
     const all = values as Record<string, unknown>;
     const extraValues = Object.fromEntries((app.extraOptions ?? []).map((o) => [o, all[o] as string | undefined]));
+    const appCommand = app.commands?.[command];
+    if (appCommand) {
+      const said = await appCommand(dirname(configPath), configPath, { rest, json, options: extraValues });
+      if (said) process.stderr.write(said + "\n");
+      return 0;
+    }
     const sets = (values.set as string[] | undefined) ?? [];
     if (values.save === true && sets.length === 0) throw new UserError("--save writes the -S settings into the config: give them (-S key=value --save).", 2);
     // -S is loaded only when given: a warm no-op loads nothing of it.

@@ -58,4 +58,5 @@ export class ProjectEntries {
       previous = step;
     }
     return [];
-  }}
+  }
+}
