@@ -19,7 +19,7 @@ const USAGE = `usage: npx tsx pipeline.ts <node> [options]     build a node and 
        npx tsx pipeline.ts graph                    the graph as Mermaid
        npx tsx pipeline.ts verify                   re-hash outputs against pipeline.lock
        npx tsx pipeline.ts schema                   write pipeline.schema.json for editors
-       npx tsx pipeline.ts report                   the run report: models/report/index.html (charts, settings, eval)
+       npx tsx pipeline.ts report [--runs A,B]      the run report: models/report/index.html (charts, settings, eval; --runs: overlay those runs)
        npx tsx pipeline.ts runs [--sort when|loss|eval]  every training of this project in the build cache, with its numbers
        npx tsx pipeline.ts runs show ID | diff A B  one run and the -S command that restores it; two runs side by side
        npx tsx pipeline.ts cache                    the build cache: size, entries per node, the lock's
@@ -134,11 +134,12 @@ const app: CliApp<PipelineConfig> = {
       const { runsCommand } = await import("./experiments/command.ts");
       return runsCommand({ root, storeDir: store.dir, currentParams: config.lora as unknown as Json, rest: args.rest, json: args.json, sort: args.options.sort, cli: "npx tsx pipeline.ts" });
     },
-    async report(root, configPath) {
+    async report(root, configPath, args) {
       const config = await loadYamlConfig(configPath, CONFIG);
       const store = cacheSettings(config.cache, root, defaultStore());
       const { writeReport } = await import("./report/report.ts");
-      return writeReport({ root, storeDir: store.dir, memory: config.memory });
+      const runs = args.options.runs?.split(",").filter(Boolean);
+      return writeReport({ root, storeDir: store.dir, memory: config.memory, ...(runs ? { runs: { ids: runs, currentParams: config.lora as unknown as Json } } : {}) });
     },
   },
 };

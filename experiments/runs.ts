@@ -7,7 +7,7 @@ import { UserError } from "../engine/types.ts";
 import { ProjectEntries, projectIds } from "../engine/experiments/entries.ts";
 import type { StoreEntry } from "../engine/caching/local.ts";
 import { readLock } from "../engine/lockfile.ts";
-import { paramsDiff, type EvalFile, type ParamChange } from "../report/data.ts";
+import { diffLabel, paramsDiff, type EarlierTraining, type EvalFile, type ParamChange } from "../report/data.ts";
 import { MEMORY_FILE, METRICS_FILE, parseMetrics, type MemoryFile, type Metrics } from "../stages/lib/training-metrics.ts";
 import { EVAL_FILE } from "../stages/eval.ts";
 
@@ -125,4 +125,13 @@ export function findRun(runs: readonly Run[], prefix: string): Run {
   if (hits.length === 1) return hits[0]!;
   const known = runs.map((r) => r.id).join(", ") || "none";
   throw new UserError(hits.length === 0 ? `no run ${prefix} in this project's build cache (runs: ${known}).` : `${prefix} names ${hits.length} runs (${hits.map((r) => r.id).join(", ")}): give more of its id.`, 2);
+}
+
+/** `report --runs A,B`: those runs as the report overlays them, labelled with their id and the params that differ. */
+export async function runsAsEarlier(root: string, storeDir: string, currentParams: Json, ids: readonly string[]): Promise<EarlierTraining[]> {
+  const runs = await collectRuns(root, storeDir, currentParams);
+  return ids.map((id) => {
+    const r = findRun(runs, id);
+    return { fingerprint: r.fingerprint, diff: r.diff, label: `${r.id}: ${r.current ? "pipeline.lock's training" : diffLabel(r.diff)}`, metrics: r.metrics, used: r.used, ...(r.eval ? { score: `${r.eval.fineTuned}/${r.eval.examples}` } : {}) };
+  });
 }

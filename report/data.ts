@@ -39,6 +39,8 @@ export interface EarlierTraining {
   readonly metrics: Metrics;
   /** Last use of the cache entry (ms since the epoch). */
   readonly used: number;
+  /** Its eval's exact answers ("28/40"), for runs picked with `report --runs`. */
+  readonly score?: string;
 }
 
 export interface ParamChange {
@@ -115,7 +117,8 @@ async function earlierTrainings(storeDir: string, root: string, lock: LockNodes)
   return found;
 }
 
-export async function collectReport(root: string, storeDir: string | undefined): Promise<ReportData> {
+/** `earlier`: the trainings to overlay (`report --runs`); by default this project's latest in the build cache. */
+export async function collectReport(root: string, storeDir: string | undefined, earlier?: readonly EarlierTraining[]): Promise<ReportData> {
   const models = join(root, "models");
   const lock = await readLock(join(root, "pipeline.lock"), join(root, "cache"));
   const metricsPath = join(models, "adapters", METRICS_FILE);
@@ -128,7 +131,7 @@ export async function collectReport(root: string, storeDir: string | undefined):
     ...optional("gguf", gguf),
     ...optional("eval", await readJsonIf<EvalFile>(join(models, "eval", "eval.json"))),
     ...optional("lastBuild", await readJsonIf<BuildRecord>(join(root, "cache", LAST_BUILD_FILE))),
-    earlier: storeDir ? await earlierTrainings(storeDir, root, lock) : [],
+    earlier: earlier ?? (storeDir ? await earlierTrainings(storeDir, root, lock) : []),
   };
 }
 

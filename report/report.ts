@@ -3,6 +3,7 @@
 import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { OperatingSystem } from "../guard/memory.ts";
+import type { Json } from "../engine/types.ts";
 import { plannedMachine } from "../guard/machine.ts";
 import * as charts from "./charts.ts";
 import { collectReport } from "./data.ts";
@@ -14,11 +15,14 @@ export interface ReportProject {
   readonly storeDir?: string;
   /** The machine the memory guard planned for (config `memory:`). */
   readonly memory: { readonly os?: OperatingSystem; readonly total?: string };
+  /** `report --runs A,B`: the runs to overlay and list (ids from `runs`), with the current training params they differ from. */
+  readonly runs?: { readonly ids: readonly string[]; readonly currentParams: Json };
 }
 
 /** Writes models/report/index.html and returns its path. */
 export async function writeReport(project: ReportProject): Promise<string> {
-  const data = await collectReport(project.root, project.storeDir);
+  const chosen = project.runs && project.storeDir ? await (await import("../experiments/runs.ts")).runsAsEarlier(project.root, project.storeDir, project.runs.currentParams, project.runs.ids) : undefined;
+  const data = await collectReport(project.root, project.storeDir, chosen);
   const list = [];
   if (data.metrics && data.metrics.train.length + data.metrics.val.length > 0) {
     // Outputs trained before memory.json recorded the usable memory: the planned machine's, now.
