@@ -1,7 +1,12 @@
 // -S key=value and sweeps, on the engine alone: parsing and the grid, then the fake pipeline's CLI (a setting
 // for one build leaves pipeline.lock as committed, --save writes it and the config, a sweep guards every
 // combination before the first builds).
+import { cpSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { ProjectEntries, projectIds } from "../../engine/experiments/entries.ts";
+import { legacyProjectId, lockProject } from "../../engine/lockfile.ts";
 import { grid, parseOverrides, settingArgs } from "../../engine/experiments/overrides.ts";
 import { UserError } from "../../engine/types.ts";
 import { BASE_CONFIG, FakeProject } from "../helpers/fake-project.ts";
@@ -119,5 +124,44 @@ describe.concurrent("-S on the fake pipeline", () => {
     ]);
     expect(again.stderr).toMatch(/\[1\/2\] -S report\.title=A: up to date or restored from the build cache/);
     expect(p.calls()).toHaveLength(4);
+  });
+});
+
+describe.concurrent("a project's entries in the build cache", () => {
+  it("pipeline.lock carries the project id, so a clone in another folder finds the same entries", async () => {
+    const store = mkdtempSync(join(tmpdir(), "fake-store-"));
+    const p = new FakeProject(`${BASE_CONFIG}cache:\n  dir: ${store}\n`);
+    expect(await lockProject(p.path("pipeline.lock"))).toBe(legacyProjectId(p.dir)); // no lock yet: the folder's digest
+    await p.build();
+    // The lock's first write records that digest: entries this folder made before stay its own.
+    expect(p.read("pipeline.lock")).toMatch(new RegExp(`^project: ${legacyProjectId(p.dir)}$`, "m"));
+
+    const clone = mkdtempSync(join(tmpdir(), "fake-clone-"));
+    for (const f of ["pipeline.yaml", "pipeline.lock", "input"]) cpSync(p.path(f), join(clone, f), { recursive: true });
+    const ids = await projectIds(clone, join(clone, "pipeline.lock"));
+    expect(ids.has(legacyProjectId(p.dir))).toBe(true);
+    const entries = new ProjectEntries(store, ids);
+    expect((await entries.of("report")).map((e) => e.manifest.fingerprint)).toEqual([expect.stringMatching(/^[0-9a-f]{64}$/)]);
+    // Another project's folder, without that lock, is not this project.
+    expect((await new ProjectEntries(store, await projectIds(clone, join(clone, "none.lock"))).of("report"))).toEqual([]);
+  });
+
+  it("follows recorded upstream digests from an entry to the entries built from it", async () => {
+    const p = new FakeProject();
+    const sweep = await p.run(["report", "-S", "lower.mode=lower,upper"]);
+    expect(sweep.code, sweep.stderr).toBe(0);
+    const entries = new ProjectEntries(p.path("cache", "store"), await projectIds(p.dir, p.path("pipeline.lock")));
+    const lowers = await entries.of("lower");
+    expect(lowers).toHaveLength(2);
+    for (const { manifest } of lowers) {
+      const reports = await entries.downstream(manifest, [], "report");
+      expect(reports).toHaveLength(1);
+      const text = await entries.text(reports[0]!.manifest, "report.txt");
+      expect(text).toBe(`# Weekly\n${(manifest.params as { mode: string }).mode === "upper" ? "HELLO WORLD" : "hello world"}\n`);
+      expect(reports[0]!.manifest.seconds).toBeGreaterThanOrEqual(0);
+      expect(Date.parse(reports[0]!.manifest.built!)).toBeGreaterThan(Date.now() - 600_000);
+    }
+    const source = (await entries.of("source"))[0]!.manifest;
+    expect(await entries.downstream(source, ["lower"], "report")).toHaveLength(2);
   });
 });
