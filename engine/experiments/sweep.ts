@@ -49,7 +49,8 @@ export async function sweep<C>(app: CliApp<C>, o: SweepOptions, build: Build): P
       const verdicts = runs.size > 0 || o.command === "check" ? await engine.guards(target, o.command === "check" ? undefined : runs) : [];
       const errors = verdicts.filter((v) => v.level === "error");
       refused.push(errors);
-      const what = errors.length > 0 ? "refused:" : runs.size === 0 ? "up to date or restored from the build cache" : `will build ${[...runs].join(", ")}`;
+      const what =
+        errors.length > 0 ? "refused:" : o.command === "check" ? "passes its guards" : runs.size === 0 ? "up to date or restored from the build cache" : `will build ${[...runs].join(", ")}`;
       process.stderr.write(`sweep ${label(i)}: ${what}\n`);
       if (errors.length > 0) process.stderr.write(formatVerdicts(errors) + "\n");
     } finally {
