@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { pipelineYaml, Project, waitFor } from "../helpers/project.ts";
+import { readReport } from "../helpers/report.ts";
 
 // Two iterations: each training takes seconds.
 const CONFIG = pipelineYaml({ lora: { iters: 2, save_every: 2, steps_per_report: 1, steps_per_eval: 2 } }).replace(
@@ -114,8 +115,22 @@ describe("experiments (tiny model)", () => {
     const restored = await p.build(...(command.split(" ") as [string, ...string[]]));
     expect(restored.statuses.adapters).toBe("restored");
     expect(restored.ms).toBeLessThan(60_000);
-    const diff = await p.run(["runs", "diff", big.id, table.find((t) => t.current)!.id]);
+    const current = table.find((t) => t.current)!;
+    const diff = await p.run(["runs", "diff", big.id, current.id]);
     expect(diff.stdout).toMatch(/^lora\.rank\s+8192\s+4$/m);
+
+    // The report overlays the runs it is given, each labelled with its id and the params that differ.
+    const report = await p.run(["report", "--runs", `${big.id},${current.id}`]);
+    expect(report.code, report.stderr).toBe(0);
+    const page = readReport(p.path("models/report/index.html"));
+    const dashed = [...page.document.querySelectorAll('figure[data-chart="loss"] g[aria-label="line"][stroke-dasharray] path')];
+    expect(dashed.map((path) => path.querySelector("title")?.textContent)).toEqual([
+      `earlier 1: ${big.id}: num_layers 1 (now -1), rank 8192 (now 4)`,
+      `earlier 2: ${current.id}: pipeline.lock's training`,
+    ]);
+    const unknownRun = await p.run(["report", "--runs", "ffffffffff"]);
+    expect(unknownRun.code).toBe(2);
+    expect(unknownRun.stderr).toMatch(/no run ffffffffff in this project's build cache \(runs: /);
   });
 
   it("Ctrl-C in a sweep keeps what finished: the same sweep again trains only the rest", async () => {
