@@ -66,17 +66,31 @@ export async function sweep<C>(app: CliApp<C>, o: SweepOptions, build: Build): P
           (refusedCount < n ? `the other ${n - refusedCount} build now, one after the other; the sweep exits 1.\n` : "nothing to build.\n"),
       );
     }
-    for (const [i, project] of projects.entries()) {
-      if (outcomes[i] === "refused") continue;
-      process.stderr.write(`sweep ${label(i)}: building ${target}\n`);
-      // A fresh engine: the combination before this one changed what models/ holds.
-      const engine = await Engine.open(project, { remote: o.remote, writeLock: false });
-      try {
-        const code = await build(app, engine, target, { force, json: false, frozen: false, dryRun: false, jobs: o.jobs });
-        outcomes[i] = code === 0 ? "built" : "failed";
-      } finally {
-        await engine.saveCaches();
+    let building = false;
+    // Runs before the build's own handler (registered later), which then exits; between builds, this one exits.
+    const onSignal = (signal: NodeJS.Signals) => {
+      const finished = outcomes.filter((x) => x === "built").length;
+      process.stderr.write(`\nsweep interrupted (${signal}): ${finished} of ${n} combinations finished, kept in the build cache; the same command again restores them and builds the rest.\n`);
+      if (!building) process.exit(130);
+    };
+    for (const s of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(s, onSignal);
+    try {
+      for (const [i, project] of projects.entries()) {
+        if (outcomes[i] === "refused") continue;
+        process.stderr.write(`sweep ${label(i)}: building ${target}\n`);
+        // A fresh engine: the combination before this one changed what models/ holds.
+        const engine = await Engine.open(project, { remote: o.remote, writeLock: false });
+        building = true;
+        try {
+          const code = await build(app, engine, target, { force, json: false, frozen: false, dryRun: false, jobs: o.jobs });
+          outcomes[i] = code === 0 ? "built" : "failed";
+        } finally {
+          building = false;
+          await engine.saveCaches();
+        }
       }
+    } finally {
+      for (const s of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.off(s, onSignal);
     }
     process.stderr.write(`sweep: ${outcomes.filter((x) => x === "built").length} of ${n} built; pipeline.lock is unchanged (\`runs\` compares them).\n`);
   }

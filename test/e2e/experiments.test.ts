@@ -142,6 +142,7 @@ describe("experiments (tiny model)", () => {
     });
     expect(interrupted.code).toBe(130);
     expect(interrupted.stderr).toMatch(/\[1\/2\][\s\S]*adapters: built in[\s\S]*interrupted \(SIGINT\): adapters cancelled/);
+    expect(interrupted.stderr).toMatch(/sweep interrupted \(SIGINT\): 1 of 2 combinations finished, kept in the build cache/);
 
     const again = await p.build(...(args as [string, ...string[]]));
     expect(again.code, again.stderr).toBe(0);

@@ -9,7 +9,7 @@ import { ProjectEntries, projectIds } from "../../engine/experiments/entries.ts"
 import { legacyProjectId, lockProject } from "../../engine/lockfile.ts";
 import { grid, parseOverrides, settingArgs } from "../../engine/experiments/overrides.ts";
 import { UserError } from "../../engine/types.ts";
-import { BASE_CONFIG, FakeProject } from "../helpers/fake-project.ts";
+import { BASE_CONFIG, FakeProject, waitFor } from "../helpers/fake-project.ts";
 
 describe("-S parsing", () => {
   it("reads dotted keys and YAML scalars, commas as several values", () => {
@@ -124,6 +124,29 @@ describe.concurrent("-S on the fake pipeline", () => {
     ]);
     expect(again.stderr).toMatch(/\[1\/2\] -S report\.title=A: up to date or restored from the build cache/);
     expect(p.calls()).toHaveLength(4);
+  });
+});
+
+describe("Ctrl-C in a sweep", () => {
+  it("keeps the combinations that finished: the same sweep again restores them and builds only the rest", async () => {
+    const p = new FakeProject(`${BASE_CONFIG}sleep:\n  node: lower\n  seconds: 3\n`);
+    const args = ["report", "-S", "lower.mode=lower,upper"];
+    const child = p.spawn(args);
+    let stderr = "";
+    child.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on("close", resolve));
+    await waitFor(() => /\[2\/2\] -S lower\.mode=upper: building report/.test(stderr), 120_000);
+    child.kill("SIGINT");
+    expect(await exited).toBe(130);
+    expect(stderr).toMatch(/sweep interrupted \(SIGINT\): 1 of 2 combinations finished, kept in the build cache/);
+    expect(p.calls().filter((c) => c === "lower")).toHaveLength(1);
+
+    const again = await p.run(["report", "--json", ...args.slice(1)]);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toMatch(/\[1\/2\] -S lower\.mode=lower: up to date or restored from the build cache/);
+    expect(again.stderr).toMatch(/\[2\/2\] -S lower\.mode=upper: will build lower, report/);
+    expect(p.calls().filter((c) => c === "lower")).toHaveLength(2);
+    expect(p.read("models/report/report.txt")).toBe("# Weekly\nHELLO WORLD\n");
   });
 });
 
