@@ -4,12 +4,12 @@
 // imports each stage when the graph is built): a warm no-op is mostly module loading, and the interpreter
 // question below is asked while they load.
 import { writeFile } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import type { PipelineConfig, pipelineSchema } from "./config/schema.ts";
 import type { CliApp } from "./engine/cli.ts";
 import { loadYamlConfig, type ConfigSchema } from "./engine/config.ts";
 import { Graph } from "./engine/graph.ts";
-import { UserError } from "./engine/types.ts";
+import { UserError, type Json } from "./engine/types.ts";
 import { prefetchPython } from "./stages/lib/toolchain/python.ts";
 import { toolFile, userCacheDir } from "./stages/lib/toolchain/paths.ts";
 import { cacheSettings } from "./engine/caching/settings.ts";
@@ -21,7 +21,9 @@ const USAGE = `usage: npx tsx pipeline.ts <node> [options]     build a node and 
        npx tsx pipeline.ts graph                    the graph as Mermaid
        npx tsx pipeline.ts verify                   re-hash outputs against pipeline.lock
        npx tsx pipeline.ts schema                   write pipeline.schema.json for editors
-       npx tsx pipeline.ts report                   the run report: models/report/index.html (charts, settings, eval)
+       npx tsx pipeline.ts report [--runs A,B]      the run report: models/report/index.html (charts, settings, eval; --runs: overlay those runs)
+       npx tsx pipeline.ts runs [--sort when|loss|eval]  every training of this project in the build cache, with its numbers
+       npx tsx pipeline.ts runs show ID | diff A B  one run and the -S command that restores it; two runs side by side
        npx tsx pipeline.ts cache                    the build cache: size, entries per node, the lock's
        npx tsx pipeline.ts gc                       trim the build cache (keeps what pipeline.lock references)
        npx tsx pipeline.ts push [node]              upload the lock's outputs to cache.remote
@@ -38,6 +40,9 @@ options:
   -j, --jobs N       run up to N independent nodes at once (default: half the cores, 2 to 4;
                      1: one at a time); two heavy nodes (training, compiling) never run together
   --json             one JSON document on stdout; progress on stderr
+  -S KEY=VALUE       this build only: a config key (dotted, e.g. lora.rank=16), pipeline.lock left as committed;
+                     repeatable; several values (lora.rank=4,8) sweep every combination, guards of all first
+  --save             with -S: write the setting into pipeline.yaml (comments kept) and the build into pipeline.lock
   --memory SIZE      check: plan for a machine with this much memory, e.g. 16GB
   --os macos|linux   check: plan for this OS
 `;
@@ -53,10 +58,14 @@ const CONFIG: ConfigSchema<typeof pipelineSchema> = {
 const app: CliApp<PipelineConfig> = {
   name: "pipeline.ts",
   defaultConfig: "pipeline.yaml",
-  extraOptions: ["memory", "os"],
+  extraOptions: ["memory", "os", "sort", "runs"],
   usage: USAGE,
-  async loadProject(configPath, extra) {
+  async loadProject(configPath, extra, setting) {
     let config = await loadYamlConfig(configPath, CONFIG);
+    if (setting.length > 0) {
+      const { applySetting } = await import("./engine/experiments/overrides.ts");
+      config = applySetting(config, setting, await CONFIG.load(), basename(configPath));
+    }
     if (extra.memory || extra.os) {
       const memory = { ...config.memory, ...(extra.memory ? { total: extra.memory } : {}), ...(extra.os ? { os: extra.os } : {}) };
       const parsed = (await CONFIG.load()).safeParse({ ...config, memory });
@@ -88,11 +97,19 @@ const app: CliApp<PipelineConfig> = {
       await writeFile(join(root, SCHEMA_FILE), jsonSchema());
       return `wrote ${join(root, SCHEMA_FILE)}`;
     },
-    async report(root, configPath) {
+    async runs(root, configPath, args) {
+      const config = await loadYamlConfig(configPath, CONFIG);
+      const store = cacheSettings(config.cache, root, defaultStore());
+      const { runsCommand } = await import("./experiments/command.ts");
+      return runsCommand({ root, storeDir: store.dir, currentParams: config.lora as unknown as Json, rest: args.rest, json: args.json, sort: args.options.sort, cli: "npx tsx pipeline.ts" });
+    },
+    async report(root, configPath, args) {
       const config = await loadYamlConfig(configPath, CONFIG);
       const store = cacheSettings(config.cache, root, defaultStore());
       const { writeReport } = await import("./report/report.ts");
-      return writeReport({ root, storeDir: store.dir, memory: config.memory });
+      const ids = args.options.runs?.split(",").filter(Boolean);
+      const runs = ids && (await import("./experiments/runs.ts")).runsAsEarlier(root, store.dir, config.lora as unknown as Json, ids);
+      return writeReport({ root, storeDir: store.dir, memory: config.memory, ...(runs ? { runs: await runs } : {}) });
     },
   },
 };

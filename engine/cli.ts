@@ -11,6 +11,7 @@ import { createObserver } from "./reporter.ts";
 import { defaultJobs } from "./dispatch.ts";
 import { formatVerdicts } from "./verdicts.ts";
 import { writeLastBuild } from "./build-record.ts";
+import type { Setting } from "./experiments/overrides.ts";
 
 export interface CliApp<C> {
   readonly name: string;
@@ -18,11 +19,19 @@ export interface CliApp<C> {
   /** Extra string options the app's config loader understands (e.g. check --memory 16GB). */
   readonly extraOptions?: readonly string[];
   readonly usage: string;
-  loadProject(configPath: string, extra: Readonly<Record<string, string | undefined>>): Promise<Project<C>>;
-  /** App-specific commands that need no graph (e.g. writing a JSON schema, the run report). */
-  readonly commands?: Readonly<Record<string, (root: string, configPath: string) => Promise<string>>>;
+  /** `setting`: the `-S key=value` overrides of this build (empty without -S), applied and validated by the app. */
+  loadProject(configPath: string, extra: Readonly<Record<string, string | undefined>>, setting: Setting): Promise<Project<C>>;
+  /** App-specific commands that need no graph (e.g. writing a JSON schema, the run report); what they return goes to stderr. */
+  readonly commands?: Readonly<Record<string, (root: string, configPath: string, args: CommandArgs) => Promise<string>>>;
   /** Adds app-specific sections to `check` (e.g. the memory breakdown). */
   checkReport?(ctx: BaseCtx<C>, target: string): Promise<{ json: Record<string, Json>; text: string } | undefined>;
+}
+
+/** What an app command is given besides its project: the words after it, --json, and the app's extra options. */
+export interface CommandArgs {
+  readonly rest: readonly string[];
+  readonly json: boolean;
+  readonly options: Readonly<Record<string, string | undefined>>;
 }
 
 const SUBCOMMANDS = new Set(["status", "check", "graph", "verify", "cache", "gc", "push", "pull"]);
@@ -42,6 +51,8 @@ export async function runCli<C>(app: CliApp<C>, argv: readonly string[]): Promis
         json: { type: "boolean" },
         "no-remote": { type: "boolean" },
         jobs: { type: "string", short: "j" },
+        set: { type: "string", short: "S", multiple: true },
+        save: { type: "boolean" },
         help: { type: "boolean", short: "h" },
         ...extra,
       },
@@ -53,14 +64,25 @@ export async function runCli<C>(app: CliApp<C>, argv: readonly string[]): Promis
     }
     const [command, ...rest] = positionals as [string, ...string[]];
     const configPath = resolve(String(values.config ?? app.defaultConfig));
-    const appCommand = app.commands?.[command];
-    if (appCommand) {
-      process.stderr.write((await appCommand(dirname(configPath), configPath)) + "\n");
-      return 0;
-    }
     const all = values as Record<string, unknown>;
     const extraValues = Object.fromEntries((app.extraOptions ?? []).map((o) => [o, all[o] as string | undefined]));
-    const project = await app.loadProject(configPath, extraValues);
+    const appCommand = app.commands?.[command];
+    if (appCommand) {
+      const said = await appCommand(dirname(configPath), configPath, { rest, json, options: extraValues });
+      if (said) process.stderr.write(said + "\n");
+      return 0;
+    }
+    const sets = (values.set as string[] | undefined) ?? [];
+    if (values.save === true && sets.length === 0) throw new UserError("--save writes the -S settings into the config: give them (-S key=value --save).", 2);
+    // -S is loaded only when given: a warm no-op loads nothing of it.
+    const settings = sets.length > 0 ? await (await import("./experiments/overrides.ts")).settingsOf(sets, values.save === true) : [[]];
+    if (settings.length > 1) {
+      const { sweep } = await import("./experiments/sweep.ts");
+      return await sweep(app, { configPath, extra: extraValues, settings, command, rest, json, remote: values["no-remote"] !== true, force: (values.force as string[] | undefined) ?? [], jobs: parseJobs(values.jobs) }, build);
+    }
+    if (values.save === true && SUBCOMMANDS.has(command)) throw new UserError(`--save goes with a build (npx tsx ${app.name} <node> -S key=value --save), not with ${command}.`, 2);
+    const setting = settings[0]!;
+    const project = await app.loadProject(configPath, extraValues, setting);
     const graph = project.graph;
     const isSub = SUBCOMMANDS.has(command);
     const targets = isSub ? rest : [command, ...rest];
@@ -75,7 +97,8 @@ export async function runCli<C>(app: CliApp<C>, argv: readonly string[]): Promis
       process.stdout.write(json ? JSON.stringify({ mermaid: graph.mermaid() }) + "\n" : graph.mermaid() + "\n");
       return 0;
     }
-    const engine = await Engine.open(project, { remote: values["no-remote"] !== true });
+    // A -S build leaves pipeline.lock as committed; with --save the lock and the config are written once it succeeded.
+    const engine = await Engine.open(project, { remote: values["no-remote"] !== true, writeLock: setting.length === 0 });
     try {
       switch (command) {
         case "status":
@@ -94,14 +117,20 @@ export async function runCli<C>(app: CliApp<C>, argv: readonly string[]): Promis
             targets[0],
             json,
           );
-        default:
-          return await build(app, engine, target, {
+        default: {
+          const code = await build(app, engine, target, {
             force,
             json,
             frozen: values.frozen === true,
             dryRun: values["dry-run"] === true,
             jobs: parseJobs(values.jobs),
           });
+          if (setting.length > 0 && values["dry-run"] !== true && values.frozen !== true) {
+            const { afterSettingBuild } = await import("./experiments/save.ts");
+            await afterSettingBuild(engine, configPath, setting, { ok: code === 0, save: values.save === true });
+          }
+          return code;
+        }
       }
     } finally {
       await engine.saveCaches();
@@ -190,6 +219,9 @@ async function planOnly<C>(
   return 0;
 }
 
+export type Build = typeof build;
+
+/** One build of `target`, its guards first; the exit code. */
 async function build<C>(
   app: CliApp<C>,
   engine: Engine<C>,

@@ -18,8 +18,8 @@ export type { BuildObserver, NodeReport, NodeState, NodeStatus, Project } from "
 export class Engine<C> {
   private constructor(private readonly s: EngineState<C>) {}
 
-  /** `remote: false` (--no-remote) keeps a build to the local store. */
-  static async open<C>(project: Project<C>, options: { remote?: boolean } = {}): Promise<Engine<C>> {
+  /** `remote: false` (--no-remote) keeps a build to the local store; `writeLock: false` leaves pipeline.lock as it is. */
+  static async open<C>(project: Project<C>, options: { remote?: boolean; writeLock?: boolean } = {}): Promise<Engine<C>> {
     const cacheDir = join(project.root, "cache");
     const lockPath = join(project.root, "pipeline.lock");
     const [digester, lock] = await Promise.all([Digester.open(join(cacheDir, "stat-cache.json")), readLock(lockPath, cacheDir)]);
@@ -30,6 +30,7 @@ export class Engine<C> {
       lockPath,
       cacheDir,
       remote: options.remote ?? true,
+      writeLock: options.writeLock ?? true,
       lock,
       outputDigests: new Map(),
       planned: new Map(),
@@ -45,6 +46,10 @@ export class Engine<C> {
 
   get project(): Project<C> {
     return this.s.project;
+  }
+
+  get lockPath(): string {
+    return this.s.lockPath;
   }
 
   get cacheDir(): string {

@@ -8,9 +8,8 @@ import type { Json, NodeSpec, OutputDigests, RunCtx, TreeDigest } from "./types.
 import { UserError } from "./types.ts";
 import { outputOf, RACY_MARGIN_MS } from "./digest.ts";
 import { explainChange } from "./fingerprint.ts";
-import { writeLockEntries, type LockEntry } from "./lockfile.ts";
+import { lockProject, writeLockEntries, type LockEntry } from "./lockfile.ts";
 import { execLogged } from "./exec.ts";
-import { projectId } from "./caching/cache.ts";
 import { buildCacheOf, COMMITTED_BYTES, ctxOf, evaluate, lockedOutput, NOT_REPRODUCIBLE, publishedPath } from "./plan.ts";
 import type { BuildObserver, EngineState, Evaluation } from "./state.ts";
 
@@ -21,6 +20,7 @@ export async function runNode<C>(
   options: { signal: AbortSignal; observer: BuildObserver },
 ): Promise<void> {
   await s.store.assertPublishable(node.id); // before the work, not after it
+  const started = new Date();
   const staging = await s.store.createStaging(node.id);
   s.stagings.add(staging);
   const scratch = join(s.cacheDir, "scratch", node.id, evaluation.fingerprint.slice(0, 16));
@@ -55,7 +55,13 @@ export async function runNode<C>(
     const output = outputOf(await s.digester.tree(staging), node.records);
     // Kept by content before it is published: the staging folder is still the engine's alone.
     const cache = await buildCacheOf(s);
-    await cache?.record(node.id, evaluation.fingerprint, output, staging, facts, { params: evaluation.parts.params, project: projectId(s.project.root) }).catch((e: unknown) => {
+    await cache?.record(node.id, evaluation.fingerprint, output, staging, facts, {
+      params: evaluation.parts.params,
+      project: await lockProject(s.lockPath),
+      upstream: evaluation.parts.upstream,
+      built: started.toISOString(),
+      seconds: Math.round((Date.now() - started.getTime()) / 100) / 10,
+    }).catch((e: unknown) => {
       options.observer.note(node.id, `warning: not kept in the build cache ${cache.local.dir}: ${(e as Error).message}`);
     });
     await s.store.publish(node.id, staging);
@@ -95,9 +101,11 @@ export async function commit<C>(
       ...(facts && Object.keys(facts).length > 0 ? { facts } : {}),
     };
     // One writer: each write reads the file and adds its entry, so two at once could lose one of them.
-    const write = s.lockWrites.then(() => writeLockEntries(s.lockPath, s.cacheDir, { [id]: entry }));
-    s.lockWrites = write.catch(() => undefined);
-    await write;
+    if (s.writeLock) {
+      const write = s.lockWrites.then(() => writeLockEntries(s.lockPath, s.cacheDir, { [id]: entry }));
+      s.lockWrites = write.catch(() => undefined);
+      await write;
+    }
     s.lock = { ...s.lock, [id]: entry };
   }
   // Only a hint for status's wording: a lost write makes an output that differs from the lock read as edited.

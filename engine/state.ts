@@ -80,6 +80,8 @@ export interface EngineState<C> {
   readonly cacheDir: string;
   /** false: --no-remote, the build keeps to the local store. */
   readonly remote: boolean;
+  /** false (a `-S` build): lock entries are kept in this process only, pipeline.lock stays as committed. */
+  readonly writeLock: boolean;
   /** pipeline.lock's entries as this process knows them. */
   lock: LockNodes;
   /** Output digests known in this process: from the lock for fresh nodes, from the build for rebuilt ones. */

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import type { FileDigest, Json } from "../engine/types.ts";
 import { readLock, type LockNodes } from "../engine/lockfile.ts";
 import { LAST_BUILD_FILE, type BuildRecord } from "../engine/build-record.ts";
-import { projectId } from "../engine/caching/cache.ts";
+import { projectIds } from "../engine/experiments/entries.ts";
 import { LocalStore } from "../engine/caching/local.ts";
 import { MEMORY_FILE, METRICS_FILE, parseMetrics, type MemoryFile, type Metrics } from "../stages/lib/data/training-metrics.ts";
 
@@ -39,6 +39,8 @@ export interface EarlierTraining {
   readonly metrics: Metrics;
   /** Last use of the cache entry (ms since the epoch). */
   readonly used: number;
+  /** Its eval's exact answers ("28/40"), for runs picked with `report --runs`. */
+  readonly score?: string;
 }
 
 export interface ParamChange {
@@ -92,16 +94,17 @@ export function diffLabel(diff: readonly ParamChange[]): string {
 }
 
 /**
- * The adapters entries of the local store built by this project (manifests record a digest of the project's root since
- * the report exists; older ones and other projects' are left out), newest first, the current one excluded.
+ * The adapters entries of the local store built by this project (manifests name their project since the report
+ * exists, by pipeline.lock's id or before it by a digest of the folder; older ones and other projects' are left out),
+ * newest first, the current one excluded.
  */
 async function earlierTrainings(storeDir: string, root: string, lock: LockNodes): Promise<EarlierTraining[]> {
   const store = new LocalStore(storeDir);
-  const project = projectId(root);
+  const projects = await projectIds(root, join(root, "pipeline.lock"));
   const current = lock.adapters;
   const found: EarlierTraining[] = [];
   for (const { manifest, used } of await store.entries("adapters")) {
-    if (manifest.project !== project || manifest.fingerprint === current?.fingerprint) continue;
+    if (manifest.project === undefined || !projects.has(manifest.project) || manifest.fingerprint === current?.fingerprint) continue;
     // A record since the adapters node declares it one; in its files in entries made before.
     const digest: FileDigest | undefined = manifest.output.records?.[METRICS_FILE] ?? manifest.output.files[METRICS_FILE];
     if (!digest) continue;
@@ -114,7 +117,8 @@ async function earlierTrainings(storeDir: string, root: string, lock: LockNodes)
   return found;
 }
 
-export async function collectReport(root: string, storeDir: string | undefined): Promise<ReportData> {
+/** `earlier`: the trainings to overlay (`report --runs`); by default this project's latest in the build cache. */
+export async function collectReport(root: string, storeDir: string | undefined, earlier?: readonly EarlierTraining[]): Promise<ReportData> {
   const models = join(root, "models");
   const lock = await readLock(join(root, "pipeline.lock"), join(root, "cache"));
   const metricsPath = join(models, "adapters", METRICS_FILE);
@@ -127,7 +131,7 @@ export async function collectReport(root: string, storeDir: string | undefined):
     ...optional("gguf", gguf),
     ...optional("eval", await readJsonIf<EvalFile>(join(models, "eval", "eval.json"))),
     ...optional("lastBuild", await readJsonIf<BuildRecord>(join(root, "cache", LAST_BUILD_FILE))),
-    earlier: storeDir ? await earlierTrainings(storeDir, root, lock) : [],
+    earlier: earlier ?? (storeDir ? await earlierTrainings(storeDir, root, lock) : []),
   };
 }
 

@@ -103,14 +103,17 @@ function evalSection(data: ReportData): string {
 
 function earlierSection(data: ReportData): string {
   if (data.earlier.length === 0) return "";
+  const scored = data.earlier.some((e) => e.score !== undefined);
   const rows = data.earlier.map((e, i) => [
     `earlier ${i + 1}`,
     esc(e.label),
     fmt(e.metrics.train.at(-1)?.loss),
     fmt(e.metrics.val.at(-1)?.loss),
+    ...(scored ? [esc(e.score ?? "–")] : []),
     `<code>${e.fingerprint.slice(0, 12)}</code>`,
   ]);
-  return `<section id="earlier"><h2>Earlier trainings in the build cache</h2><p class="muted">Params as they were (this build's in the settings below); overlaid dashed on the loss chart.</p>${table(["", "what differed", "final train loss", "final validation loss", "fingerprint"], rows)}</section>`;
+  const header = ["", "what differed", "final train loss", "final validation loss", ...(scored ? ["eval exact"] : []), "fingerprint"];
+  return `<section id="earlier"><h2>Earlier trainings in the build cache</h2><p class="muted">Params as they were (this build's in the settings below); overlaid dashed on the loss chart.</p>${table(header, rows)}</section>`;
 }
 
 function summary(data: ReportData, ggufBytes: number | undefined): string {

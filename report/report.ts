@@ -5,7 +5,7 @@ import { join } from "node:path";
 import type { OperatingSystem } from "../guard/memory.ts";
 import { plannedMachine } from "../guard/machine.ts";
 import * as charts from "./charts.ts";
-import { collectReport } from "./data.ts";
+import { collectReport, type EarlierTraining } from "./data.ts";
 import { pageHtml, writePage } from "./page.ts";
 
 export interface ReportProject {
@@ -14,11 +14,13 @@ export interface ReportProject {
   readonly storeDir?: string;
   /** The machine the memory guard planned for (config `memory:`). */
   readonly memory: { readonly os?: OperatingSystem; readonly total?: string };
+  /** `report --runs A,B`: the runs to overlay and list instead of the earlier trainings of this folder. */
+  readonly runs?: readonly EarlierTraining[];
 }
 
 /** Writes models/report/index.html and returns its path. */
 export async function writeReport(project: ReportProject): Promise<string> {
-  const data = await collectReport(project.root, project.storeDir);
+  const data = await collectReport(project.root, project.storeDir, project.runs);
   const list = [];
   if (data.metrics && data.metrics.train.length + data.metrics.val.length > 0) {
     // Outputs trained before memory.json recorded the usable memory: the planned machine's, now.

@@ -95,7 +95,7 @@ export class BuildCache {
     output: OutputDigests,
     dir: string,
     facts: Readonly<Record<string, Json>>,
-    origin: { readonly params: Json; readonly project: ProjectId },
+    origin: { readonly params: Json; readonly project: ProjectId; readonly upstream: Readonly<Record<string, string>>; readonly built: string; readonly seconds: number },
   ): Promise<void> {
     const sizes: Record<string, number> = {};
     const executable: string[] = [];

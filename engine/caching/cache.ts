@@ -3,11 +3,9 @@
 // Two maps, written in order (Bazel's CAS and action cache): blobs, each file's bytes once under its
 // sha256; then a manifest per node fingerprint naming the files, their digests and the lock facts.
 // Blobs go first and the manifest last, so an entry never points at a missing blob.
-import { resolve } from "node:path";
-import { sha256 } from "../digest.ts";
 import type { FileDigest, Fingerprint, OutputDigests } from "../types.ts";
 import { UserError } from "../types.ts";
-import type { Manifest, ProjectId } from "./manifest.ts";
+import type { Manifest } from "./manifest.ts";
 
 export type { Manifest, ProjectId } from "./manifest.ts";
 
@@ -16,10 +14,6 @@ export type { Manifest, ProjectId } from "./manifest.ts";
  * once and goes on with the local store; `push` and `pull` fail with it. Not raised for one bad entry.
  */
 export class RemoteUnavailable extends UserError {}
-
-export function projectId(root: string): ProjectId {
-  return sha256(resolve(root)).slice(0, 16) as ProjectId;
-}
 
 /** Where an entry's bytes can be read from now: a local file holding the blob of `digest`. */
 export type BlobPaths = (digest: FileDigest, rel: string) => string;

