@@ -25,7 +25,8 @@ const USAGE = `usage: npx tsx pipeline.ts <node> [options]     build a node and 
        npx tsx pipeline.ts push [node]              upload the lock's outputs to cache.remote
        npx tsx pipeline.ts pull [node]              download them from cache.remote
 
-nodes: mlx-env, llama-cpp, quantizer, model, data, formatted, adapters, fused, hf, gguf, eval
+nodes: mlx-env, llama-cpp, quantizer, model, data, formatted, adapters, fused, hf, gguf, eval,
+       lora-gguf, base-gguf, llama-server, deploy
 
 options:
   --config FILE      the pipeline config (default: pipeline.yaml)
@@ -41,7 +42,7 @@ options:
 `;
 
 async function buildGraph(config: PipelineConfig, root: string): Promise<Graph<PipelineConfig>> {
-  const [{ mlxEnv }, { llamaCppNode }, { quantizerNode }, { modelNode }, { dataNode }, { formattedNode }, { adaptersNode }, { fusedNode }, { hfNode }, { ggufNode }, { evalNode }, { withStageCode }, { withWeight }] =
+  const [{ mlxEnv }, { llamaCppNode }, { quantizerNode }, { modelNode }, { dataNode }, { formattedNode }, { adaptersNode }, { fusedNode }, { hfNode }, { ggufNode }, { evalNode }, { loraGgufNode }, { baseGgufNode }, { llamaServerNode }, { deployNode }, { withStageCode }, { withWeight }] =
     await Promise.all([
       import("./stages/mlx-env.ts"),
       import("./stages/llama-cpp.ts"),
@@ -54,6 +55,10 @@ async function buildGraph(config: PipelineConfig, root: string): Promise<Graph<P
       import("./stages/hf.ts"),
       import("./stages/gguf.ts"),
       import("./stages/eval.ts"),
+      import("./stages/lora-gguf.ts"),
+      import("./stages/base-gguf.ts"),
+      import("./stages/llama-server.ts"),
+      import("./stages/deploy.ts"),
       import("./stages/lib/code.ts"),
       import("./stages/lib/weights.ts"),
     ]);
@@ -69,6 +74,10 @@ async function buildGraph(config: PipelineConfig, root: string): Promise<Graph<P
     hfNode,
     ggufNode(config),
     evalNode(config),
+    loraGgufNode,
+    baseGgufNode,
+    llamaServerNode,
+    deployNode,
   ];
   // A stage's own code is an input of its output; its weight only says how it is scheduled.
   return new Graph(nodes.map(withStageCode).map((n) => withWeight(n, config, root)));

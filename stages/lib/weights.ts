@@ -14,6 +14,8 @@ const HEAVY: ReadonlySet<string> = new Set([
   "hf", // loads the model in transformers to prove it loads
   "gguf", // converts the whole model, and quantizes it on every core
   "eval", // loads and runs three models
+  "base-gguf", // converts the whole base model
+  "llama-server", // compiling llama.cpp keeps every core busy
 ]);
 // Light: mlx-env and llama-cpp (pip installs, a git clone), data and formatted (small files), model when
 // it is a download or a copy.
