@@ -5,7 +5,6 @@ import { join } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
 import type { Json, NodeSpec } from "../engine/types.ts";
 import { converterCode, guardModelDir } from "./lib/guard-inputs.ts";
-import { convertModel } from "./lib/llama/convert.ts";
 import { modelDir } from "./lib/model-ref.ts";
 import { toolVersions } from "./lib/tools.ts";
 
@@ -45,6 +44,7 @@ export const baseGgufNode: NodeSpec<PipelineConfig> = {
   async run(ctx) {
     const base = await modelDir(ctx.upstream("model"), ctx.root);
     const out = join(ctx.staging, BASE_GGUF_FILE);
+    const { convertModel } = await import("./lib/llama/convert.ts");
     await convertModel(ctx, base, out, OUTTYPE);
     const bytes = (await stat(out)).size;
     ctx.record({ bytes });

@@ -10,7 +10,6 @@ import type { Json, NodeSpec, RunCtx, Verdict } from "../engine/types.ts";
 import { bundledRelease, converterCode, converterRegistry, converterSource, guardModelDir, userCheckout } from "./lib/guard-inputs.ts";
 import { UserError } from "../engine/types.ts";
 import { assertSuccess } from "../engine/exec.ts";
-import { convertModel } from "./lib/llama/convert.ts";
 import { formatVerdicts } from "../engine/verdicts.ts";
 import { toolVersions } from "./lib/tools.ts";
 import { toolFile } from "./lib/paths.ts";
@@ -30,6 +29,7 @@ const CHILD_SCRIPTS = [toolFile("stages", "lib", "llama-worker.ts"), toolFile("s
 
 /** The hf folder as a GGUF of `outtype` (eval converts an f16 one beside a quantized GGUF). */
 export async function convert(ctx: RunCtx<PipelineConfig>, outfile: string, outtype: string): Promise<void> {
+  const { convertModel } = await import("./lib/llama/convert.ts");
   await convertModel(ctx, ctx.upstream("hf"), outfile, outtype);
 }
 

@@ -6,7 +6,6 @@ import { readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
 import type { NodeSpec } from "../engine/types.ts";
-import { buildLlamaTarget } from "./lib/llama/cmake-build.ts";
 import { fromCacheRoot, onPath, underCacheRoot } from "./lib/paths.ts";
 import { toolVersions } from "./lib/tools.ts";
 
@@ -41,7 +40,7 @@ export const llamaServerNode: NodeSpec<PipelineConfig> = {
       : [{ level: "ok", code: "llama-server.build", message: `${BINARY} will be built once from llama.cpp's source with cmake (several minutes)` }];
   },
   async run(ctx) {
-    const binary = onPath(BINARY) ?? (await buildLlamaTarget(ctx, BINARY));
+    const binary = onPath(BINARY) ?? (await (await import("./lib/llama/cmake-build.ts")).buildLlamaTarget(ctx, BINARY));
     await writeFile(join(ctx.staging, SERVER_FILE), JSON.stringify({ binary: underCacheRoot(binary) }, null, 2) + "\n");
   },
   intact: async (dir) => {

@@ -7,7 +7,6 @@ import type { PipelineConfig } from "../config/schema.ts";
 import type { NodeSpec } from "../engine/types.ts";
 import { UserError } from "../engine/types.ts";
 import { converterCode, guardModelDir } from "./lib/guard-inputs.ts";
-import { convertLora } from "./lib/llama/convert.ts";
 import { pyScript, runPython, toolVersions } from "./lib/tools.ts";
 
 export const LORA_FILE = "lora.gguf";
@@ -46,6 +45,7 @@ export const loraGgufNode: NodeSpec<PipelineConfig> = {
     ctx.progress("writing the adapters in PEFT layout");
     const peft = (await runPython(ctx, "llama-cpp", [TO_PEFT, ctx.upstream("adapters"), hf, peftDir], "mlx_to_peft.py")) as Peft;
     const out = join(ctx.staging, LORA_FILE);
+    const { convertLora } = await import("./lib/llama/convert.ts");
     await convertLora(ctx, peftDir, hf, out, OUTTYPE);
 
     const { gguf } = await import("@huggingface/gguf");

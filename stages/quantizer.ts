@@ -6,7 +6,6 @@ import { join } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
 import type { BaseCtx, NodeSpec, Verdict } from "../engine/types.ts";
 import { converterRegistry, converterSource } from "./lib/guard-inputs.ts";
-import { buildLlamaTarget } from "./lib/llama/cmake-build.ts";
 import { fromCacheRoot, onPath, underCacheRoot } from "./lib/paths.ts";
 import { toolVersions } from "./lib/tools.ts";
 
@@ -57,7 +56,7 @@ export const quantizerNode: NodeSpec<PipelineConfig> = {
   },
   guard: quantizeVerdicts,
   async run(ctx) {
-    const binary = onPath(BINARY) ?? (await buildLlamaTarget(ctx, BINARY));
+    const binary = onPath(BINARY) ?? (await (await import("./lib/llama/cmake-build.ts")).buildLlamaTarget(ctx, BINARY));
     // One built here is recorded relative to the per-user cache root: the same bytes on every machine.
     await writeFile(join(ctx.staging, QUANTIZER_FILE), JSON.stringify({ binary: underCacheRoot(binary) }, null, 2) + "\n");
   },
