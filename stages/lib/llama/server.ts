@@ -59,7 +59,13 @@ export async function serverAnswers<C>(ctx: RunCtx<C>, options: ServerOptions, c
       const response = await fetch(`${base}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body), signal: ctx.signal });
       const text = await response.text();
       if (!response.ok) throw new UserError(`llama-server answered ${response.status} to test prompt ${i + 1}: ${text.slice(0, 300)}`);
-      const parsed = reply.safeParse(JSON.parse(text));
+      let json: unknown;
+      try {
+        json = JSON.parse(text);
+      } catch {
+        json = undefined;
+      }
+      const parsed = reply.safeParse(json);
       if (!parsed.success) throw new UserError(`llama-server's reply to test prompt ${i + 1} is not a chat completion (${parsed.error.issues[0]?.message}): ${text.slice(0, 300)}`);
       answers.push(parsed.data.choices[0]!.message.content ?? "");
     }
