@@ -16,6 +16,8 @@ const LORA = { iters: 2, steps_per_report: 2, steps_per_eval: 2, save_every: 2 }
 const EVAL = { max_examples: 4, max_tokens: 8 };
 const SPLITS = { files: undefined, splits: { train: "data/train.jsonl", valid: "data/valid.jsonl", test: "data/test.jsonl" } };
 const FILES = { "data/train.jsonl": sample(40), "data/valid.jsonl": sample(8, 40), "data/test.jsonl": sample(6, 48) };
+/** A training, three conversions and eval's models on a shared 2-core machine. */
+const SLOW = 1_800_000;
 /** What mlx-lm adapts by default in a dense block: every linear. */
 const TARGETS = ["mlp.down_proj", "mlp.gate_proj", "mlp.up_proj", "self_attn.k_proj", "self_attn.o_proj", "self_attn.q_proj", "self_attn.v_proj"];
 const PROMPTS = ["Convert 3 km to m.", "What is 12 inches in cm?", "How many grams are in 2 kg?"];
@@ -118,7 +120,7 @@ describe("deploy on tiny:llama", () => {
     // A megabyte-scale adapter against the whole model.
     const deploy = p.readJson<{ bytes: { gguf: number; lora: number } }>("models/deploy/deploy.json");
     expect(deploy.bytes.lora * 20).toBeLessThan(deploy.bytes.gguf);
-  });
+  }, SLOW);
 
   it("a wrong lora_alpha (half the trained scale) no longer answers like the fused GGUF", async () => {
     const tc = p.toolchain("llama-cpp");
@@ -130,7 +132,7 @@ describe("deploy on tiny:llama", () => {
     const wrong = join(peft, "wrong.gguf");
     execFileSync(tc.python, [join(tc.source!, "convert_lora_to_gguf.py"), peft, "--base", p.path("models/hf"), "--outfile", wrong, "--outtype", "f16"], { env, stdio: "ignore" });
     expect(await greedy(p.path("models/base-gguf/base.gguf"), wrong)).not.toEqual(await greedy(p.path("models/gguf/model.gguf")));
-  });
+  }, SLOW);
 
   it("kill -9 of the tool while llama-server runs: the server is gone and its port closed", async () => {
     let killed: number[] = [];
@@ -150,7 +152,7 @@ describe("deploy on tiny:llama", () => {
     expect(port).toBeGreaterThan(0);
     await waitFor(() => killed.every((pid) => !alive(pid)), 10_000);
     expect(await portOpen(port)).toBe(false);
-  });
+  }, SLOW);
 });
 
 describe.each(["qwen3", "gemma3"])("deploy on tiny:%s", (family) => {
@@ -161,5 +163,5 @@ describe.each(["qwen3", "gemma3"])("deploy on tiny:%s", (family) => {
     await p.mustBuild("gguf");
     await expectMapped(p);
     await expectSameModel(p);
-  });
+  }, SLOW);
 });
