@@ -118,6 +118,17 @@ const ollamaSchema = z
   })
   .strict();
 
+const deploySchema = z
+  .object({
+    check: z
+      .boolean()
+      .default(false)
+      .describe(
+        "eval also proves what `deploy` ships: the base GGUF + LoRA GGUF answer like the GGUF, and llama-server (built once) answers like it through /v1/chat/completions. Builds lora-gguf, base-gguf and llama-server before eval.",
+      ),
+  })
+  .strict();
+
 const memorySchema = z
   .object({
     os: z.enum(["macos", "linux"]).optional().describe("Plan for this OS instead of the current machine's."),
@@ -162,6 +173,7 @@ export const pipelineSchema = z
     gguf: ggufSchema.default(ggufSchema.parse({})),
     eval: evalSchema.default(evalSchema.parse({})).describe("The eval node: base vs fine-tuned vs GGUF answers on the test split."),
     ollama: ollamaSchema.default({}).describe("The ollama node: a Modelfile for `ollama create`, its TEMPLATE checked against the model's chat template."),
+    deploy: deploySchema.default(deploySchema.parse({})).describe("The deploy node: a LoRA GGUF on a base GGUF, and the checks that they and llama-server answer like the GGUF."),
     memory: memorySchema.default({}).describe("Which machine the memory guard plans for (default: this one)."),
     cache: cacheSchema.default(cacheSchema.parse({})).describe("The build cache: every output kept by content, restored instead of rebuilt, shared through S3."),
     distributed: distributedSchema.optional(),

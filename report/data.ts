@@ -26,7 +26,18 @@ export interface EvalFile {
   readonly base: { readonly exact: number; readonly normalized: number; readonly loss: number; readonly ppl: number };
   readonly fineTuned: { readonly exact: number; readonly normalized: number; readonly loss: number; readonly ppl: number };
   readonly gguf: { readonly type: string; readonly exact: number; readonly agreesWithFused: number; readonly agreesWithF16?: number };
-  readonly answers: readonly { readonly question: string; readonly reference: string; readonly base: string; readonly fineTuned: string; readonly gguf: string; readonly f16?: string }[];
+  /** With deploy.check: base GGUF + LoRA GGUF (llama.cpp) and llama-server, each against the GGUF's answers. */
+  readonly deploy?: { readonly loraAgreesWithGguf: number; readonly serverAgreesWithGguf: number };
+  readonly answers: readonly {
+    readonly question: string;
+    readonly reference: string;
+    readonly base: string;
+    readonly fineTuned: string;
+    readonly gguf: string;
+    readonly f16?: string;
+    readonly lora?: string;
+    readonly server?: string;
+  }[];
 }
 
 /** An earlier training of this project still in the build cache, and how its params differ from the lock's. */

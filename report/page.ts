@@ -89,12 +89,17 @@ function evalSection(data: ReportData): string {
   );
   const agree = `<p>The GGUF's answers agree with the fine-tuned model's on ${e.gguf.agreesWithFused}/${n}${
     e.gguf.agreesWithF16 !== undefined ? `, with the f16 conversion's on ${e.gguf.agreesWithF16}/${n}` : ""
+  }${
+    e.deploy ? `; base GGUF + LoRA GGUF agree with the GGUF on ${e.deploy.loraAgreesWithGguf}/${n}, llama-server (its --jinja template, /v1/chat/completions) on ${e.deploy.serverAgreesWithGguf}/${n}` : ""
   }.</p>`;
+  const deployed = e.deploy !== undefined;
   const answers = table(
-    ["question", "reference", "before (base)", "after (fine-tuned)", "GGUF"],
+    ["question", "reference", "before (base)", "after (fine-tuned)", "GGUF", ...(deployed ? ["base + LoRA GGUF", "llama-server"] : [])],
     e.answers.map((a) => {
       const mark = (s: string) => `<span class="${s.trim() === a.reference.trim() ? "hit" : "miss"}">${esc(s)}</span>`;
-      return [esc(a.question), esc(a.reference), mark(a.base), mark(a.fineTuned), `${mark(a.gguf)}${a.gguf.trim() === a.fineTuned.trim() ? "" : ' <span class="muted">(differs)</span>'}`];
+      const versus = (s: string, other: string) => `${mark(s)}${s.trim() === other.trim() ? "" : ' <span class="muted">(differs)</span>'}`;
+      const deployCells = deployed ? [versus(a.lora ?? "", a.gguf), versus(a.server ?? "", a.gguf)] : [];
+      return [esc(a.question), esc(a.reference), mark(a.base), mark(a.fineTuned), versus(a.gguf, a.fineTuned), ...deployCells];
     }),
     "answers",
   );

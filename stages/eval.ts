@@ -24,10 +24,14 @@ const ANSWERS_SCRIPT = pyScript("eval_answers.py");
 export const EVAL_FILE = "eval.json";
 /** Before/after examples shown in the terminal. */
 const SHOWN = 3;
+/** What deploy.check adds to eval's inputs. */
+const DEPLOYED = ["lora-gguf", "base-gguf", "llama-server"];
 
 /** One test example as a chat prompt (rendered with the template) and the answer it should get. */
 interface Case {
   readonly question: string;
+  /** The conversation the prompt renders, for a server that applies the template itself. */
+  readonly messages: readonly Message[];
   readonly prompt: string;
   readonly reference: string;
 }
@@ -109,7 +113,7 @@ async function cases(ctx: BaseCtx<PipelineConfig>, base: string): Promise<Case[]
     const parts = typeof example === "string" ? undefined : split(example);
     if (!parts) continue;
     const { messages } = normalizeMessages(parts.messages, rules);
-    out.push({ question: parts.messages.filter((m) => m.role === "user").at(-1)?.content ?? "", prompt: render(template, messages), reference: parts.reference });
+    out.push({ question: parts.messages.filter((m) => m.role === "user").at(-1)?.content ?? "", messages, prompt: render(template, messages), reference: parts.reference });
     if (out.length >= ctx.config.eval.max_examples) break;
   }
   return out;
@@ -134,10 +138,11 @@ async function mlxAnswers(ctx: RunCtx<PipelineConfig>, model: string, prompts: r
   }
 }
 
-async function ggufAnswers(ctx: RunCtx<PipelineConfig>, gguf: string, prompts: readonly string[], what: string): Promise<Answer[]> {
+async function ggufAnswers(ctx: RunCtx<PipelineConfig>, gguf: string, prompts: readonly string[], what: string, lora?: string): Promise<Answer[]> {
   const { askLlamaCpp } = await import("./lib/llama/child.ts");
   ctx.progress(`${what}: answering ${prompts.length} test prompts (llama.cpp, greedy)`);
-  const answer = await askLlamaCpp(ctx.exec, { model: gguf, answers: { prompts, maxTokens: ctx.config.eval.max_tokens } }, { what: `answering the test prompts with ${gguf}`, timeoutMs: 120_000 + prompts.length * 30_000 });
+  const request = { model: gguf, ...(lora ? { lora } : {}), answers: { prompts, maxTokens: ctx.config.eval.max_tokens } };
+  const answer = await askLlamaCpp(ctx.exec, request, { what: `answering the test prompts with ${gguf}${lora ? ` + ${lora}` : ""}`, timeoutMs: 120_000 + prompts.length * 30_000 });
   return (answer.answers ?? []).map((a) => ({ text: a.text, tokens: a.tokens }));
 }
 
@@ -190,6 +195,11 @@ function agreement(a: readonly Answer[], b: readonly Answer[]): number {
   return a.filter((x, i) => b[i] !== undefined && x.tokens.length === b[i].tokens.length && x.tokens.every((t, j) => t === b[i]!.tokens[j])).length;
 }
 
+/** llama-server answers in text only; both sides are llama.cpp's detokenization, so equal tokens give equal text. */
+function textAgreement(a: readonly string[], b: readonly Answer[]): number {
+  return a.filter((x, i) => b[i] !== undefined && x === b[i].text).length;
+}
+
 const ratio = (k: number, n: number) => `${k}/${n}`;
 const clip = (text: string, n = 60) => JSON.stringify(text.length > n ? `${text.slice(0, n - 1)}…` : text);
 
@@ -197,15 +207,17 @@ export function evalNode(config: PipelineConfig): NodeSpec<PipelineConfig> {
   // A quantized GGUF is also compared with the f16 conversion of the same model, to tell quantization's
   // share of the differences from the conversion's.
   const quantized = config.gguf.quantize !== undefined || !["f32", "f16", "bf16"].includes(config.gguf.outtype);
+  // deploy.check: the deployed files answer too (base GGUF + LoRA GGUF in llama.cpp, the GGUF in llama-server).
+  const deployed = config.deploy.check;
   return {
     id: "eval",
-    deps: ["gguf", "fused", "model", "data", "formatted", "mlx-env", ...(quantized ? ["hf", "llama-cpp"] : [])],
+    deps: ["gguf", "fused", "model", "data", "formatted", "mlx-env", ...(quantized ? ["hf", "llama-cpp"] : []), ...(deployed ? DEPLOYED : [])],
     description: "base vs fine-tuned vs GGUF on the test split",
     inputs: async (ctx) => ({
       files: [ANSWERS_SCRIPT, toolFile("stages", "lib", "llama", "worker.ts")],
-      params: { ...ctx.config.eval, mask_prompt: ctx.config.lora.mask_prompt, batch_size: ctx.config.lora.batch_size, max_seq_length: ctx.config.lora.max_seq_length, quantized },
+      params: { ...ctx.config.eval, mask_prompt: ctx.config.lora.mask_prompt, batch_size: ctx.config.lora.batch_size, max_seq_length: ctx.config.lora.max_seq_length, quantized, deployed },
       tools: await toolVersions(ctx.upstream("mlx-env"), ["mlx", "mlx_lm"]),
-      command: ["eval_answers.py (base, fused)", "llama.cpp greedy (gguf)", "mlx_lm lora --test (base, fused)", ...(quantized ? ["convert_hf_to_gguf.py --outtype f16"] : [])],
+      command: ["eval_answers.py (base, fused)", "llama.cpp greedy (gguf)", "mlx_lm lora --test (base, fused)", ...(quantized ? ["convert_hf_to_gguf.py --outtype f16"] : []), ...(deployed ? ["llama.cpp greedy (base-gguf + lora-gguf)", "llama-server --jinja /v1/chat/completions (gguf)"] : [])],
     }),
     async guard(ctx) {
       const test = await testExamples(ctx.config, ctx.root).catch(() => undefined);
@@ -230,6 +242,19 @@ export function evalNode(config: PipelineConfig): NodeSpec<PipelineConfig> {
         await convert(ctx, f16, "f16");
         f16Answers = await ggufAnswers(ctx, f16, prompts, "f16 GGUF");
       }
+      let deployAnswers: { lora: Answer[]; server: string[] } | undefined;
+      if (deployed) {
+        const [{ BASE_GGUF_FILE }, { LORA_FILE }, { serverBinary }, { serverAnswers }] = await Promise.all([
+          import("./base-gguf.ts"),
+          import("./lora-gguf.ts"),
+          import("./llama-server.ts"),
+          import("./lib/llama/server.ts"),
+        ]);
+        const lora = await ggufAnswers(ctx, join(ctx.upstream("base-gguf"), BASE_GGUF_FILE), prompts, "base GGUF + LoRA GGUF", join(ctx.upstream("lora-gguf"), LORA_FILE));
+        const binary = await serverBinary(ctx.upstream("llama-server"));
+        const served = await serverAnswers(ctx, { binary, model: gguf, maxTokens: ctx.config.eval.max_tokens }, tests.map((t) => t.messages));
+        deployAnswers = { lora, server: served };
+      }
       const baseLoss = await testLoss(ctx, base, formattedTest, "base");
       const tunedLoss = await testLoss(ctx, fused, formattedTest, "fine-tuned");
 
@@ -238,12 +263,15 @@ export function evalNode(config: PipelineConfig): NodeSpec<PipelineConfig> {
       const ggufVsFused = agreement(ggufAnswersList, tunedAnswers);
       const ggufVsF16 = f16Answers ? agreement(ggufAnswersList, f16Answers) : undefined;
       const type = ctx.config.gguf.quantize ?? ctx.config.gguf.outtype;
+      // Both compared with the GGUF: the LoRA pair is the same model in another form, the server the same file.
+      const deploy = deployAnswers && { loraAgreesWithGguf: agreement(deployAnswers.lora, ggufAnswersList), serverAgreesWithGguf: textAgreement(deployAnswers.server, ggufAnswersList) };
       const report = {
         examples: n,
         maxTokens: ctx.config.eval.max_tokens,
         base: { ...scores.base, ...baseLoss },
         fineTuned: { ...scores.fineTuned, ...tunedLoss },
         gguf: { type, ...scores.gguf, agreesWithFused: ggufVsFused, ...(ggufVsF16 !== undefined ? { agreesWithF16: ggufVsF16 } : {}) },
+        ...(deploy ? { deploy } : {}),
         answers: tests.map((t, i) => ({
           question: t.question,
           reference: t.reference,
@@ -251,14 +279,23 @@ export function evalNode(config: PipelineConfig): NodeSpec<PipelineConfig> {
           fineTuned: tunedAnswers[i]!.text,
           gguf: ggufAnswersList[i]!.text,
           ...(f16Answers ? { f16: f16Answers[i]!.text } : {}),
+          ...(deployAnswers ? { lora: deployAnswers.lora[i]!.text, server: deployAnswers.server[i]! } : {}),
         })),
       };
       await writeFile(join(ctx.staging, EVAL_FILE), JSON.stringify(report, null, 2) + "\n");
-      ctx.record({ base_exact: scores.base.exact, fine_tuned_exact: scores.fineTuned.exact, gguf_agrees: ggufVsFused, examples: n });
+      ctx.record({
+        base_exact: scores.base.exact,
+        fine_tuned_exact: scores.fineTuned.exact,
+        gguf_agrees: ggufVsFused,
+        examples: n,
+        ...(deploy ? { lora_agrees: deploy.loraAgreesWithGguf, server_agrees: deploy.serverAgreesWithGguf } : {}),
+      });
 
       const row = (name: string, s: Score, loss?: Loss) =>
         `  ${name.padEnd(12)}${ratio(s.exact, n).padStart(7)}${ratio(s.normalized, n).padStart(12)}${loss ? `${loss.loss.toFixed(3).padStart(11)}${loss.ppl.toFixed(2).padStart(9)}` : ""}`;
-      ctx.note(`base ${ratio(scores.base.exact, n)} → fine-tuned ${ratio(scores.fineTuned.exact, n)} exact; GGUF agrees on ${ratio(ggufVsFused, n)}${ggufVsF16 !== undefined ? ` (with the f16 GGUF on ${ratio(ggufVsF16, n)})` : ""}`);
+      ctx.note(`base ${ratio(scores.base.exact, n)} → fine-tuned ${ratio(scores.fineTuned.exact, n)} exact; GGUF agrees on ${ratio(ggufVsFused, n)}${ggufVsF16 !== undefined ? ` (with the f16 GGUF on ${ratio(ggufVsF16, n)})` : ""}${
+          deploy ? `; base+LoRA GGUF agrees with the GGUF on ${ratio(deploy.loraAgreesWithGguf, n)}, llama-server on ${ratio(deploy.serverAgreesWithGguf, n)}` : ""
+        }`);
       ctx.note(`  ${"".padEnd(12)}${"exact".padStart(7)}${"normalized".padStart(12)}${"test loss".padStart(11)}${"ppl".padStart(9)}`);
       ctx.note(row("base", scores.base, baseLoss));
       ctx.note(row("fine-tuned", scores.fineTuned, tunedLoss));

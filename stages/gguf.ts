@@ -12,10 +12,9 @@ import { guardModelDir } from "./lib/model/model-ref.ts";
 import { UserError } from "../engine/types.ts";
 import { assertSuccess } from "../engine/exec.ts";
 import { formatVerdicts } from "../engine/verdicts.ts";
-import { PY_ENV, toolVersions } from "./lib/toolchain/tools.ts";
-import { threadEnv } from "./lib/toolchain/threads.ts";
+import { toolVersions } from "./lib/toolchain/tools.ts";
 import { toolFile } from "./lib/toolchain/paths.ts";
-import { readToolchain, venvPython } from "./lib/toolchain/venv.ts";
+import { readToolchain } from "./lib/toolchain/venv.ts";
 import { llamaCppVersion } from "./llama-cpp.ts";
 import { quantizerBinary } from "./quantizer.ts";
 import { SMOKE_FILE, type SmokeResult } from "./fused.ts";
@@ -29,20 +28,10 @@ const MATCH_TOKENS = 4;
 /** The code that runs in child processes (llama.cpp, the Hugging Face tokenizer): its edits rerun the node. */
 const CHILD_SCRIPTS = [toolFile("stages", "lib", "llama", "worker.ts"), toolFile("stages", "py", "hf_tokens.py")];
 
+/** The hf folder as a GGUF of `outtype` (eval converts an f16 one beside a quantized GGUF). */
 export async function convert(ctx: RunCtx<PipelineConfig>, outfile: string, outtype: string): Promise<void> {
-  const info = await readToolchain(ctx.upstream("llama-cpp"));
-  const script = join(info.source!, "convert_hf_to_gguf.py");
-  ctx.progress(`converting to ${outtype} with llama.cpp's converter`);
-  const result = await ctx.exec(venvPython(info.venv), [script, ctx.upstream("hf"), "--outfile", outfile, "--outtype", outtype], {
-    env: { ...PY_ENV, ...(await threadEnv()) },
-    onLine: (line) => line.startsWith("INFO:hf-to-gguf:") && ctx.progress(line.slice(16, 100)),
-  });
-  if (result.exitCode !== 0) {
-    const { converterSaid } = await import("./lib/llama/vocab-check.ts");
-    const said = converterSaid(result.tail);
-    if (said) throw new UserError(`llama.cpp's converter refused the model: ${said}\n  Log: ${result.logPath}`);
-    assertSuccess(result, "convert_hf_to_gguf.py");
-  }
+  const { convertModel } = await import("./lib/llama/convert.ts");
+  await convertModel(ctx, ctx.upstream("hf"), outfile, outtype);
 }
 
 async function quantize(ctx: RunCtx<PipelineConfig>, from: string, to: string, type: string): Promise<void> {

@@ -49,7 +49,11 @@ export const STAGES: readonly Stage<unknown>[] = [
   stage({ id: "hf", module: () => import("./hf.ts"), node: (m) => m.hfNode, weight: "heavy" }), // loads the model in transformers to prove it loads
   stage({ id: "gguf", module: () => import("./gguf.ts"), node: (m, c) => m.ggufNode(c), weight: "heavy" }), // converts the whole model, quantizes it on every core
   stage({ id: "eval", module: () => import("./eval.ts"), node: (m, c) => m.evalNode(c), weight: "heavy" }), // loads and runs three models
+  stage({ id: "lora-gguf", module: () => import("./lora-gguf.ts"), node: (m) => m.loraGgufNode, weight: "light" }), // the adapters, megabytes, in PEFT layout then GGUF
+  stage({ id: "base-gguf", module: () => import("./base-gguf.ts"), node: (m) => m.baseGgufNode, weight: "heavy" }), // converts the whole base model
+  stage({ id: "llama-server", module: () => import("./llama-server.ts"), node: (m) => m.llamaServerNode, weight: "heavy" }), // compiling llama.cpp keeps every core busy
   stage({ id: "ollama", module: () => import("./ollama.ts"), node: (m) => m.ollamaNode, weight: "light" }), // a Modelfile, its template checked
+  stage({ id: "deploy", module: () => import("./deploy.ts"), node: (m) => m.deployNode, weight: "light" }), // what ships, and the checks it needs
 ];
 
 /** The nodes the config asks for, each with its code among its inputs and its weight. */

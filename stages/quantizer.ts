@@ -1,16 +1,13 @@
 // Node quantizer: llama.cpp's llama-quantize for K-quants (Q4_K_M, ...), found on PATH or built once with
 // cmake from the same llama.cpp source that converts the model. Only in the graph when gguf.quantize is set.
 import { existsSync } from "node:fs";
-import { mkdir, rename, rm, writeFile, readFile } from "node:fs/promises";
-import { availableParallelism } from "node:os";
+import { writeFile, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
 import type { BaseCtx, NodeSpec, Verdict } from "../engine/types.ts";
-import { assertSuccess } from "../engine/exec.ts";
 import { converterRegistry, converterSource } from "./lib/llama/converter.ts";
-import { fromCacheRoot, onPath, underCacheRoot, userCacheDir } from "./lib/toolchain/paths.ts";
+import { fromCacheRoot, onPath, underCacheRoot } from "./lib/toolchain/paths.ts";
 import { toolVersions } from "./lib/toolchain/tools.ts";
-import { readToolchain } from "./lib/toolchain/venv.ts";
 
 const QUANTIZER_FILE = "quantizer.json";
 const BINARY = "llama-quantize";
@@ -59,29 +56,7 @@ export const quantizerNode: NodeSpec<PipelineConfig> = {
   },
   guard: quantizeVerdicts,
   async run(ctx) {
-    let binary = onPath(BINARY);
-    if (!binary) {
-      const info = await readToolchain(ctx.upstream("llama-cpp"));
-      const source = info.source!;
-      const buildDir = userCacheDir("llama-quantize", info.versions.llama_cpp ?? "unknown");
-      binary = join(buildDir, "bin", BINARY);
-      if (!existsSync(binary)) {
-        const tmp = `${buildDir}.tmp-${process.pid}`;
-        await rm(tmp, { recursive: true, force: true });
-        await mkdir(tmp, { recursive: true });
-        // Static, so the binary stands alone in the cache; no network code (curl, OpenSSL) is needed to quantize.
-        const flags = ["-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=OFF", "-DBUILD_SHARED_LIBS=OFF", "-DLLAMA_OPENSSL=OFF", "-DLLAMA_CURL=OFF"];
-        ctx.progress("configuring llama.cpp with cmake");
-        assertSuccess(await ctx.exec("cmake", ["-S", source, "-B", tmp, ...flags]), "cmake (configure)");
-        ctx.progress(`building ${BINARY} (a few minutes, once)`);
-        const onLine = (line: string) => /^\[\s*\d+%\]/.test(line) && ctx.progress(`building ${BINARY}: ${line.slice(0, 60)}`);
-        // Every core: the quantizer is a heavy node, so nothing else heavy runs meanwhile.
-        const jobs = String(availableParallelism());
-        assertSuccess(await ctx.exec("cmake", ["--build", tmp, "--target", BINARY, "-j", jobs], { onLine }), `cmake --build (${BINARY})`);
-        // Another build may have finished the same binary meanwhile: keep theirs.
-        await rename(tmp, buildDir).catch(() => rm(tmp, { recursive: true, force: true }));
-      }
-    }
+    const binary = onPath(BINARY) ?? (await (await import("./lib/llama/cmake-build.ts")).buildLlamaTarget(ctx, BINARY));
     // One built here is recorded relative to the per-user cache root: the same bytes on every machine.
     await writeFile(join(ctx.staging, QUANTIZER_FILE), JSON.stringify({ binary: underCacheRoot(binary) }, null, 2) + "\n");
   },

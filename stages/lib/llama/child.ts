@@ -14,6 +14,8 @@ export type Exec = (command: string, args: readonly string[], options?: ExecOpti
 
 export interface LlamaRequest {
   readonly model: string;
+  /** A LoRA GGUF applied on the model (scale 1: its own lora_alpha / r scales it) for greedy and answers. */
+  readonly lora?: string;
   /** Load the vocabulary only (a --vocab-only GGUF has no tensors). */
   readonly vocabOnly?: boolean;
   /** Texts to tokenize, special tokens parsed, no BOS added. */

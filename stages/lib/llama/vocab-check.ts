@@ -30,9 +30,9 @@ const CONVERTER_FILES = ["convert_hf_to_gguf.py", join("conversion", "base.py"),
 /** The converter's own error line from its output (not the traceback around it). */
 export function converterSaid(tail: readonly string[]): string | undefined {
   const lines = [...tail].reverse();
-  const at = lines.findIndex((l) => /^(ERROR:hf-to-gguf:|[A-Za-z_.]*(Error|Exception)\b)/.test(l));
+  const at = lines.findIndex((l) => /^(ERROR:[a-z]+-to-gguf:|[A-Za-z_.]*(Error|Exception)\b)/.test(l));
   if (at < 0) return undefined;
-  const line = lines[at]!.replace(/^ERROR:hf-to-gguf:/, "");
+  const line = lines[at]!.replace(/^ERROR:[a-z]+-to-gguf:/, "");
   if (line !== "AssertionError") return line;
   // A bare assert says nothing: the statement that failed is the last code line of the traceback.
   const statement = lines.slice(at).find((l) => /^\s+assert /.test(l));

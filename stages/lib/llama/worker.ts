@@ -24,6 +24,7 @@ const llama = await getLlama({
   maxThreads: await freeCores(),
 });
 const model = await llama.loadModel({ modelPath: request.model, gpuLayers: 0, vocabOnly: request.vocabOnly ?? false });
+const lora = request.lora ? { lora: request.lora } : {};
 const id = (token: unknown) => (token == null ? null : Number(token));
 const answer: LlamaAnswer = {
   special: { bos: id(model.tokens.bos), eos: id(model.tokens.eos), eot: id(model.tokens.eot), addBos: model.tokens.shouldPrependBosToken },
@@ -33,7 +34,7 @@ const answer: LlamaAnswer = {
 };
 if (request.greedy) {
   const { prompt, n } = request.greedy;
-  const context = await model.createContext({ contextSize: 512, sequences: 1 });
+  const context = await model.createContext({ contextSize: 512, sequences: 1, ...lora });
   const promptTokens = model.tokenize(prompt, true);
   const input = model.tokens.bos != null && model.tokens.shouldPrependBosToken && promptTokens[0] !== model.tokens.bos ? [model.tokens.bos, ...promptTokens] : promptTokens;
   const out: number[] = [];
@@ -46,7 +47,7 @@ if (request.greedy) {
   await context.dispose();
 }
 if (request.answers) {
-  const context = await model.createContext({ contextSize: 1024, sequences: 1 });
+  const context = await model.createContext({ contextSize: 1024, sequences: 1, ...lora });
   const sequence = context.getSequence();
   answer.answers = [];
   for (const prompt of request.answers.prompts) {
