@@ -22,7 +22,7 @@ import { UserError } from "../types.ts";
 import { RemoteUnavailable, type BlobPaths, type Progress, type RemoteCache, type RemoteSettings } from "./cache.ts";
 import type { LocalStore } from "./local.ts";
 import { InvalidEntry, isInsidePath, MAX_MANIFEST_BYTES, parseManifest, tooBig, type Manifest } from "./manifest.ts";
-import { assertIntact, blobsOf, missingBlob, parallel, tamperedBlob, type Blob } from "./remote.ts";
+import { assertIntact, blobsOf, fetchEntry, missingBlob, parallel, tamperedBlob, type Blob } from "./remote.ts";
 
 const PARALLEL_COPIES = 4;
 /** A temp file this old was left by a writer that died (a kill -9 mid-push): removed by the next push. */
@@ -139,16 +139,7 @@ export class FolderCache implements RemoteCache {
 
   async get(node: string, fingerprint: Fingerprint, progress?: Progress): Promise<Manifest | undefined> {
     const manifest = await this.manifest(node, fingerprint);
-    if (!manifest) return undefined;
-    return this.local.using(async () => {
-      const missing: Blob[] = [];
-      for (const b of blobsOf(manifest)) if (!(await this.local.hasBlob(b.digest))) missing.push(b);
-      const total = missing.reduce((n, b) => n + b.size, 0);
-      let done = 0;
-      await parallel(missing, PARALLEL_COPIES, (b) => this.copyIn(b.digest, (n) => progress?.((done += n), total)));
-      await this.local.writeManifest(manifest); // blobs first, the manifest last
-      return manifest;
-    });
+    return manifest && fetchEntry(this.local, manifest, PARALLEL_COPIES, (digest, onBytes) => this.copyIn(digest, onBytes), progress);
   }
 
   /** Copies one blob into the local store, hashing as it goes; adopted only if the bytes are its name. */

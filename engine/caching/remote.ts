@@ -2,7 +2,8 @@
 // re-hashed before it is published, and the refusals of a blob that is missing or not what its name says.
 import { hashFile } from "../digest.ts";
 import type { FileDigest } from "../types.ts";
-import { entryFiles } from "./cache.ts";
+import { entryFiles, type Progress } from "./cache.ts";
+import type { LocalStore } from "./local.ts";
 import { InvalidEntry, type Manifest } from "./manifest.ts";
 
 export interface Blob {
@@ -27,6 +28,28 @@ export async function parallel<T>(items: readonly T[], n: number, work: (item: T
       while (next < items.length) await work(items[next++]!);
     }),
   );
+}
+
+/**
+ * Brings an entry into the local store: the blobs it lacks, `n` at a time through `fetch` (which adopts a blob
+ * only if its bytes are its name), then the manifest, last, so a half-fetched entry is never visible.
+ */
+export async function fetchEntry(
+  local: LocalStore,
+  manifest: Manifest,
+  n: number,
+  fetch: (digest: FileDigest, onBytes: (bytes: number) => void) => Promise<void>,
+  progress?: Progress,
+): Promise<Manifest> {
+  return local.using(async () => {
+    const missing: Blob[] = [];
+    for (const b of blobsOf(manifest)) if (!(await local.hasBlob(b.digest))) missing.push(b);
+    const total = missing.reduce((sum, b) => sum + b.size, 0);
+    let done = 0;
+    await parallel(missing, n, (b) => fetch(b.digest, (bytes) => progress?.((done += bytes), total)));
+    await local.writeManifest(manifest);
+    return manifest;
+  });
 }
 
 /** Re-hashes a local blob about to be uploaded: one rotted on disk is never published under a digest it does not hold. */

@@ -24,7 +24,7 @@ import { UserError } from "../types.ts";
 import { RemoteUnavailable, type BlobPaths, type Progress, type RemoteCache, type RemoteSettings } from "./cache.ts";
 import type { LocalStore } from "./local.ts";
 import { InvalidEntry, MAX_MANIFEST_BYTES, parseManifest, tooBig, type Manifest } from "./manifest.ts";
-import { assertIntact, blobsOf, missingBlob, parallel, tamperedBlob, type Blob } from "./remote.ts";
+import { assertIntact, blobsOf, fetchEntry, missingBlob, parallel, tamperedBlob, type Blob } from "./remote.ts";
 
 // The pinned SDK supports Node 20; its multi-line notice about future releases would bury our one-line errors.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
@@ -151,16 +151,7 @@ export class S3Cache implements RemoteCache {
 
   async get(node: string, fingerprint: Fingerprint, progress?: Progress): Promise<Manifest | undefined> {
     const manifest = await this.manifest(node, fingerprint);
-    if (!manifest) return undefined;
-    return this.local.using(async () => {
-      const missing: Blob[] = [];
-      for (const b of blobsOf(manifest)) if (!(await this.local.hasBlob(b.digest))) missing.push(b);
-      const total = missing.reduce((n, b) => n + b.size, 0);
-      let done = 0;
-      await parallel(missing, PARALLEL_DOWNLOADS, (b) => this.download(b.digest, (n) => progress?.((done += n), total)));
-      await this.local.writeManifest(manifest); // blobs first, the manifest last
-      return manifest;
-    });
+    return manifest && fetchEntry(this.local, manifest, PARALLEL_DOWNLOADS, (digest, onBytes) => this.download(digest, onBytes), progress);
   }
 
   /** Streams one blob into the local store, hashing as it goes; adopted only if the bytes are its name. */

@@ -15,6 +15,9 @@ import { running } from "../../../engine/durable.ts";
 import { userCacheDir } from "../toolchain/paths.ts";
 import { readToolchain } from "../toolchain/venv.ts";
 
+/** The programs built here; all share one build folder. */
+export type LlamaTarget = "llama-quantize" | "llama-server";
+
 /** Static, so each program stands alone in the cache; no network code (curl, OpenSSL). */
 const FLAGS = ["-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=ON", "-DBUILD_SHARED_LIBS=OFF", "-DLLAMA_OPENSSL=OFF", "-DLLAMA_CURL=OFF"];
 
@@ -44,7 +47,7 @@ async function locked<T>(ctx: RunCtx<unknown>, lock: string, fn: () => Promise<T
 }
 
 /** The path of `target` built from the llama-cpp node's source (built now if it is not yet). */
-export async function buildLlamaTarget<C>(ctx: RunCtx<C>, target: "llama-quantize" | "llama-server"): Promise<string> {
+export async function buildLlamaTarget<C>(ctx: RunCtx<C>, target: LlamaTarget): Promise<string> {
   const info = await readToolchain(ctx.upstream("llama-cpp"));
   const version = info.versions.llama_cpp ?? "unknown";
   const binary = userCacheDir(target, version, "bin", target);
