@@ -9,7 +9,6 @@ import type { PipelineConfig } from "../config/schema.ts";
 import type { BaseCtx, NodeSpec, RunCtx, Verdict } from "../engine/types.ts";
 import { UserError } from "../engine/types.ts";
 import { assertSuccess } from "../engine/exec.ts";
-import type { ChatTemplate } from "./lib/data/chat-template.ts";
 import type { Example, Message } from "./lib/data/dataset.ts";
 import { modelDir } from "./lib/model/model-ref.ts";
 import { toolFile } from "./lib/toolchain/paths.ts";
@@ -93,15 +92,9 @@ function guardVerdicts(config: PipelineConfig, test: readonly Example[]): Verdic
   ];
 }
 
-/** The prompt text as the models see it at inference: the BOS the tokenizer adds itself is not in it. */
-function render(template: ChatTemplate, messages: readonly Message[]): string {
-  const text = template.render(messages, { addGenerationPrompt: true });
-  return template.bosToken && text.startsWith(template.bosToken) ? text.slice(template.bosToken.length) : text;
-}
-
 async function cases(ctx: BaseCtx<PipelineConfig>, base: string): Promise<Case[]> {
   // Loaded by the run: a no-op build loads this module for its inputs alone.
-  const [{ loadChatTemplate, normalizeMessages, probeRules }, { exampleParser }] = await Promise.all([import("./lib/data/chat-template.ts"), import("./lib/data/dataset.ts")]);
+  const [{ loadChatTemplate, normalizeMessages, probeRules, withoutAddedBos }, { exampleParser }] = await Promise.all([import("./lib/data/chat-template.ts"), import("./lib/data/dataset.ts")]);
   const template = await loadChatTemplate(base);
   if (!template) throw new UserError(`${base} has no chat template: eval renders its prompts with it.`);
   const rules = probeRules(template);
@@ -113,7 +106,9 @@ async function cases(ctx: BaseCtx<PipelineConfig>, base: string): Promise<Case[]
     const parts = typeof example === "string" ? undefined : split(example);
     if (!parts) continue;
     const { messages } = normalizeMessages(parts.messages, rules);
-    out.push({ question: parts.messages.filter((m) => m.role === "user").at(-1)?.content ?? "", messages, prompt: render(template, messages), reference: parts.reference });
+    // The prompt as the models see it at inference: without the BOS the tokenizer adds itself.
+    const prompt = withoutAddedBos(template, template.render(messages, { addGenerationPrompt: true }));
+    out.push({ question: parts.messages.filter((m) => m.role === "user").at(-1)?.content ?? "", messages, prompt, reference: parts.reference });
     if (out.length >= ctx.config.eval.max_examples) break;
   }
   return out;

@@ -71,7 +71,7 @@ function renderExample(lib: RenderLib, example: Example, template: ChatTemplate 
   const text = template.render(normalized.messages, { tools });
   if (format === "text") {
     // The tokenizer adds BOS itself: a literal one in the text would make two.
-    const bare = template.bosToken && text.startsWith(template.bosToken) ? text.slice(template.bosToken.length) : text;
+    const bare = lib.withoutAddedBos(template, text);
     return { line: JSON.stringify({ text: bare }), text, changed: normalized.changed };
   }
   const line = example.format === "completions" && !normalized.changed ? toJsonl(example) : JSON.stringify({ messages: normalized.messages, ...(tools ? { tools } : {}) });

@@ -26,11 +26,11 @@ export interface SmokeResult {
 
 /** The smoke question as the model sees it at inference, without the BOS text the tokenizer adds itself. */
 async function smokePrompt(base: string): Promise<string> {
-  const { loadChatTemplate } = await import("./lib/data/chat-template.ts");
+  const { loadChatTemplate, withoutAddedBos } = await import("./lib/data/chat-template.ts");
   const template = await loadChatTemplate(base);
   if (!template) return SMOKE_QUESTION;
   const text = template.render([{ role: "user", content: SMOKE_QUESTION }], { addGenerationPrompt: true });
-  return template.bosToken && text.startsWith(template.bosToken) ? text.slice(template.bosToken.length) : text;
+  return withoutAddedBos(template, text);
 }
 
 /** The quantization keys of a model folder's config.json (none for a float model). */

@@ -5,7 +5,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { loadChatTemplate, normalizeMessages, probeRules, type ChatTemplate } from "../../stages/lib/data/chat-template.ts";
+import { loadChatTemplate, normalizeMessages, probeRules, withoutAddedBos, type ChatTemplate } from "../../stages/lib/data/chat-template.ts";
 import type { Message } from "../../stages/lib/data/dataset.ts";
 import { REPO } from "../helpers/cli.ts";
 
@@ -54,6 +54,23 @@ describe("loadChatTemplate", () => {
     expect(t.source).toBe(join(dir, "chat_template.jinja"));
     expect([t.bosToken, t.eosToken]).toEqual(["<s>", "</s>"]); // an AddedToken object gives its content
     expect(t.render([m("user", "hi")], { addGenerationPrompt: true })).toBe("<s>[user]hi[assistant]");
+  });
+
+  it("strips the BOS from a rendered prompt only when the tokenizer adds it itself", async () => {
+    // SmolLM2 names <|im_start|> its BOS but never adds it: the prompt's first <|im_start|> is its own token.
+    const chatml = "{% for x in messages %}<|im_start|>{{ x.role }}\n{{ x.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+    const smol = await load(folder({ "tokenizer_config.json": { chat_template: chatml, bos_token: "<|im_start|>", add_bos_token: false } }));
+    const prompt = smol.render([m("user", "Q")], { addGenerationPrompt: true });
+    expect(smol.addsBos).toBe(false);
+    expect(withoutAddedBos(smol, prompt)).toBe("<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\n");
+    // Llama 3's config does not say; its tokenizer adds <|begin_of_text|> in the post-processor.
+    const llama = await load(packaged("llama3"));
+    expect(llama.addsBos).toBe(true);
+    expect(withoutAddedBos(llama, llama.render([m("user", "Q")]))).toMatch(/^<\|start_header_id\|>user/);
+    const gemma = await load(packaged("gemma3"));
+    expect(withoutAddedBos(gemma, gemma.render([m("user", "Q")]))).toBe("<start_of_turn>user\nQ<end_of_turn>\n");
+    const qwen = await load(packaged("qwen3"));
+    expect([qwen.addsBos, withoutAddedBos(qwen, "<|im_start|>user")]).toEqual([false, "<|im_start|>user"]);
   });
 
   it("of several named templates takes the one named default, as apply_chat_template does", async () => {

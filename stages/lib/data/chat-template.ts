@@ -10,6 +10,12 @@ export interface ChatTemplate {
   /** The template itself, as the tokenizer config holds it (llama.cpp copies it into the GGUF). */
   readonly text: string;
   readonly bosToken: string | undefined;
+  /**
+   * Whether the tokenizer puts BOS in front of what it encodes: `add_bos_token`, or when the config does not say,
+   * a BOS token at all (Llama 3's tokenizer adds it in its post-processor). SmolLM2 names `<|im_start|>` as its BOS
+   * but never adds it: there the rendered `<|im_start|>` is the prompt's own first token, not a BOS to strip.
+   */
+  readonly addsBos: boolean;
   readonly eosToken: string | undefined;
   render(messages: readonly Message[], options?: { addGenerationPrompt?: boolean; tools?: readonly unknown[] }): string;
 }
@@ -65,6 +71,7 @@ export async function loadChatTemplate(modelDir: string): Promise<ChatTemplate |
     source,
     text,
     bosToken,
+    addsBos: bosToken !== undefined && config.add_bos_token !== false,
     eosToken,
     render: (messages, options = {}) =>
       template.render({
@@ -75,6 +82,11 @@ export async function loadChatTemplate(modelDir: string): Promise<ChatTemplate |
         add_generation_prompt: options.addGenerationPrompt ?? false,
       }),
   };
+}
+
+/** The rendered text as the tokenizer should see it: without the BOS it adds itself (a literal one would make two). */
+export function withoutAddedBos(template: ChatTemplate, text: string): string {
+  return template.addsBos && template.bosToken && text.startsWith(template.bosToken) ? text.slice(template.bosToken.length) : text;
 }
 
 function raises(template: ChatTemplate, messages: Message[]): boolean {

@@ -42,7 +42,7 @@ export async function jinjaChat(source: string, text: string, eosToken: string |
   const template = new Template(text);
   const prompt: JinjaPrompt = (messages) =>
     template.render({ messages: messages as unknown as Record<string, unknown>[], bos_token: "", eos_token: eosToken ?? "", add_generation_prompt: true });
-  const rules = probeRules({ source, text, bosToken: undefined, eosToken, render: (messages) => prompt(messages) });
+  const rules = probeRules({ source, text, bosToken: undefined, addsBos: false, eosToken, render: (messages) => prompt(messages) });
   return { source, prompt, rules };
 }
 
