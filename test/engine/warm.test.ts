@@ -89,6 +89,7 @@ const PIPELINE_NOOP = [
   "stages/ollama.ts",
   "stages/quantizer.ts",
   "stages/lib/llama/converter.ts",
+  "stages/lib/llama/program.ts", // the llama.cpp programs' inputs (llama-quantize, llama-server)
   "stages/lib/toolchain/json-file.ts",
   "stages/lib/model/model-ref.ts",
   "stages/lib/toolchain/openblas.ts",
