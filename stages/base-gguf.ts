@@ -1,22 +1,16 @@
 // Node base-gguf: the base model (node model's folder) as an f16 GGUF, by the same converter as the fused
 // GGUF: the model a LoRA GGUF is applied to (llama-server -m base.gguf --lora lora.gguf).
-import { readFile, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
-import type { Json, NodeSpec } from "../engine/types.ts";
+import type { NodeSpec } from "../engine/types.ts";
 import { converterCode } from "./lib/llama/converter.ts";
-import { guardModelDir } from "./lib/model/model-ref.ts";
-import { modelDir } from "./lib/model/model-ref.ts";
+import { guardModelDir, modelDir } from "./lib/model/model-ref.ts";
 import { toolVersions } from "./lib/toolchain/tools.ts";
 
 export const BASE_GGUF_FILE = "base.gguf";
 /** A LoRA is trained on float weights: the base it is applied to stays unquantized. */
 const OUTTYPE = "f16";
-
-async function quantizationKeysOf(dir: string): Promise<string[]> {
-  const { quantizationKeys } = await import("./lib/model/clean-config.ts");
-  return quantizationKeys(JSON.parse(await readFile(join(dir, "config.json"), "utf8")) as Json);
-}
 
 export const baseGgufNode: NodeSpec<PipelineConfig> = {
   id: "base-gguf",
@@ -30,7 +24,7 @@ export const baseGgufNode: NodeSpec<PipelineConfig> = {
   }),
   async guard(ctx) {
     const dir = await guardModelDir(ctx);
-    const keys = dir ? await quantizationKeysOf(dir).catch(() => []) : [];
+    const keys = dir ? await (await import("./lib/model/clean-config.ts")).folderQuantizationKeys(dir).catch(() => []) : [];
     return keys.length === 0
       ? []
       : [

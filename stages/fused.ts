@@ -1,10 +1,10 @@
 // Node fused: the adapters fused into the base model (de-quantized when the base is quantized), its
 // config.json cleaned of quantization keys at every depth, then proven to load and generate.
 import { existsSync } from "node:fs";
-import { readFile, writeFile } from "node:fs/promises";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
-import type { Json, NodeSpec } from "../engine/types.ts";
+import type { NodeSpec } from "../engine/types.ts";
 import { guardModelDir, modelDir } from "./lib/model/model-ref.ts";
 // The config cleaner and the template are imported where they are used: a no-op build loads this module for its inputs alone.
 import { pyScript, runPython, toolVersions } from "./lib/toolchain/tools.ts";
@@ -35,8 +35,7 @@ async function smokePrompt(base: string): Promise<string> {
 
 /** The quantization keys of a model folder's config.json (none for a float model). */
 async function quantizationKeysOf(dir: string): Promise<string[]> {
-  const { quantizationKeys } = await import("./lib/model/clean-config.ts");
-  return quantizationKeys(JSON.parse(await readFile(join(dir, "config.json"), "utf8")) as Json);
+  return (await import("./lib/model/clean-config.ts")).folderQuantizationKeys(dir);
 }
 
 export const fusedNode: NodeSpec<PipelineConfig> = {

@@ -1,7 +1,7 @@
 // Node lora-gguf: the trained adapters as a LoRA GGUF, megabytes instead of the whole model, served on the base
 // GGUF (llama-server -m base.gguf --lora lora.gguf). mlx-lm writes no PEFT layout, so mlx_to_peft.py writes it
 // (A = lora_aᵀ, B = lora_bᵀ, lora_alpha = scale · r), then llama.cpp's own convert_lora_to_gguf.py converts it.
-import { readFile, stat, writeFile } from "node:fs/promises";
+import { stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
 import type { NodeSpec } from "../engine/types.ts";
@@ -67,7 +67,3 @@ export const loraGgufNode: NodeSpec<PipelineConfig> = {
   },
 };
 
-/** What the lora-gguf node wrote about its file. */
-export async function loraGgufReport(output: string): Promise<{ bytes: number; alpha: number; rank: number }> {
-  return JSON.parse(await readFile(join(output, REPORT_FILE), "utf8")) as { bytes: number; alpha: number; rank: number };
-}

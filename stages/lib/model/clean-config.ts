@@ -1,6 +1,7 @@
 // A fused model's config.json must hold no quantization key at any depth: MLX's `quantization_config`
 // (no `quant_method`) breaks transformers and llama.cpp's converter, and mlx-lm removes top-level keys only.
 import { readFile, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import type { Json } from "../../../engine/types.ts";
 
 export const QUANT_KEYS = ["quantization", "quantization_config"] as const;
@@ -23,6 +24,11 @@ function withoutQuantization(value: Json): { value: Json; removed: string[] } {
 /** Every quantization key path in a config, for guards and tests. */
 export function quantizationKeys(value: Json): string[] {
   return withoutQuantization(value).removed;
+}
+
+/** The quantization keys of a model folder's config.json (none for a float model). */
+export async function folderQuantizationKeys(dir: string): Promise<string[]> {
+  return quantizationKeys(JSON.parse(await readFile(join(dir, "config.json"), "utf8")) as Json);
 }
 
 export async function cleanConfigFile(path: string): Promise<string[]> {
