@@ -3,11 +3,10 @@
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { FileDigest, Json } from "../engine/types.ts";
+import type { Json } from "../engine/types.ts";
 import { readLock, type LockNodes } from "../engine/lockfile.ts";
 import { LAST_BUILD_FILE, type BuildRecord } from "../engine/build-record.ts";
-import { projectIds } from "../engine/experiments/entries.ts";
-import { LocalStore } from "../engine/caching/local.ts";
+import { ProjectEntries, projectIds } from "../engine/experiments/entries.ts";
 import { MEMORY_FILE, METRICS_FILE, parseMetrics, type MemoryFile, type Metrics } from "../stages/lib/data/training-metrics.ts";
 
 /** models/gguf/gguf.json, the parts the page shows. */
@@ -110,17 +109,14 @@ export function diffLabel(diff: readonly ParamChange[]): string {
  * newest first, the current one excluded.
  */
 async function earlierTrainings(storeDir: string, root: string, lock: LockNodes): Promise<EarlierTraining[]> {
-  const store = new LocalStore(storeDir);
-  const projects = await projectIds(root, join(root, "pipeline.lock"));
+  const entries = new ProjectEntries(storeDir, await projectIds(root, join(root, "pipeline.lock")));
   const current = lock.adapters;
   const found: EarlierTraining[] = [];
-  for (const { manifest, used } of await store.entries("adapters")) {
-    if (manifest.project === undefined || !projects.has(manifest.project) || manifest.fingerprint === current?.fingerprint) continue;
+  for (const { manifest, used } of await entries.of("adapters")) {
+    if (manifest.fingerprint === current?.fingerprint) continue;
     // A record since the adapters node declares it one; in its files in entries made before.
-    const digest: FileDigest | undefined = manifest.output.records?.[METRICS_FILE] ?? manifest.output.files[METRICS_FILE];
-    if (!digest) continue;
-    const text = await readFile(store.blobPath(digest), "utf8").catch(() => undefined);
-    if (text === undefined) continue; // its blob was collected
+    const text = await entries.text(manifest, METRICS_FILE);
+    if (text === undefined) continue; // none, or its blob was collected
     const diff = paramsDiff(manifest.params, current?.params);
     found.push({ fingerprint: manifest.fingerprint, diff, label: diffLabel(diff), metrics: parseMetrics(text), used });
     if (found.length === MAX_EARLIER) break; // entries come newest first
