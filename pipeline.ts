@@ -22,8 +22,9 @@ const USAGE = `usage: npx tsx pipeline.ts <node> [options]     build a node and 
        npx tsx pipeline.ts verify                   re-hash outputs against pipeline.lock
        npx tsx pipeline.ts schema                   write pipeline.schema.json for editors
        npx tsx pipeline.ts report [--runs A,B]      the run report: models/report/index.html (charts, settings, eval; --runs: overlay those runs)
-       npx tsx pipeline.ts runs [--sort when|loss|eval]  every training of this project in the build cache, with its numbers
+       npx tsx pipeline.ts runs [--sort when|loss|eval] [--remote]  every training of this project in the build cache (--remote: and cache.remote)
        npx tsx pipeline.ts runs show ID | diff A B  one run and the -S command that restores it; two runs side by side
+       npx tsx pipeline.ts runs push [ID ...]       share runs: each training and what was built from it, to cache.remote
        npx tsx pipeline.ts cache                    the build cache: size, entries per node, the lock's
        npx tsx pipeline.ts gc                       trim the build cache (keeps what pipeline.lock references)
        npx tsx pipeline.ts push [node]              upload the lock's outputs to cache.remote
@@ -99,16 +100,18 @@ const app: CliApp<PipelineConfig> = {
     },
     async runs(root, configPath, args) {
       const config = await loadYamlConfig(configPath, CONFIG);
-      const store = cacheSettings(config.cache, root, defaultStore());
+      const cache = cacheSettings(config.cache, root, defaultStore());
       const { runsCommand } = await import("./experiments/command.ts");
-      return runsCommand({ root, storeDir: store.dir, currentParams: config.lora as unknown as Json, rest: args.rest, json: args.json, sort: args.options.sort, cli: "npx tsx pipeline.ts" });
+      return runsCommand({ root, cache, withRemote: args.remote, currentParams: config.lora as unknown as Json, rest: args.rest, json: args.json, sort: args.options.sort, cli: "npx tsx pipeline.ts" });
     },
     async report(root, configPath, args) {
       const config = await loadYamlConfig(configPath, CONFIG);
       const store = cacheSettings(config.cache, root, defaultStore());
       const { writeReport } = await import("./report/report.ts");
       const ids = args.options.runs?.split(",").filter(Boolean);
-      const runs = ids && (await import("./experiments/runs.ts")).runsAsEarlier(root, store.dir, config.lora as unknown as Json, ids);
+      const experiments = ids && (await import("./experiments/runs.ts"));
+      const remote = experiments && args.remote ? await experiments.openRemote(store) : undefined;
+      const runs = experiments && experiments.runsAsEarlier(root, await experiments.projectEntries(root, store.dir, remote), config.lora as unknown as Json, ids);
       return writeReport({ root, storeDir: store.dir, memory: config.memory, ...(runs ? { runs: await runs } : {}) });
     },
   },

@@ -27,10 +27,12 @@ export interface CliApp<C> {
   checkReport?(ctx: BaseCtx<C>, target: string): Promise<{ json: Record<string, Json>; text: string } | undefined>;
 }
 
-/** What an app command is given besides its project: the words after it, --json, and the app's extra options. */
+/** What an app command is given besides its project: the words after it, --json, --remote, and the app's extra options. */
 export interface CommandArgs {
   readonly rest: readonly string[];
   readonly json: boolean;
+  /** --remote: the command reads the remote cache too (a build asks it anyway, when it misses locally). */
+  readonly remote: boolean;
   readonly options: Readonly<Record<string, string | undefined>>;
 }
 
@@ -50,6 +52,7 @@ export async function runCli<C>(app: CliApp<C>, argv: readonly string[]): Promis
         "dry-run": { type: "boolean" },
         json: { type: "boolean" },
         "no-remote": { type: "boolean" },
+        remote: { type: "boolean" },
         jobs: { type: "string", short: "j" },
         set: { type: "string", short: "S", multiple: true },
         save: { type: "boolean" },
@@ -68,10 +71,11 @@ export async function runCli<C>(app: CliApp<C>, argv: readonly string[]): Promis
     const extraValues = Object.fromEntries((app.extraOptions ?? []).map((o) => [o, all[o] as string | undefined]));
     const appCommand = app.commands?.[command];
     if (appCommand) {
-      const said = await appCommand(dirname(configPath), configPath, { rest, json, options: extraValues });
+      const said = await appCommand(dirname(configPath), configPath, { rest, json, remote: values.remote === true, options: extraValues });
       if (said) process.stderr.write(said + "\n");
       return 0;
     }
+    if (values.remote === true) throw new UserError(`--remote goes with a command that lists what the remote holds (runs --remote); ${command} uses cache.remote already.`, 2);
     const sets = (values.set as string[] | undefined) ?? [];
     if (values.save === true && sets.length === 0) throw new UserError("--save writes the -S settings into the config: give them (-S key=value --save).", 2);
     // -S is loaded only when given: a warm no-op loads nothing of it.

@@ -1,13 +1,21 @@
-// `runs`, `runs show ID`, `runs diff A B`: the trainings this project's build cache holds, as a table (stdout).
+// `runs`, `runs show ID`, `runs diff A B`: the trainings this project's build cache holds, as a table (stdout);
+// with --remote, the remote's too. `runs push [ID ...]`: runs shared through the remote.
 import type { Json } from "../engine/types.ts";
 import { UserError } from "../engine/types.ts";
+import type { CacheSettings, RemoteCache } from "../engine/caching/cache.ts";
+import type { ProjectEntries } from "../engine/experiments/entries.ts";
 import { settingArgs, type Setting } from "../engine/experiments/overrides.ts";
+import { shareEntry } from "../engine/experiments/share.ts";
 import { paramsDiff } from "../report/data.ts";
-import { collectRuns, findRun, PARAMS_SECTION, sortRuns, TRAINING, type Run, type RunSort } from "./runs.ts";
+import { STAGES } from "../stages/index.ts";
+import { collectRuns, findRun, openRemote, PARAMS_SECTION, projectEntries, sortRuns, TRAINING, type Run, type RunSort } from "./runs.ts";
 
 export interface RunsArgs {
   readonly root: string;
-  readonly storeDir: string;
+  /** The project's build cache: its local store, and the remote `--remote` and `runs push` use. */
+  readonly cache: CacheSettings;
+  /** --remote: list the runs only the remote holds too. */
+  readonly withRemote: boolean;
   /** The current config's training params (`lora:`, defaults applied). */
   readonly currentParams: Json;
   readonly rest: readonly string[];
@@ -22,14 +30,21 @@ const SORTS: readonly RunSort[] = ["when", "loss", "eval"];
 export async function runsCommand(a: RunsArgs): Promise<string> {
   const sort = (a.sort ?? "when") as RunSort;
   if (!SORTS.includes(sort)) throw new UserError(`--sort ${a.sort}: sort by one of ${SORTS.join(", ")}.`, 2);
-  const runs = sortRuns(await collectRuns(a.root, a.storeDir, a.currentParams), sort);
   const [verb, ...ids] = a.rest;
+  // The remote is opened (and must be usable) only when asked for: listing it, or pushing to it.
+  const remote = a.withRemote || verb === "push" ? await openRemoteFor(a.cache, verb === "push") : undefined;
+  const entries = await projectEntries(a.root, a.cache.dir, a.withRemote ? remote : undefined);
+  const runs = sortRuns(await collectRuns(a.root, entries, a.currentParams), sort);
+  for (const refused of entries.refused) process.stderr.write(`warning: ${refused}\n`);
   switch (verb) {
     case undefined: {
       if (a.json) print(JSON.stringify({ runs: runs.map(publicRun) }));
       else print(table(runs));
-      return runs.length === 0 ? `no training of this project in the build cache ${a.storeDir} yet.` : "";
+      const where = a.withRemote ? `the build cache ${a.cache.dir} or ${a.cache.remote!.url}` : `the build cache ${a.cache.dir}`;
+      return runs.length === 0 ? `no training of this project in ${where} yet.` : "";
     }
+    case "push":
+      return pushRuns(runs, ids, entries, remote!, a.json);
     case "show": {
       if (ids.length !== 1) throw new UserError("runs show ID: name one run (its id from `runs`).", 2);
       const run = findRun(runs, ids[0]!);
@@ -53,8 +68,42 @@ export async function runsCommand(a: RunsArgs): Promise<string> {
       return "";
     }
     default:
-      throw new UserError(`runs ${verb}: say \`runs\`, \`runs show ID\` or \`runs diff A B\`.`, 2);
+      throw new UserError(`runs ${verb}: say \`runs\`, \`runs show ID\`, \`runs diff A B\` or \`runs push [ID ...]\`.`, 2);
   }
+}
+
+async function openRemoteFor(cache: CacheSettings, push: boolean): Promise<RemoteCache> {
+  if (push && cache.remote && !cache.remote.push) {
+    throw new UserError("cache.push is false: this clone reads the remote cache but does not write it. Push runs from a machine that may, or set cache.push: true.", 2);
+  }
+  return openRemote(cache);
+}
+
+/**
+ * Uploads each run's entries, its training and every local entry built from it (fused, eval, ...), so a clone
+ * lists it with `runs --remote` and restores it, eval scores included, with its -S. Without ids: every local run.
+ */
+async function pushRuns(runs: readonly Run[], ids: readonly string[], entries: ProjectEntries, remote: RemoteCache, json: boolean): Promise<string> {
+  const chosen = ids.length > 0 ? ids.map((id) => findRun(runs, id)) : runs;
+  const trainings = await entries.of(TRAINING);
+  const order = STAGES.map((s) => s.id);
+  const results: Record<string, Record<string, string>> = {};
+  let failed = 0;
+  for (const run of chosen) {
+    const manifest = trainings.find((e) => e.manifest.fingerprint === run.fingerprint)!.manifest;
+    const done: Record<string, string> = (results[run.id] = {});
+    for (const m of await entries.builtFrom(manifest, order)) {
+      done[m.node] = await shareEntry(remote, entries.store, m).catch((e: unknown) => {
+        if (e instanceof UserError && e.exitCode === 2) throw e;
+        failed++;
+        return `FAILED: ${(e as Error).message}`;
+      });
+    }
+  }
+  if (json) print(JSON.stringify({ ok: failed === 0, remote: remote.name, runs: results }));
+  else print(Object.entries(results).map(([id, r]) => `${id}: ${Object.entries(r).map(([node, what]) => `${node} ${what}`).join("; ")}`).join("\n"));
+  if (failed > 0) throw new UserError(`runs push: ${failed} ${failed === 1 ? "entry" : "entries"} failed to upload (above); run it again once ${remote.name} can be written.`, 1);
+  return chosen.length === 0 ? "no training of this project in the local build cache to push." : "";
 }
 
 function print(text: string): void {
@@ -99,8 +148,12 @@ function numbers(run: Run): [string, string][] {
 
 function table(runs: readonly Run[]): string {
   const header = ["run", "when", "params (vs pipeline.yaml)", "train loss", "val loss", "eval exact", "tokens/s", "peak GB", "wall"];
-  const rows = runs.map((r) => [`${r.id}${r.current ? "*" : ""}`, ...numbers(r).map(([, v]) => v)]);
-  return columns([header, ...rows]) + (runs.some((r) => r.current) ? "\n* pipeline.lock's training" : "");
+  const rows = runs.map((r) => [`${r.id}${r.current ? "*" : ""}${r.remoteOnly ? "†" : ""}`, ...numbers(r).map(([, v]) => v)]);
+  const notes = [
+    ...(runs.some((r) => r.current) ? ["* pipeline.lock's training"] : []),
+    ...(runs.some((r) => r.remoteOnly) ? ["† only on the remote: its -S build restores it from there"] : []),
+  ];
+  return [columns([header, ...rows]), ...notes].join("\n");
 }
 
 function columns(rows: readonly (readonly string[])[]): string {

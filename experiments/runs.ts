@@ -4,8 +4,9 @@
 import { join } from "node:path";
 import type { Json } from "../engine/types.ts";
 import { UserError } from "../engine/types.ts";
-import { ProjectEntries, projectIds } from "../engine/experiments/entries.ts";
-import type { StoreEntry } from "../engine/caching/local.ts";
+import { ProjectEntries, projectIds, type ProjectEntry } from "../engine/experiments/entries.ts";
+import { BuildCache } from "../engine/caching/build-cache.ts";
+import type { CacheSettings, RemoteCache } from "../engine/caching/cache.ts";
 import { readLock } from "../engine/lockfile.ts";
 import { diffLabel, paramsDiff, type EarlierTraining, type EvalFile, type ParamChange } from "../report/data.ts";
 import { MEMORY_FILE, METRICS_FILE, parseMetrics, type MemoryFile, type Metrics } from "../stages/lib/data/training-metrics.ts";
@@ -36,6 +37,8 @@ export interface Run {
   readonly diff: readonly ParamChange[];
   /** pipeline.lock's training: what pipeline.yaml builds. */
   readonly current: boolean;
+  /** Only the remote holds it (`runs --remote`): a build with its -S restores it from there. */
+  readonly remoteOnly?: true;
   readonly trainLoss?: number;
   readonly valLoss?: number;
   readonly tokensPerSecond?: number;
@@ -50,11 +53,20 @@ const ID_LENGTH = 8;
 const last = <T>(xs: readonly T[]) => xs[xs.length - 1];
 const finite = (n: number | null | undefined) => (typeof n === "number" && Number.isFinite(n) ? n : undefined);
 
-export async function collectRuns(root: string, storeDir: string, currentParams: Json): Promise<Run[]> {
+/** cache.remote, checked usable: an error naming the setting when it is not (asked for, unlike in a build). */
+export function openRemote(cache: CacheSettings): Promise<RemoteCache> {
+  return new BuildCache(cache, true).remote();
+}
+
+/** This project's entries in the local store and, when given, the remote. */
+export async function projectEntries(root: string, storeDir: string, remote?: RemoteCache): Promise<ProjectEntries> {
+  return new ProjectEntries(storeDir, await projectIds(root, join(root, "pipeline.lock")), remote);
+}
+
+export async function collectRuns(root: string, entries: ProjectEntries, currentParams: Json): Promise<Run[]> {
   const lock = await readLock(join(root, "pipeline.lock"), join(root, "cache"));
-  const entries = new ProjectEntries(storeDir, await projectIds(root, join(root, "pipeline.lock")));
   const runs: Run[] = [];
-  for (const { manifest, used } of await entries.of(TRAINING)) {
+  for (const { manifest, used, remoteOnly } of await entries.of(TRAINING)) {
     const metricsText = await entries.text(manifest, METRICS_FILE);
     const metrics = parseMetrics(metricsText ?? "");
     const memoryText = await entries.text(manifest, MEMORY_FILE);
@@ -70,6 +82,7 @@ export async function collectRuns(root: string, storeDir: string, currentParams:
       params: manifest.params ?? null,
       diff: paramsDiff(manifest.params, currentParams),
       current: lock[TRAINING]?.fingerprint === manifest.fingerprint,
+      ...(remoteOnly ? { remoteOnly } : {}),
       ...defined("trainLoss", finite(last(metrics.train)?.loss)),
       ...defined("valLoss", finite(last(metrics.val)?.loss)),
       ...defined("tokensPerSecond", train.length > 0 ? train.reduce((a, p) => a + p.tokensPerSecond, 0) / train.length : undefined),
@@ -82,7 +95,7 @@ export async function collectRuns(root: string, storeDir: string, currentParams:
   return runs;
 }
 
-async function newestEval(entries: ProjectEntries, evals: readonly StoreEntry[]): Promise<RunEval | undefined> {
+async function newestEval(entries: ProjectEntries, evals: readonly ProjectEntry[]): Promise<RunEval | undefined> {
   const newest = [...evals].sort((a, b) => (b.manifest.built ?? "").localeCompare(a.manifest.built ?? "") || b.used - a.used)[0];
   const text = newest && (await entries.text(newest.manifest, EVAL_FILE));
   if (!text) return undefined;
@@ -128,8 +141,8 @@ export function findRun(runs: readonly Run[], prefix: string): Run {
 }
 
 /** `report --runs A,B`: those runs as the report overlays them, labelled with their id and the params that differ. */
-export async function runsAsEarlier(root: string, storeDir: string, currentParams: Json, ids: readonly string[]): Promise<EarlierTraining[]> {
-  const runs = await collectRuns(root, storeDir, currentParams);
+export async function runsAsEarlier(root: string, entries: ProjectEntries, currentParams: Json, ids: readonly string[]): Promise<EarlierTraining[]> {
+  const runs = await collectRuns(root, entries, currentParams);
   return ids.map((id) => {
     const r = findRun(runs, id);
     return { fingerprint: r.fingerprint, diff: r.diff, label: `${r.id}: ${r.current ? "pipeline.lock's training" : diffLabel(r.diff)}`, metrics: r.metrics, used: r.used, ...(r.eval ? { score: `${r.eval.fineTuned}/${r.eval.examples}` } : {}) };

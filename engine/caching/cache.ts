@@ -32,10 +32,17 @@ export interface Cache {
   set(manifest: Manifest, blobs: BlobPaths, progress?: Progress): Promise<void>;
 }
 
-/** A remote: besides the entries, it can be asked to complete one (a blob deleted for being damaged). */
+/**
+ * A remote: besides the entries, it can be asked to complete one (a blob deleted for being damaged), and to say
+ * what it holds (what `runs --remote` lists).
+ */
 export interface RemoteCache extends Cache {
   /** Uploads the blobs of `manifest` the remote lacks (each checked), re-hashed first; returns how many. */
   putBlobs(manifest: Manifest, blobs: BlobPaths, progress?: Progress): Promise<number>;
+  /** The fingerprints of the node's entries: the names of its manifests, none of them read. */
+  fingerprints(node: string): Promise<Fingerprint[]>;
+  /** Brings one blob into the local store, adopted only if its bytes are its name. */
+  fetchBlob(digest: FileDigest): Promise<void>;
 }
 
 export type { CacheSettings, RemoteSettings } from "./settings.ts";

@@ -21,7 +21,7 @@ import type { FileDigest, Fingerprint } from "../types.ts";
 import { UserError } from "../types.ts";
 import { RemoteUnavailable, type BlobPaths, type Progress, type RemoteCache, type RemoteSettings } from "./cache.ts";
 import type { LocalStore } from "./local.ts";
-import { InvalidEntry, isInsidePath, MAX_MANIFEST_BYTES, parseManifest, tooBig, type Manifest } from "./manifest.ts";
+import { InvalidEntry, isInsidePath, MANIFEST_NAME, MAX_MANIFEST_BYTES, parseManifest, tooBig, type Manifest } from "./manifest.ts";
 import { assertIntact, blobsOf, fetchEntry, missingBlob, parallel, tamperedBlob, type Blob } from "./remote.ts";
 
 const PARALLEL_COPIES = 4;
@@ -140,6 +140,17 @@ export class FolderCache implements RemoteCache {
   async get(node: string, fingerprint: Fingerprint, progress?: Progress): Promise<Manifest | undefined> {
     const manifest = await this.manifest(node, fingerprint);
     return manifest && fetchEntry(this.local, manifest, PARALLEL_COPIES, (digest, onBytes) => this.copyIn(digest, onBytes), progress);
+  }
+
+  async fingerprints(node: string): Promise<Fingerprint[]> {
+    const dir = await this.folder(["manifests", node], false);
+    if (!dir) return [];
+    const names = await readdir(dir).catch((e: Errno) => Promise.reject(this.explain(e, dir)));
+    return names.filter((n) => MANIFEST_NAME.test(n)).map((n) => n.slice(0, -5) as Fingerprint);
+  }
+
+  fetchBlob(digest: FileDigest): Promise<void> {
+    return this.local.using(() => this.copyIn(digest, () => {}));
   }
 
   /** Copies one blob into the local store, hashing as it goes; adopted only if the bytes are its name. */

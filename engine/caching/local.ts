@@ -18,7 +18,7 @@ import { UserError } from "../types.ts";
 import { cloneFile } from "./clone.ts";
 import { exclusively, leased } from "./leases.ts";
 import { entryFiles, type BlobPaths, type Cache } from "./cache.ts";
-import { InvalidEntry, MAX_MANIFEST_BYTES, parseManifest, tooBig, type Manifest } from "./manifest.ts";
+import { InvalidEntry, MANIFEST_NAME, MAX_MANIFEST_BYTES, parseManifest, tooBig, type Manifest } from "./manifest.ts";
 
 /** An entry or blob used this recently is never collected: a build may be restoring or recording it. */
 const GRACE_MS = 60 * 60 * 1000;
@@ -28,7 +28,6 @@ const MARKER = "store.json";
 const OWN = new Set(["blobs", "manifests", "tmp", "locks", MARKER]);
 const SHARD = /^[0-9a-f]{2}$/;
 const BLOB = /^[0-9a-f]{64}$/;
-const MANIFEST = /^[0-9a-f]{64}\.json$/;
 const TEMP = /^\d+-[0-9a-f]{12}$/;
 
 export interface StoreEntry {
@@ -229,7 +228,7 @@ export class LocalStore implements Cache {
     const out: { path: string; manifest?: Manifest; used: number }[] = [];
     for (const node of only ? [only] : await readdir(root).catch(() => [] as string[])) {
       for (const name of await readdir(join(root, node)).catch(() => [] as string[])) {
-        if (!MANIFEST.test(name)) continue;
+        if (!MANIFEST_NAME.test(name)) continue;
         const path = join(root, node, name);
         const st = await stat(path).catch(() => undefined);
         if (!st) continue; // removed meanwhile

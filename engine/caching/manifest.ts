@@ -12,6 +12,9 @@ export const MAX_MANIFEST_BYTES = 8 << 20;
 
 const HEX64 = /^[0-9a-f]{64}$/;
 
+/** A manifest's file name in a store or a remote: its fingerprint, `.json`. */
+export const MANIFEST_NAME = /^[0-9a-f]{64}\.json$/;
+
 /** A path inside the output: relative, normalized, no `..`, no empty or `.` segment, no NUL or backslash. */
 export function isInsidePath(rel: string): boolean {
   if (rel.length === 0 || rel.length > 4096 || rel.startsWith("/") || /[\0\\]/.test(rel)) return false;

@@ -17,13 +17,13 @@ import { createReadStream, createWriteStream } from "node:fs";
 import { rm } from "node:fs/promises";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { GetObjectCommand, HeadBucketCommand, HeadObjectCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { GetObjectCommand, HeadBucketCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import type { FileDigest, Fingerprint } from "../types.ts";
 import { UserError } from "../types.ts";
 import { RemoteUnavailable, type BlobPaths, type Progress, type RemoteCache, type RemoteSettings } from "./cache.ts";
 import type { LocalStore } from "./local.ts";
-import { InvalidEntry, MAX_MANIFEST_BYTES, parseManifest, tooBig, type Manifest } from "./manifest.ts";
+import { InvalidEntry, MANIFEST_NAME, MAX_MANIFEST_BYTES, parseManifest, tooBig, type Manifest } from "./manifest.ts";
 import { assertIntact, blobsOf, fetchEntry, missingBlob, parallel, tamperedBlob, type Blob } from "./remote.ts";
 
 // The pinned SDK supports Node 20; its multi-line notice about future releases would bury our one-line errors.
@@ -152,6 +152,30 @@ export class S3Cache implements RemoteCache {
   async get(node: string, fingerprint: Fingerprint, progress?: Progress): Promise<Manifest | undefined> {
     const manifest = await this.manifest(node, fingerprint);
     return manifest && fetchEntry(this.local, manifest, PARALLEL_DOWNLOADS, (digest, onBytes) => this.download(digest, onBytes), progress);
+  }
+
+  async fingerprints(node: string): Promise<Fingerprint[]> {
+    const prefix = `${this.key("manifests", node)}/`;
+    const out: Fingerprint[] = [];
+    let token: string | undefined;
+    try {
+      do {
+        const page = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ...(token ? { ContinuationToken: token } : {}) }), deadline());
+        for (const { Key } of page.Contents ?? []) {
+          // A key of another shape (a nested path, a stray upload) names no entry.
+          const name = Key?.slice(prefix.length) ?? "";
+          if (MANIFEST_NAME.test(name)) out.push(name.slice(0, -5) as Fingerprint);
+        }
+        token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      } while (token);
+    } catch (e) {
+      throw explain(e, this.settings, this.bucket);
+    }
+    return out;
+  }
+
+  fetchBlob(digest: FileDigest): Promise<void> {
+    return this.local.using(() => this.download(digest, () => {}));
   }
 
   /** Streams one blob into the local store, hashing as it goes; adopted only if the bytes are its name. */

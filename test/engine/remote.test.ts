@@ -6,9 +6,15 @@ import { chmodSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "
 import { createServer as createHttpServer, type ServerResponse } from "node:http";
 import { createServer, type Socket } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import YAML from "yaml";
 import type { FakeProject } from "../helpers/fake-project.ts";
 import { digestOf, fingerprintOf, folderRemote, literal, outputs, s3Remote, storeOf, team } from "../helpers/remotes.ts";
 import { blobs, manifests, storeIsSound } from "../helpers/store.ts";
+import { backendOf } from "../../engine/caching/backends.ts";
+import { LocalStore } from "../../engine/caching/local.ts";
+import { cacheSettings, type CacheConfig } from "../../engine/caching/settings.ts";
+import { ProjectEntries, projectIds } from "../../engine/experiments/entries.ts";
+import { shareEntry } from "../../engine/experiments/share.ts";
 
 const s3 = s3Remote();
 const folder = folderRemote();
@@ -169,6 +175,55 @@ describe.concurrent.each([s3, folder])("remote build cache ($name)", (remote) =>
     expect(await remote.exists(`${t.prefix}/manifests/lower/${fingerprintOf(ci, "lower")}.json`)).toBe(false);
   });
 
+  it("experiments shared: a sweep's runs pushed with what was built from them; a clone lists them through the remote and reads their records", async () => {
+    Object.assign(process.env, remote.env);
+    const t = team(remote);
+    const ci = t.clone();
+    await ci.build(); // pipeline.lock, and its project id, come from a plain build: -S leaves the lock alone
+    expect((await ci.run(["report", "-S", "lower.mode=lower,upper"])).code).toBe(0);
+    const open = async (p: FakeProject) => {
+      const settings = cacheSettings((YAML.parse(p.read("pipeline.yaml")) as { cache: CacheConfig }).cache, p.dir, storeOf(p)).remote!;
+      return backendOf(settings.url)!.open(settings, new LocalStore(storeOf(p)));
+    };
+    const here = new ProjectEntries(storeOf(ci), await projectIds(ci.dir, ci.path("pipeline.lock")));
+    const lowers = await here.of("lower");
+    expect(lowers).toHaveLength(2);
+    const ciRemote = await open(ci);
+    for (const { manifest } of lowers) {
+      const run = await here.builtFrom(manifest, ["source", "lower", "report"]);
+      expect(run.map((m) => m.node)).toEqual(["lower", "report"]);
+      for (const m of run) expect(await shareEntry(ciRemote, here.store, m)).toMatch(/^pushed /);
+      for (const m of run) expect(await shareEntry(ciRemote, here.store, m)).toBe("already on the remote");
+    }
+    // A stray object beside the manifests names no entry.
+    await remote.put(`${t.prefix}/manifests/report/notes.txt`, "not a manifest");
+    expect((await ciRemote.fingerprints("report")).sort()).toEqual((await here.of("report")).map((e) => e.manifest.fingerprint).sort());
+
+    // A clone with its own, empty store: nothing locally, both runs through the remote, their records fetched when read.
+    const clone = t.clone({ lockFrom: ci });
+    const ids = await projectIds(clone.dir, clone.path("pipeline.lock"));
+    expect(await new ProjectEntries(storeOf(clone), ids).of("lower")).toEqual([]);
+    const there = new ProjectEntries(storeOf(clone), ids, await open(clone));
+    const seen = await there.of("lower");
+    expect(seen.map((e) => [e.manifest.fingerprint, e.remoteOnly]).sort()).toEqual(lowers.map((e) => [e.manifest.fingerprint, true]).sort());
+    for (const { manifest } of seen) {
+      const [report] = await there.downstream(manifest, [], "report");
+      const upper = (manifest.params as { mode: string }).mode === "upper";
+      expect(await there.text(report!.manifest, "report.txt")).toBe(`# Weekly\n${upper ? "HELLO WORLD" : "hello world"}\n`);
+    }
+    // Another project sharing the remote does not see them.
+    const other = t.clone();
+    expect(await new ProjectEntries(storeOf(other), await projectIds(other.dir, other.path("pipeline.lock")), await open(other)).of("lower")).toEqual([]);
+
+    // A record whose bytes are not its name is refused with its URL, not read.
+    const third = t.clone({ lockFrom: ci });
+    const tampered = new ProjectEntries(storeOf(third), ids, await open(third));
+    const [lower] = await tampered.of("lower");
+    const [report] = await tampered.downstream(lower!.manifest, [], "report");
+    await remote.put(`${t.prefix}/blobs/${report!.manifest.output.files["report.txt"]}`, "# Evil\n");
+    expect(await tampered.text(report!.manifest, "report.txt")).toBeUndefined();
+    expect(tampered.refused).toEqual([expect.stringMatching(/does not hold the bytes its name promises/)]);
+  });
 });
 
 describe.concurrent("remote build cache (S3 setup)", () => {
