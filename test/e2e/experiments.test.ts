@@ -1,15 +1,17 @@
 // Experiments with the real tools on the tiny model: -S for one build (validated, pipeline.lock untouched),
 // --save, a 2×2 sweep whose one combination the memory guard refuses before anything trains, Ctrl-C in a sweep
-// then the same sweep training only the rest, `runs` with each training's numbers, and a clone seeing them.
-import { cpSync, mkdtempSync } from "node:fs";
+// then the same sweep training only the rest, a sweep to eval scoring each combination, `runs` with each
+// training's numbers, and clones seeing them: through a shared store, and through a remote (`runs push`).
+import { appendFileSync, cpSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { pipelineYaml, Project, waitFor } from "../helpers/project.ts";
 import { readReport } from "../helpers/report.ts";
+import { SHARED_EVAL } from "../helpers/shared-project.ts";
 
-// Two iterations: each training takes seconds.
-const CONFIG = pipelineYaml({ lora: { iters: 2, save_every: 2, steps_per_report: 1, steps_per_eval: 2 } }).replace(
+// Two iterations: each training takes seconds. A test split of 4 for eval.
+const CONFIG = pipelineYaml({ data: { test_fraction: 0.1 }, eval: SHARED_EVAL, lora: { iters: 2, save_every: 2, steps_per_report: 1, steps_per_eval: 2 } }).replace(
   "  rank: 4\n",
   "  rank: 4 # the committed rank\n",
 );
@@ -24,6 +26,8 @@ interface RunRow {
   tokensPerSecond?: number;
   peakMemoryGB?: number;
   seconds?: number;
+  eval?: { examples: number; fineTuned: number; base: number; gguf: number };
+  remoteOnly?: boolean;
 }
 
 interface SweepJson {
@@ -34,6 +38,7 @@ interface SweepJson {
 describe("experiments (tiny model)", () => {
   const p = new Project(CONFIG);
   let lock = "";
+  let lockAfterSave = "";
 
   const runs = async (project = p): Promise<RunRow[]> => {
     const r = await project.run(["runs", "--json"]);
@@ -161,6 +166,24 @@ describe("experiments (tiny model)", () => {
     expect(p.lock().adapters!.params).toMatchObject({ num_layers: 1 });
     const status = await p.run(["status", "adapters", "--json"]);
     expect(status.json.nodes.every((n) => (n as unknown as { stale: boolean }).stale === false)).toBe(true);
+    lockAfterSave = p.read("pipeline.lock");
+  });
+
+  it("a sweep to eval scores every combination: runs --sort eval ranks them by held-out exact answers", async () => {
+    const r = await p.build("eval", "-S", "lora.num_layers=1,-1");
+    expect(r.code, r.stderr).toBe(0);
+    // Both trainings are kept from before (num_layers 1 is the saved setting's, in models/ already): nothing trains.
+    expect(r.stderr).not.toMatch(/adapters: built in/);
+    expect(r.stderr.match(/eval: built in/g)).toHaveLength(2);
+    expect(p.read("pipeline.lock")).toBe(lockAfterSave);
+    const scored = (await runs()).filter((t) => t.eval);
+    expect(scored.map((t) => t.params.num_layers).sort()).toEqual([-1, 1]);
+    // models/eval holds the last combination's (num_layers -1): the table shows that eval's numbers for it.
+    const last = p.readJson<{ examples: number; fineTuned: { exact: number }; base: { exact: number }; gguf: { exact: number } }>("models/eval/eval.json");
+    expect(scored.find((t) => t.params.num_layers === -1)!.eval).toEqual({ examples: 4, fineTuned: last.fineTuned.exact, base: last.base.exact, gguf: last.gguf.exact, testLoss: expect.any(Number) });
+    const text = await p.run(["runs", "--sort", "eval"]);
+    const rows = text.stdout.split("\n").slice(1, 3);
+    expect(rows.every((row) => /\s\d\/4\s/.test(row)), text.stdout).toBe(true);
   });
 
   it("a clone of the project in another folder sees the same runs", async () => {
@@ -170,5 +193,37 @@ describe("experiments (tiny model)", () => {
     const here = (await runs()).map((t) => t.id).sort();
     expect(here.length).toBeGreaterThanOrEqual(5);
     expect((await runs(clone)).map((t) => t.id).sort()).toEqual(here);
+  });
+
+  it("runs push shares them through a remote: a clone with an empty store lists them with --remote, eval scores included, and restores one", async () => {
+    const shared = mkdtempSync(join(tmpdir(), "mlx-pipeline-shared-"));
+    const remote = `cache:\n  remote: file://${shared}\n`;
+    appendFileSync(p.path("pipeline.yaml"), remote);
+    const push = await p.run(["runs", "push", "--json"]);
+    expect(push.code, push.stderr).toBe(0);
+    const pushed = (JSON.parse(push.stdout) as { runs: Record<string, Record<string, string>> }).runs;
+    const here = await runs();
+    expect(Object.keys(pushed).sort()).toEqual(here.map((t) => t.id).sort());
+    for (const t of here) expect(pushed[t.id]!.adapters).toMatch(/^pushed /);
+    for (const t of here.filter((t) => t.eval)) expect(Object.keys(pushed[t.id]!)).toEqual(expect.arrayContaining(["fused", "hf", "gguf", "eval"]));
+
+    const dir = mkdtempSync(join(tmpdir(), "mlx-pipeline-clone-"));
+    for (const f of ["pipeline.yaml", "pipeline.lock", "data"]) cpSync(p.path(f), join(dir, f), { recursive: true });
+    const clone = Object.assign(Object.create(Project.prototype) as Project, { dir, env: { MLX_PIPELINE_STORE: mkdtempSync(join(tmpdir(), "mlx-pipeline-store-")) } });
+    expect(await runs(clone)).toEqual([]);
+    const listed = await clone.run(["runs", "--remote", "--json"]);
+    expect(listed.code, listed.stderr).toBe(0);
+    const there = (JSON.parse(listed.stdout) as { runs: RunRow[] }).runs;
+    const strip = (t: RunRow) => ({ id: t.id, params: t.params, trainLoss: t.trainLoss, valLoss: t.valLoss, eval: t.eval });
+    expect(there.map(strip).sort((a, b) => a.id.localeCompare(b.id))).toEqual(here.map(strip).sort((a, b) => a.id.localeCompare(b.id)));
+    expect(there.every((t) => t.remoteOnly)).toBe(true);
+
+    // Its -S restores the run from the remote: the training and everything to eval, no tool run for them.
+    const best = there.find((t) => t.params.num_layers === -1 && t.eval)!;
+    const restored = await clone.build("eval", "-S", "lora.num_layers=-1");
+    expect(restored.code, restored.stderr).toBe(0);
+    expect(restored.statuses).toMatchObject({ adapters: "restored", fused: "restored", hf: "restored", gguf: "restored", eval: "restored" });
+    expect(clone.readJson<{ fineTuned: { exact: number } }>("models/eval/eval.json").fineTuned.exact).toBe(best.eval!.fineTuned);
+    writeFileSync(p.path("pipeline.yaml"), p.read("pipeline.yaml").replace(remote, ""));
   });
 });
