@@ -90,8 +90,12 @@ async function pushRuns(runs: readonly Run[], ids: readonly string[], entries: P
   const results: Record<string, Record<string, string>> = {};
   let failed = 0;
   for (const run of chosen) {
-    const manifest = trainings.find((e) => e.manifest.fingerprint === run.fingerprint)!.manifest;
     const done: Record<string, string> = (results[run.id] = {});
+    if (run.remoteOnly) {
+      done[TRAINING] = "already on the remote (not in the local store)";
+      continue;
+    }
+    const manifest = trainings.find((e) => e.manifest.fingerprint === run.fingerprint)!.manifest;
     for (const m of await entries.builtFrom(manifest, order)) {
       done[m.node] = await shareEntry(remote, entries.store, m).catch((e: unknown) => {
         if (e instanceof UserError && e.exitCode === 2) throw e;
