@@ -190,11 +190,6 @@ function agreement(a: readonly Answer[], b: readonly Answer[]): number {
   return a.filter((x, i) => b[i] !== undefined && x.tokens.length === b[i].tokens.length && x.tokens.every((t, j) => t === b[i]!.tokens[j])).length;
 }
 
-/** llama-server answers in text only; both sides are llama.cpp's detokenization, so equal tokens give equal text. */
-function textAgreement(a: readonly string[], b: readonly Answer[]): number {
-  return a.filter((x, i) => b[i] !== undefined && x === b[i].text).length;
-}
-
 const ratio = (k: number, n: number) => `${k}/${n}`;
 const clip = (text: string, n = 60) => JSON.stringify(text.length > n ? `${text.slice(0, n - 1)}…` : text);
 
@@ -237,7 +232,7 @@ export function evalNode(config: PipelineConfig): NodeSpec<PipelineConfig> {
         await convert(ctx, f16, "f16");
         f16Answers = await ggufAnswers(ctx, f16, prompts, "f16 GGUF");
       }
-      let deployAnswers: { lora: Answer[]; server: string[] } | undefined;
+      let deployAnswers: { lora: Answer[]; server: Answer[] } | undefined;
       if (deployed) {
         const [{ BASE_GGUF_FILE }, { LORA_FILE }, { serverBinary }, { serverAnswers }] = await Promise.all([
           import("./base-gguf.ts"),
@@ -259,7 +254,7 @@ export function evalNode(config: PipelineConfig): NodeSpec<PipelineConfig> {
       const ggufVsF16 = f16Answers ? agreement(ggufAnswersList, f16Answers) : undefined;
       const type = ctx.config.gguf.quantize ?? ctx.config.gguf.outtype;
       // Both compared with the GGUF: the LoRA pair is the same model in another form, the server the same file.
-      const deploy = deployAnswers && { loraAgreesWithGguf: agreement(deployAnswers.lora, ggufAnswersList), serverAgreesWithGguf: textAgreement(deployAnswers.server, ggufAnswersList) };
+      const deploy = deployAnswers && { loraAgreesWithGguf: agreement(deployAnswers.lora, ggufAnswersList), serverAgreesWithGguf: agreement(deployAnswers.server, ggufAnswersList) };
       const report = {
         examples: n,
         maxTokens: ctx.config.eval.max_tokens,
@@ -274,7 +269,7 @@ export function evalNode(config: PipelineConfig): NodeSpec<PipelineConfig> {
           fineTuned: tunedAnswers[i]!.text,
           gguf: ggufAnswersList[i]!.text,
           ...(f16Answers ? { f16: f16Answers[i]!.text } : {}),
-          ...(deployAnswers ? { lora: deployAnswers.lora[i]!.text, server: deployAnswers.server[i]! } : {}),
+          ...(deployAnswers ? { lora: deployAnswers.lora[i]!.text, server: deployAnswers.server[i]!.text } : {}),
         })),
       };
       await writeFile(join(ctx.staging, EVAL_FILE), JSON.stringify(report, null, 2) + "\n");

@@ -30,10 +30,23 @@ export interface ServerOptions {
   readonly maxTokens: number;
 }
 
-/** Greedy answers of llama-server to each conversation through /v1/chat/completions. */
-export async function serverAnswers<C>(ctx: RunCtx<C>, options: ServerOptions, conversations: readonly (readonly Message[])[]): Promise<string[]> {
+/** An answer of the server: its text, and the token ids it generated (the end-of-generation one that stopped it left out). */
+export interface ServedAnswer {
+  readonly text: string;
+  readonly tokens: readonly number[];
+}
+
+/**
+ * Greedy answers of llama-server to each conversation through /v1/chat/completions, with their token ids
+ * (`return_tokens`, read from `__verbose`): the text alone cannot be compared with llama.cpp's own answers, as the
+ * server joins token pieces where llama_detokenize also drops a space before punctuation (Llama 3's " =." vs " = .").
+ */
+export async function serverAnswers<C>(ctx: RunCtx<C>, options: ServerOptions, conversations: readonly (readonly Message[])[]): Promise<ServedAnswer[]> {
   const { z } = await import("zod");
-  const reply = z.object({ choices: z.array(z.object({ message: z.object({ content: z.string().nullable() }) })).min(1) });
+  const reply = z.object({
+    choices: z.array(z.object({ message: z.object({ content: z.string().nullable() }), finish_reason: z.string().nullable() })).min(1),
+    __verbose: z.object({ tokens: z.array(z.number().int().nonnegative()) }),
+  });
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   const stop = new AbortController();
@@ -52,10 +65,10 @@ export async function serverAnswers<C>(ctx: RunCtx<C>, options: ServerOptions, c
       if (ok) break;
       await sleep(250, undefined, { signal: ctx.signal });
     }
-    const answers: string[] = [];
+    const answers: ServedAnswer[] = [];
     for (const [i, messages] of conversations.entries()) {
       ctx.progress(`llama-server on ${base}: answering ${i + 1}/${conversations.length} test prompts (/v1/chat/completions, greedy)`);
-      const body = { messages, temperature: 0, max_tokens: options.maxTokens, cache_prompt: false, stream: false };
+      const body = { messages, temperature: 0, max_tokens: options.maxTokens, cache_prompt: false, stream: false, return_tokens: true, verbose: true };
       const response = await fetch(`${base}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body), signal: ctx.signal });
       const text = await response.text();
       if (!response.ok) throw new UserError(`llama-server answered ${response.status} to test prompt ${i + 1}: ${text.slice(0, 300)}`);
@@ -67,7 +80,10 @@ export async function serverAnswers<C>(ctx: RunCtx<C>, options: ServerOptions, c
       }
       const parsed = reply.safeParse(json);
       if (!parsed.success) throw new UserError(`llama-server's reply to test prompt ${i + 1} is not a chat completion (${parsed.error.issues[0]?.message}): ${text.slice(0, 300)}`);
-      answers.push(parsed.data.choices[0]!.message.content ?? "");
+      const choice = parsed.data.choices[0]!;
+      const tokens = parsed.data.__verbose.tokens;
+      // "stop": an end-of-generation token ended it, which the server counts among the generated ones and llama.cpp's answers do not.
+      answers.push({ text: choice.message.content ?? "", tokens: choice.finish_reason === "stop" ? tokens.slice(0, -1) : tokens });
     }
     return answers;
   } finally {
