@@ -1,5 +1,5 @@
 // One tiny:llama project built from nothing through eval once per test run, for the files that start from a
-// trained, converted and evaluated model (eval, the run report, the tiny:llama export chain). Training and
+// trained, converted and evaluated model (eval, the run report, the tiny:llama export chain, deploy). Training and
 // converting it is most of what each of those files did first; now the first to ask builds it while the others
 // wait, and each gets its own copy (outputs, lock and build cache) to change as it likes. The build's own report
 // comes with it, so "built every node from nothing" is still asserted where it was.
