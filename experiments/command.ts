@@ -140,7 +140,8 @@ function wall(seconds: number | undefined): string {
 function numbers(run: Run): [string, string][] {
   return [
     ["when", when(run)],
-    ["params", run.diff.length === 0 ? "as pipeline.yaml" : run.diff.map((c) => `${c.key}=${show(c.then)}`).join(" ")],
+    // The same params but not the lock's training: its data or the tool's code differed.
+    ["params", run.diff.length > 0 ? run.diff.map((c) => `${c.key}=${show(c.then)}`).join(" ") : run.current ? "as pipeline.yaml" : "as pipeline.yaml, other data or code"],
     ["train loss", fixed(run.trainLoss, 4)],
     ["val loss", fixed(run.valLoss, 4)],
     ["eval exact", evalText(run)],
