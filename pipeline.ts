@@ -9,7 +9,7 @@ import type { PipelineConfig, pipelineSchema } from "./config/schema.ts";
 import type { CliApp } from "./engine/cli.ts";
 import { loadYamlConfig, type ConfigSchema } from "./engine/config.ts";
 import { Graph } from "./engine/graph.ts";
-import { UserError, type Json } from "./engine/types.ts";
+import type { Json } from "./engine/types.ts";
 import { prefetchPython } from "./stages/lib/toolchain/python.ts";
 import { toolFile, userCacheDir } from "./stages/lib/toolchain/paths.ts";
 import { cacheSettings } from "./engine/caching/settings.ts";
@@ -63,15 +63,14 @@ const app: CliApp<PipelineConfig> = {
   usage: USAGE,
   async loadProject(configPath, extra, setting) {
     let config = await loadYamlConfig(configPath, CONFIG);
-    if (setting.length > 0) {
+    // check --memory 16GB --os macos: memory.total and memory.os for this command, validated as -S is.
+    const flags = [
+      ...(extra.memory ? [{ arg: `--memory ${extra.memory}`, path: ["memory", "total"], value: extra.memory }] : []),
+      ...(extra.os ? [{ arg: `--os ${extra.os}`, path: ["memory", "os"], value: extra.os }] : []),
+    ];
+    if (setting.length + flags.length > 0) {
       const { applySetting } = await import("./engine/experiments/overrides.ts");
-      config = applySetting(config, setting, await CONFIG.load(), basename(configPath));
-    }
-    if (extra.memory || extra.os) {
-      const memory = { ...config.memory, ...(extra.memory ? { total: extra.memory } : {}), ...(extra.os ? { os: extra.os } : {}) };
-      const parsed = (await CONFIG.load()).safeParse({ ...config, memory });
-      if (!parsed.success) throw new UserError(`--memory/--os: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`, 2);
-      config = parsed.data;
+      config = applySetting(config, [...setting, ...flags], await CONFIG.load(), basename(configPath));
     }
     const root = dirname(configPath);
     (await import("./config/reserved-paths.ts")).assertNoReservedPaths(config, root, configPath);

@@ -7,7 +7,7 @@ import { UserError } from "../types.ts";
 
 /** One `-S` argument: a dotted key and the values it takes (one, or several for a sweep). */
 export interface Override {
-  /** As typed, for messages: `lora.rank=4,8`. */
+  /** As typed, for messages: `-S lora.rank=4,8` (an app's own flag giving a key: `--memory 16GB`). */
   readonly arg: string;
   readonly path: readonly string[];
   readonly values: readonly Json[];
@@ -59,7 +59,7 @@ export function parseOverrides(args: readonly string[]): Override[] {
         throw new UserError(`-S ${arg}: ${JSON.stringify(text)} is not a YAML value (${(e as Error).message.split("\n")[0]}).`, 2);
       }
     });
-    return { arg, path: key.split("."), values };
+    return { arg: `-S ${arg}`, path: key.split("."), values };
   });
 }
 
@@ -104,14 +104,14 @@ export function applySetting<S extends z.ZodType>(config: z.output<S>, setting: 
     return keys
       .map((path) => {
         const key = path.join(".");
-        // The -S argument this issue is about: the one whose key is, or lies under or over, the issue's path.
+        // The argument this issue is about: the one whose key is, or lies under or over, the issue's path.
         const arg = setting.find((s) => { const k = s.path.join("."); return key === k || key.startsWith(`${k}.`) || k.startsWith(`${key}.`); })?.arg;
         const what = issue.code === "unrecognized_keys" ? `unknown key ${key} (not in ${file}'s schema)` : `${key}: ${issue.message}`;
-        return arg ? `-S ${arg}: ${what}` : `${file} with ${setting.map((s) => s.arg).join(", ")}: ${what}`;
+        return arg ? `${arg}: ${what}` : `${file} with ${setting.map((s) => s.arg).join(", ")}: ${what}`;
       })
       .join("\n  ");
   });
-  throw new UserError(`${messages.join("\n  ")}\nFix the -S value, or see \`pipeline.schema.json\` for the keys and their types.`, 2);
+  throw new UserError(`${messages.join("\n  ")}\nFix the value, or see \`pipeline.schema.json\` for the keys and their types.`, 2);
 }
 
 /** The settings the -S arguments give: one build, or a sweep's combinations. --save takes one combination only. */

@@ -134,7 +134,7 @@ describe.concurrent("guard errors stop a build before any node runs", () => {
     expect(fromConfig.stderr).toMatch(/pipeline\.yaml:\d+: memory\.total: not a memory size: write it like 16GB/);
     const fromFlag = await new Project(pipelineYaml({})).run(["check", "--memory", "lots"]);
     expect(fromFlag.code).toBe(2);
-    expect(fromFlag.stderr).toMatch(/--memory\/--os: memory\.total: not a memory size/);
+    expect(fromFlag.stderr).toMatch(/--memory lots: memory\.total: not a memory size/);
   });
 
   it("num_layers larger than the model has", async () => {
