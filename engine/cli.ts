@@ -81,6 +81,7 @@ export async function runCli<C>(app: CliApp<C>, argv: readonly string[]): Promis
     // -S is loaded only when given: a warm no-op loads nothing of it.
     const settings = sets.length > 0 ? await (await import("./experiments/overrides.ts")).settingsOf(sets, values.save === true) : [[]];
     if (settings.length > 1) {
+      if (SUBCOMMANDS.has(command) && command !== "check") throw new UserError(`-S with several values is a sweep: it builds a node or checks it (\`check\`), not \`${command}\`.`, 2);
       const { sweep } = await import("./experiments/sweep.ts");
       return await sweep(app, { configPath, extra: extraValues, settings, command, rest, json, remote: values["no-remote"] !== true, force: (values.force as string[] | undefined) ?? [], jobs: parseJobs(values.jobs) }, build);
     }

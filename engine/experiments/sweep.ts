@@ -5,7 +5,6 @@
 import type { CliApp, Build } from "../cli.ts";
 import { Engine } from "../engine.ts";
 import type { Json, NodeVerdict } from "../types.ts";
-import { UserError } from "../types.ts";
 import { formatVerdicts } from "../verdicts.ts";
 import { settingArgs, type Setting } from "./overrides.ts";
 
@@ -25,9 +24,6 @@ export interface SweepOptions {
 type Outcome = "built" | "failed" | "refused" | "ok";
 
 export async function sweep<C>(app: CliApp<C>, o: SweepOptions, build: Build): Promise<number> {
-  if (["status", "graph", "verify", "cache", "gc", "push", "pull"].includes(o.command)) {
-    throw new UserError(`-S with several values is a sweep: it builds a node or checks it (\`check\`), not \`${o.command}\`.`, 2);
-  }
   const n = o.settings.length;
   const label = (i: number) => `[${i + 1}/${n}] ${settingArgs(o.settings[i]!).join(" ")}`;
   // Every combination loaded first: a bad value in any is exit 2 before anything runs.

@@ -128,6 +128,16 @@ describe.concurrent("-S on the fake pipeline", () => {
 });
 
 describe("Ctrl-C in a sweep", () => {
+  it("a sweep builds or checks: status, verify or push with several values is exit 2 before anything runs", async () => {
+    const p = new FakeProject();
+    for (const command of ["status", "verify", "push"]) {
+      const r = await p.run([command, "-S", "report.title=A,B"]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(`-S with several values is a sweep: it builds a node or checks it (\`check\`), not \`${command}\``);
+    }
+    expect((await p.run(["check", "-S", "report.title=A,B"])).code).toBe(0);
+  });
+
   it("keeps the combinations that finished: the same sweep again restores them and builds only the rest", async () => {
     const p = new FakeProject(`${BASE_CONFIG}sleep:\n  node: lower\n  seconds: 3\n`);
     const args = ["report", "-S", "lower.mode=lower,upper"];
