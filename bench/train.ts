@@ -118,7 +118,7 @@ export async function trainBench(tmp: string): Promise<{ rows: Row[]; notes: str
     ...(await pairRows("eval, mlx-lm answers", reps, ["stages/py/eval_answers.py (as the eval node runs it)", "bench/py/batch_decode.py (mlx_lm.batch_generate, greedy)"], (how) =>
       mlxAnswers(demo, dir, prompts, maxTokens, how, "tool"),
     )),
-    ...(await pairRows("eval, GGUF answers", reps, ["stages/lib/llama/worker.ts (the tool's llama.cpp child)", "node bench/llama-direct.mjs (node-llama-cpp, plain node)"], (how) =>
+    ...(await pairRows("eval, GGUF answers", reps, ["stages/lib/llama/worker.mjs (the tool's llama.cpp child)", "node bench/llama-direct.mjs (node-llama-cpp, plain node)"], (how) =>
       ggufAnswers(demo, dir, prompts, maxTokens, how, "tool"),
     )),
   ];
