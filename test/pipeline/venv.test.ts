@@ -144,14 +144,16 @@ describe("a shim's answer, remembered across runs", () => {
     { mode: 0o755 },
   );
   const project = join(dir, "project");
+  const another = join(dir, "another-project");
   mkdirSync(project);
+  mkdirSync(another);
 
   /** interpreterInputs() in a new process (the in-process answer is kept for the process's life), and the runs so far. */
-  function identity(env: Record<string, string> = {}): { tools: Record<string, string>; asked: number } {
+  function identity(env: Record<string, string> = {}, cwd = project): { tools: Record<string, string>; asked: number } {
     const venvTs = pathToFileURL(join(REPO, "stages/lib/toolchain/venv.ts")).href;
     const code = `const { interpreterInputs } = await import(${JSON.stringify(venvTs)}); console.log(JSON.stringify(await interpreterInputs()));`;
     const out = execFileSync(process.execPath, [...TSX_ARGS, "--input-type=module", "-e", code], {
-      cwd: project,
+      cwd,
       env: { ...process.env, PYTHON: shim, PYENV_ROOT: root, PYENV_VERSION: "", MLX_PIPELINE_CACHE: join(dir, "cache"), ...env },
       encoding: "utf8",
     });
@@ -165,6 +167,7 @@ describe("a shim's answer, remembered across runs", () => {
     writeFileSync(join(root, "version"), "a\n");
     expect(identity()).toEqual({ tools: { python: "3.10.1" }, asked: 1 });
     expect(identity()).toEqual({ tools: { python: "3.10.1" }, asked: 1 }); // remembered: no interpreter ran
+    expect(identity({}, another)).toEqual({ tools: { python: "3.10.1" }, asked: 1 }); // another folder, no version file of its own
     writeFileSync(join(root, "version"), "b\n"); // `pyenv global b`
     expect(identity()).toEqual({ tools: { python: "3.12.0" }, asked: 2 });
     interpreter("b", "3.12.10"); // upgraded in place: the same choice, another binary
@@ -173,6 +176,7 @@ describe("a shim's answer, remembered across runs", () => {
     writeFileSync(join(project, ".python-version"), "a\n"); // `pyenv local a`
     expect(identity()).toEqual({ tools: { python: "3.10.1" }, asked: 5 });
     expect(identity()).toEqual({ tools: { python: "3.10.1" }, asked: 5 });
+    expect(identity({}, another)).toEqual({ tools: { python: "3.12.10" }, asked: 5 }); // the global choice, remembered above
   });
 
   it("a torn memo is not trusted: Python is asked", () => {

@@ -49,26 +49,28 @@ async function askPython(path: string, key: string): Promise<string> {
 
 /**
  * What a shim reads to choose the Python behind it: its own file, PATH and its managers' variables (pyenv's
- * PYENV_VERSION, PYENV_ROOT; asdf's), and the version files pyenv and asdf look for in the working folder and
- * its parents, in the global version file and the home folder. The same key means the same choice; the
- * chosen binary is compared by its stat besides (an interpreter upgraded in place).
+ * PYENV_VERSION, PYENV_ROOT; asdf's), and the version files pyenv and asdf look for from the working folder
+ * up, then the global ones. The same key means the same choice; the chosen binary is compared by its stat
+ * besides (an interpreter upgraded in place). The files count by their content in lookup order, not by
+ * their folder: every project folder without a version file of its own shares one answer.
  */
 function choiceKey(path: string): string {
   const env = Object.entries(process.env).filter(([k]) => k === "PATH" || k === "HOME" || /^(PYENV|ASDF)_/.test(k)).sort(([a], [b]) => (a < b ? -1 : 1));
-  const versionFiles: string[] = [join(process.env.PYENV_ROOT ?? join(homedir(), ".pyenv"), "version"), join(homedir(), ".tool-versions")];
+  const lookup: string[] = [];
   for (let dir = process.cwd(); ; dir = dirname(dir)) {
-    versionFiles.push(join(dir, ".python-version"), join(dir, ".tool-versions"));
+    lookup.push(join(dir, ".python-version"), join(dir, ".tool-versions"));
     if (dirname(dir) === dir) break;
   }
-  const read = (f: string) => {
+  lookup.push(join(process.env.PYENV_ROOT ?? join(homedir(), ".pyenv"), "version"), join(homedir(), ".tool-versions"));
+  const found = lookup.flatMap((f) => {
     try {
-      return readFileSync(f, "utf8");
+      return [`${f.endsWith(".tool-versions") ? "asdf" : "pyenv"}:${readFileSync(f, "utf8")}`];
     } catch {
-      return null; // absent: a shim falls back to the next place it looks
+      return []; // absent: a shim looks in the next place
     }
-  };
+  });
   const shim = realpathSync(path);
-  return sha256(JSON.stringify({ shim, stat: statKey(shim), cwd: process.cwd(), env, files: versionFiles.map((f) => [f, read(f)]) }));
+  return sha256(JSON.stringify({ shim, stat: statKey(shim), env, found }));
 }
 
 function statKey(file: string): string {
@@ -84,7 +86,8 @@ interface Answer {
 }
 
 const MEMO = () => userCacheDir("interpreters.json");
-const KEEP = 8;
+/** A few interpreters and launchers (npx and node set different PATHs), not one per project folder. */
+const KEEP = 16;
 
 /** The memo file's entries; its shape is checked here, not with zod, which a warm no-op does not load. */
 function readMemo(): Record<string, Answer> {
