@@ -1,6 +1,6 @@
 // Benchmark `contention`: training, eval's mlx-lm answers and the GGUF answers with half the cores kept busy by
 // another process (a shell busy loop per core, as a browser or a test run would), against the machine as it
-// is, in one run, each with the tool's thread counts (stages/lib/toolchain/threads.ts) and with every core (the libraries'
+// is, in one run, each with the tool's thread counts (stages/lib/toolchain/threads.mjs) and with every core (the libraries'
 // defaults, as before). Goal: busy/idle no worse than the CPU share explains (≤ 2.2x with half the cores busy).
 // Also checks that the thread count leaves the adapters' bytes and the answers unchanged. Needs the demo built
 // here (`npx tsx pipeline.ts gguf`).

@@ -7,7 +7,7 @@
 // is the wrapper's cost alone. Needs the demo built here (`npx tsx pipeline.ts gguf`).
 //
 // Env: BENCH_TRAIN_REPS (rounds, default 3), BENCH_TRAIN_ITERS (default the demo's lora.iters),
-// BENCH_EVAL_PROMPTS (default the demo's eval.max_examples).
+// BENCH_EVAL_PROMPTS (default the demo's eval.max_examples), BENCH_TRAIN_ONLY (some of training,mlx,gguf; default all).
 import { createHash } from "node:crypto";
 import { cpSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -113,14 +113,19 @@ export async function trainBench(tmp: string): Promise<{ rows: Row[]; notes: str
   const maxTokens = demo.config.eval.max_tokens;
   const dir = join(tmp, "answers");
   mkdirSync(dir, { recursive: true });
+  const only = new Set((process.env.BENCH_TRAIN_ONLY ?? "training,mlx,gguf").split(","));
   const rows = [
-    ...(await trainRows(tmp, demo, reps, iters)),
-    ...(await pairRows("eval, mlx-lm answers", reps, ["stages/py/eval_answers.py (as the eval node runs it)", "bench/py/batch_decode.py (mlx_lm.batch_generate, greedy)"], (how) =>
-      mlxAnswers(demo, dir, prompts, maxTokens, how, "tool"),
-    )),
-    ...(await pairRows("eval, GGUF answers", reps, ["stages/lib/llama/worker.ts (the tool's llama.cpp child)", "node bench/llama-direct.mjs (node-llama-cpp, plain node)"], (how) =>
-      ggufAnswers(demo, dir, prompts, maxTokens, how, "tool"),
-    )),
+    ...(only.has("training") ? await trainRows(tmp, demo, reps, iters) : []),
+    ...(only.has("mlx")
+      ? await pairRows("eval, mlx-lm answers", reps, ["stages/py/eval_answers.py (as the eval node runs it)", "bench/py/batch_decode.py (mlx_lm.batch_generate, greedy)"], (how) =>
+          mlxAnswers(demo, dir, prompts, maxTokens, how, "tool"),
+        )
+      : []),
+    ...(only.has("gguf")
+      ? await pairRows("eval, GGUF answers", reps, ["node stages/lib/llama/worker.mjs (the tool's llama.cpp child, as child.ts runs it)", "node bench/llama-direct.mjs (node-llama-cpp, plain node)"], (how) =>
+          ggufAnswers(demo, dir, prompts, maxTokens, how, "tool"),
+        )
+      : []),
   ];
   return { rows, notes: [`train: ${prompts.length} eval prompts, max_tokens ${maxTokens}; load ${load()} at the end`] };
 }

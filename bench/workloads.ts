@@ -9,10 +9,10 @@ import YAML from "yaml";
 import { pipelineSchema, type PipelineConfig } from "../config/schema.ts";
 import { loadChatTemplate } from "../stages/lib/data/chat-template.ts";
 import { modelDir } from "../stages/lib/model/model-ref.ts";
-import { freeCores, threadEnv } from "../stages/lib/toolchain/threads.ts";
+import { freeCores, threadEnv } from "../stages/lib/toolchain/threads.mjs";
 import { pyScript, PY_ENV } from "../stages/lib/toolchain/tools.ts";
 import { readToolchain, type ToolchainInfo } from "../stages/lib/toolchain/venv.ts";
-import { REPO, timed, TSX_ARGS } from "./lib.ts";
+import { REPO, timed } from "./lib.ts";
 
 export interface Demo {
   readonly config: PipelineConfig;
@@ -39,7 +39,7 @@ export async function builtDemo(): Promise<Demo | string> {
   };
 }
 
-/** Threads per compute pool: the tool's (stages/lib/toolchain/threads.ts), or every core (the libraries' own default, as before). */
+/** Threads per compute pool: the tool's (stages/lib/toolchain/threads.mjs), or every core (the libraries' own default, as before). */
 export type Threads = "tool" | "all cores";
 
 export async function threadCount(threads: Threads): Promise<number> {
@@ -120,14 +120,14 @@ export async function mlxAnswers(demo: Demo, dir: string, prompts: readonly stri
   return { ms: r.ms, texts: await answers(answer) };
 }
 
-/** GGUF answers, by the tool's llama.cpp child (stages/lib/llama/worker.ts) or by node-llama-cpp in plain node. */
+/** GGUF answers, by the tool's llama.cpp child (stages/lib/llama/worker.mjs, run as child.ts runs it) or by node-llama-cpp in plain node. */
 export async function ggufAnswers(demo: Demo, dir: string, prompts: readonly string[], maxTokens: number, how: "tool" | "by hand", threads: Threads): Promise<Answered> {
   const answer = join(dir, `gguf-answer-${how.replace(" ", "-")}.json`);
   let r;
   if (how === "tool") {
     const request = join(dir, "gguf-request-tool.json");
     await writeFile(request, JSON.stringify({ model: demo.gguf, answers: { prompts, maxTokens } }));
-    r = await timed(process.execPath, [...TSX_ARGS, join(REPO, "stages", "lib", "llama", "worker.ts"), request, answer]);
+    r = await timed(process.execPath, [join(REPO, "stages", "lib", "llama", "worker.mjs"), request, answer]);
   } else {
     const request = join(dir, "gguf-request.json");
     await writeFile(request, JSON.stringify({ prompts, max_tokens: maxTokens }));

@@ -13,7 +13,7 @@ import type { Example, Message } from "./lib/data/dataset.ts";
 import { modelDir } from "./lib/model/model-ref.ts";
 import { toolFile } from "./lib/toolchain/paths.ts";
 import { pyScript, PY_ENV, runPython, toolVersions } from "./lib/toolchain/tools.ts";
-import { threadEnv } from "./lib/toolchain/threads.ts";
+import { threadEnv } from "./lib/toolchain/threads.mjs";
 import { readToolchain, venvPython } from "./lib/toolchain/venv.ts";
 import { loadSplits } from "./data.ts";
 import { asMessages } from "./formatted.ts";
@@ -204,7 +204,7 @@ export function evalNode(config: PipelineConfig): NodeSpec<PipelineConfig> {
     deps: ["gguf", "fused", "model", "data", "formatted", "mlx-env", ...(quantized ? ["hf", "llama-cpp"] : []), ...(deployed ? DEPLOYED : [])],
     description: "base vs fine-tuned vs GGUF on the test split",
     inputs: async (ctx) => ({
-      files: [ANSWERS_SCRIPT, toolFile("stages", "lib", "llama", "worker.ts")],
+      files: [ANSWERS_SCRIPT, toolFile("stages", "lib", "llama", "worker.mjs")],
       params: { ...ctx.config.eval, mask_prompt: ctx.config.lora.mask_prompt, batch_size: ctx.config.lora.batch_size, max_seq_length: ctx.config.lora.max_seq_length, quantized, deployed },
       tools: await toolVersions(ctx.upstream("mlx-env"), ["mlx", "mlx_lm"]),
       command: ["eval_answers.py (base, fused)", "llama.cpp greedy (gguf)", "mlx_lm lora --test (base, fused)", ...(quantized ? ["convert_hf_to_gguf.py --outtype f16"] : []), ...(deployed ? ["llama.cpp greedy (base-gguf + lora-gguf)", "llama-server --jinja /v1/chat/completions (gguf)"] : [])],

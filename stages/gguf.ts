@@ -26,7 +26,7 @@ const REPORT_FILE = "gguf.json";
 const MATCH_TOKENS = 4;
 
 /** The code that runs in child processes (llama.cpp, the Hugging Face tokenizer): its edits rerun the node. */
-const CHILD_SCRIPTS = [toolFile("stages", "lib", "llama", "worker.ts"), toolFile("stages", "py", "hf_tokens.py")];
+const CHILD_SCRIPTS = [toolFile("stages", "lib", "llama", "worker.mjs"), toolFile("stages", "py", "hf_tokens.py")];
 
 /** The hf folder as a GGUF of `outtype` (eval converts an f16 one beside a quantized GGUF). */
 export async function convert(ctx: RunCtx<PipelineConfig>, outfile: string, outtype: string): Promise<void> {

@@ -77,7 +77,7 @@ const IMPORTS = /(?:^|;|\n)\s*(?:import|export)\s+(?!type\s)(?:[^"';]*?\sfrom\s*
 const NOT_SHAPING = new Set(["zod"]);
 
 interface StageCode {
-  /** The stage's module and the stages/lib and config/ files it imports, absolute. */
+  /** The stage's module and the stages/lib and config/ files it imports (TypeScript or plain JavaScript), absolute. */
   readonly files: readonly string[];
   /** npm package → installed version, e.g. { "npm:@huggingface/jinja": "0.5.1" }. */
   readonly packages: Readonly<Record<string, string>>;
@@ -111,7 +111,7 @@ function stageCode(module: string): StageCode {
       const specifier = (m[1] ?? m[2])!;
       if (specifier.startsWith(".")) {
         const target = resolve(dirname(file), specifier);
-        if (CODE_ROOTS.some((r) => !relative(r, target).startsWith("..")) && target.endsWith(".ts")) visit(target);
+        if (CODE_ROOTS.some((r) => !relative(r, target).startsWith("..")) && /\.m?[jt]s$/.test(target)) visit(target);
       } else if (!specifier.startsWith("node:")) {
         const name = packageName(specifier);
         if (!NOT_SHAPING.has(name)) packages[`npm:${name}`] = packageVersion(name);

@@ -49,7 +49,7 @@ export function modelNode(config: PipelineConfig, root: string): NodeSpec<Pipeli
   const ref = parseModelRef(config.model, root);
   const label = modelLabel(config.model);
   const fromGgufInputs = async (ctx: BaseCtx<PipelineConfig>, files: string[]): Promise<DeclaredInputs> => ({
-    files: [GGUF_SCRIPT, HF_TOKENS_SCRIPT, toolFile("stages", "lib", "llama", "worker.ts"), ...files],
+    files: [GGUF_SCRIPT, HF_TOKENS_SCRIPT, toolFile("stages", "lib", "llama", "worker.mjs"), ...files],
     params: { model: config.model },
     tools: {
       ...(await toolVersions(ctx.upstream("llama-cpp"), ["transformers", "torch", "gguf", "llama_cpp"])),

@@ -95,7 +95,7 @@ const PIPELINE_NOOP = [
   "stages/lib/toolchain/openblas.ts",
   "stages/lib/toolchain/paths.ts",
   "stages/lib/toolchain/python.ts",
-  "stages/lib/toolchain/threads.ts",
+  "stages/lib/toolchain/threads.mjs",
   "stages/lib/toolchain/tools.ts",
   "stages/lib/data/training-metrics.ts",
   "stages/lib/toolchain/venv.ts",

@@ -4,9 +4,12 @@
 // are real (python -m venv, pip install -r) from requirement files that install nothing: seconds, no download.
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { execFileSync } from "node:child_process";
+import { dirname, join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sha256 } from "../../engine/digest.ts";
+import { REPO, TSX_ARGS } from "../helpers/cli.ts";
 import { execLogged } from "../../engine/exec.ts";
 import type { RunCtx } from "../../engine/types.ts";
 import { UserError } from "../../engine/types.ts";
@@ -118,6 +121,70 @@ describe("the interpreter", () => {
     const byFile = identity.files.length === 1 && Object.keys(identity.tools).length === 0;
     const byVersion = identity.files.length === 0 && /^3\.\d+\.\d+$/.test(identity.tools.python ?? "");
     expect(byFile || byVersion, JSON.stringify(identity)).toBe(true);
+  });
+});
+
+describe("a shim's answer, remembered across runs", () => {
+  // A pyenv-like shim: it runs the interpreter named by $PYENV_VERSION, else ./.python-version, else
+  // $PYENV_ROOT/version. Each fake interpreter answers the probe as Python does (version, then its real
+  // path) and logs the run, so a test sees whether a build asked it or trusted the memo.
+  const dir = temp("python-shim-");
+  const root = join(dir, "pyenv");
+  const runs = join(dir, "runs.log");
+  const shim = join(dir, "bin", "python3");
+  const interpreter = (name: string, version: string) => {
+    const file = join(root, "versions", name, "python");
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, `#!/bin/sh\necho ${name} >> '${runs}'\nprintf '%s\\n%s\\n' ${version} "$0"\n`, { mode: 0o755 });
+  };
+  mkdirSync(dirname(shim));
+  writeFileSync(
+    shim,
+    `#!/bin/sh\nv=$(cat "$PYENV_ROOT/version")\n[ -f .python-version ] && v=$(cat .python-version)\n[ -n "$PYENV_VERSION" ] && v=$PYENV_VERSION\nexec "$PYENV_ROOT/versions/$v/python" "$@"\n`,
+    { mode: 0o755 },
+  );
+  const project = join(dir, "project");
+  const another = join(dir, "another-project");
+  mkdirSync(project);
+  mkdirSync(another);
+
+  /** interpreterInputs() in a new process (the in-process answer is kept for the process's life), and the runs so far. */
+  function identity(env: Record<string, string> = {}, cwd = project): { tools: Record<string, string>; asked: number } {
+    const venvTs = pathToFileURL(join(REPO, "stages/lib/toolchain/venv.ts")).href;
+    const code = `const { interpreterInputs } = await import(${JSON.stringify(venvTs)}); console.log(JSON.stringify(await interpreterInputs()));`;
+    const out = execFileSync(process.execPath, [...TSX_ARGS, "--input-type=module", "-e", code], {
+      cwd,
+      env: { ...process.env, PYTHON: shim, PYENV_ROOT: root, PYENV_VERSION: "", MLX_PIPELINE_CACHE: join(dir, "cache"), ...env },
+      encoding: "utf8",
+    });
+    const asked = existsSync(runs) ? readFileSync(runs, "utf8").split("\n").filter(Boolean).length : 0;
+    return { tools: (JSON.parse(out) as { tools: Record<string, string> }).tools, asked };
+  }
+
+  it("is not asked again while the shim would choose the same binary; a changed choice or binary is asked again", () => {
+    interpreter("a", "3.10.1");
+    interpreter("b", "3.12.0");
+    writeFileSync(join(root, "version"), "a\n");
+    expect(identity()).toEqual({ tools: { python: "3.10.1" }, asked: 1 });
+    expect(identity()).toEqual({ tools: { python: "3.10.1" }, asked: 1 }); // remembered: no interpreter ran
+    expect(identity({}, another)).toEqual({ tools: { python: "3.10.1" }, asked: 1 }); // another folder, no version file of its own
+    writeFileSync(join(root, "version"), "b\n"); // `pyenv global b`
+    expect(identity()).toEqual({ tools: { python: "3.12.0" }, asked: 2 });
+    interpreter("b", "3.12.10"); // upgraded in place: the same choice, another binary
+    expect(identity()).toEqual({ tools: { python: "3.12.10" }, asked: 3 });
+    expect(identity({ PYENV_VERSION: "a" })).toEqual({ tools: { python: "3.10.1" }, asked: 4 }); // `pyenv shell a`
+    writeFileSync(join(project, ".python-version"), "a\n"); // `pyenv local a`
+    expect(identity()).toEqual({ tools: { python: "3.10.1" }, asked: 5 });
+    expect(identity()).toEqual({ tools: { python: "3.10.1" }, asked: 5 });
+    expect(identity({}, another)).toEqual({ tools: { python: "3.12.10" }, asked: 5 }); // the global choice, remembered above
+  });
+
+  it("a torn memo is not trusted: Python is asked", () => {
+    writeFileSync(join(dir, "cache", "interpreters.json"), '{"x": {"version": 3');
+    const before = identity().asked;
+    expect(identity().asked).toBe(before);
+    writeFileSync(join(dir, "cache", "interpreters.json"), '{"x": {"version": 3');
+    expect(identity().asked).toBe(before + 1);
   });
 });
 

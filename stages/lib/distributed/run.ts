@@ -5,7 +5,7 @@ import type { RunCtx } from "../../../engine/types.ts";
 import { UserError } from "../../../engine/types.ts";
 import { failedRanks, isLocal, launchCommand, pidDir, remoteHosts, stopStrayRanks, syncToHosts, tailOf, type Cluster } from "./cluster.ts";
 import { PY_ENV } from "../toolchain/tools.ts";
-import { threadEnv } from "../toolchain/threads.ts";
+import { threadEnv } from "../toolchain/threads.mjs";
 import { readToolchain } from "../toolchain/venv.ts";
 
 export interface DistributedRun {

@@ -1,10 +1,9 @@
 // llama.cpp out of process: every load, tokenization and generation with a GGUF runs in a child node process
-// (worker.ts). A crash, an abort or a hang there becomes an error naming llama.cpp's last lines and
+// (worker.mjs). A crash, an abort or a hang there becomes an error naming llama.cpp's last lines and
 // the log, and the build goes on to clean up and exit 1 instead of vanishing with the child.
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pathToFileURL } from "node:url";
 import type { ExecOptions, ExecResult } from "../../../engine/types.ts";
 import { UserError } from "../../../engine/types.ts";
 import { toolFile } from "../toolchain/paths.ts";
@@ -52,8 +51,7 @@ export interface LlamaAnswer {
   warnings?: string[];
 }
 
-const WORKER = toolFile("stages", "lib", "llama", "worker.ts");
-const TSX_LOADER = pathToFileURL(toolFile("node_modules", "tsx", "dist", "loader.mjs")).href;
+const WORKER = toolFile("stages", "lib", "llama", "worker.mjs");
 /** Loading a small GGUF takes seconds; a minute without an answer is a hang. */
 const DEFAULT_TIMEOUT_MS = 120_000;
 
@@ -75,7 +73,7 @@ export async function askLlamaCpp(exec: Exec, request: LlamaRequest, options: { 
     const answerPath = join(dir, "answer.json");
     await writeFile(requestPath, JSON.stringify(request));
     const warnings: string[] = [];
-    const result = await exec(process.execPath, ["--import", TSX_LOADER, WORKER, requestPath, answerPath], {
+    const result = await exec(process.execPath, [WORKER, requestPath, answerPath], {
       timeoutMs,
       onLine: (line) => {
         if (/^\[llama\.cpp warn\]/.test(line)) warnings.push(line.replace(/^\[llama\.cpp warn\]\s*/, ""));

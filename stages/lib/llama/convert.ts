@@ -7,7 +7,7 @@ import type { RunCtx } from "../../../engine/types.ts";
 import { UserError } from "../../../engine/types.ts";
 import { assertSuccess } from "../../../engine/exec.ts";
 import { PY_ENV } from "../toolchain/tools.ts";
-import { threadEnv } from "../toolchain/threads.ts";
+import { threadEnv } from "../toolchain/threads.mjs";
 import { readToolchain, venvPython } from "../toolchain/venv.ts";
 
 async function runConverter(ctx: RunCtx<PipelineConfig>, script: string, args: readonly string[], prefix: string): Promise<void> {

@@ -7,7 +7,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { ExecResult, RunCtx } from "../../../engine/types.ts";
 import { UserError } from "../../../engine/types.ts";
 import type { Message } from "../data/dataset.ts";
-import { freeCores } from "../toolchain/threads.ts";
+import { freeCores } from "../toolchain/threads.mjs";
 
 /** Loading a small GGUF takes seconds; this long without /health answering 200 is a failure. */
 const START_TIMEOUT_MS = 180_000;
@@ -50,7 +50,7 @@ export async function serverAnswers<C>(ctx: RunCtx<C>, options: ServerOptions, c
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
   const stop = new AbortController();
-  // Same context and threads as llama-worker.ts; no prompt cache, so every answer starts from an empty context.
+  // Same context and threads as worker.mjs; no prompt cache, so every answer starts from an empty context.
   const args = ["-m", options.model, "--host", "127.0.0.1", "--port", String(port), "--jinja", "--reasoning-format", "none", "-c", "1024", "-np", "1", "-t", String(await freeCores()), "--cache-ram", "0", "--no-webui"];
   let exited: ExecResult | undefined;
   const running = ctx.exec(options.binary, args, { signal: stop.signal }).then((r) => (exited = r));

@@ -20,7 +20,7 @@ import { mlxPython } from "../toolchain/mlx.ts";
 import { TOKENIZER_FILES } from "../model/model-ref.ts";
 
 /** The check's own code: an edit to it must not reuse verdicts the old code cached. */
-const CHECK_CODE = [import.meta.filename, toolFile("stages", "lib", "llama", "tokenizer-parity.ts"), toolFile("stages", "formatted.ts"), toolFile("stages", "lib", "llama", "worker.ts"), HF_TOKENS_SCRIPT];
+const CHECK_CODE = [import.meta.filename, toolFile("stages", "lib", "llama", "tokenizer-parity.ts"), toolFile("stages", "formatted.ts"), toolFile("stages", "lib", "llama", "worker.mjs"), HF_TOKENS_SCRIPT];
 const CONVERTER_REQUIREMENTS = toolFile("stages", "requirements", "converter.txt");
 /** What decides the converter's vocabulary: the tokenizer files, and config.json (architecture, vocab size). */
 const VOCAB_FILES = ["config.json", ...TOKENIZER_FILES];

@@ -3,7 +3,7 @@ import type { ExecOptions, RunCtx } from "../../../engine/types.ts";
 import { UserError } from "../../../engine/types.ts";
 import { assertSuccess } from "../../../engine/exec.ts";
 import { toolFile } from "./paths.ts";
-import { threadEnv } from "./threads.ts";
+import { threadEnv } from "./threads.mjs";
 import { readToolchain, venvPython } from "./venv.ts";
 
 /** A helper script under stages/py, declared as an input by every node that runs it. */
