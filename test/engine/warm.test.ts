@@ -1,6 +1,6 @@
 // A warm no-op reuses what earlier runs parsed and listed (engine/parse-cache.ts, Digester.glob), and
 // those memos never hide a change: each is keyed by what it was made from.
-import { mkdirSync, readdirSync, renameSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { BASE_CONFIG, FakeProject } from "../helpers/fake-project.ts";
@@ -124,16 +124,25 @@ describe.concurrent("warm runs", () => {
     expect(Object.keys(warm.byPackage).filter((k) => !["tsx", "esbuild", "node:*", "project"].includes(k))).toEqual([]);
   });
 
-  it("a no-op of the real pipeline loads its stages' modules for their inputs, and none of what their guards and runs use", async () => {
+  it("a no-op of the real pipeline loads its stages' modules for their inputs, and none of what their guards and runs use, and starts no Python", async () => {
     // The data node alone: pure TypeScript, yet every stage module loads, since the graph is built whole.
     const p = new Project();
+    // A shim in front of python3, as pyenv's: the entry point asks it its version (prefetchPython), once.
+    const asked = p.path("python-runs.log");
+    p.write("bin/python3", `#!/bin/sh\necho run >> '${asked}'\nexec python3 "$@"\n`);
+    chmodSync(p.path("bin/python3"), 0o755);
+    p.env.PYTHON = p.path("bin/python3");
+    const runs = () => (existsSync(asked) ? readFileSync(asked, "utf8").split("\n").filter(Boolean).length : 0);
     const hourAgo = new Date(Date.now() - 3_600_000);
     expect((await p.build("data")).code).toBe(0);
     utimesSync(p.path("data"), hourAgo, hourAgo);
     await p.build("data"); // memoizes the settled data folder's listing
+    expect(runs()).toBeGreaterThan(0);
+    const before = runs();
     const warm = await p.run(["data", "--json"], undefined, { NODE_OPTIONS: COUNT_MODULES.join(" ") });
     expect(warm.statuses).toEqual({ data: "fresh" });
     expect(modulesLoaded(warm.stderr).project).toEqual([...PIPELINE_NOOP, ...ENGINE_NOOP].sort());
+    expect(runs(), "the shim's answer is remembered (stages/lib/toolchain/python.ts)").toBe(before);
   });
 
   it("with a remote cache configured, a no-op loads no S3 client: the remote is asked only about stale nodes", async () => {
