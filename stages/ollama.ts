@@ -52,7 +52,7 @@ async function jinjaFor(dir: string): Promise<{ chat: JinjaChat; eos: string | u
   if (!template) {
     throw new UserError(`${dir} has no chat template (neither chat_template.jinja nor chat_template in tokenizer_config.json), so there is no chat format to give Ollama.`);
   }
-  return { chat: await jinjaChat(template.source, template.text, template.eosToken), eos: template.eosToken };
+  return { chat: jinjaChat(template), eos: template.eosToken };
 }
 
 /** The training conversations up to their last user turn: what Ollama's prompt for that turn must equal. */

@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { tinyTokenizerDir } from "../../stages/model.ts";
+import { chatTemplate } from "../../stages/lib/data/chat-template.ts";
 import type { Message } from "../../stages/lib/data/dataset.ts";
 import { modelfileText } from "../../stages/lib/ollama/modelfile.ts";
 import { endTokens } from "../../stages/lib/ollama/stops.ts";
@@ -40,7 +41,7 @@ const CASES = [
 
 describe("Ollama TEMPLATE translation", () => {
   it.each(CASES)("$name → $family, byte-equal under Go's text/template", async ({ name, text, eos, family }) => {
-    const chat = await jinjaChat(name, text, eos);
+    const chat = jinjaChat(await chatTemplate(name, text, { eos_token: eos }));
     const translation = await translate(chat);
     expect(translation.family).toBe(family);
     const modelfile = modelfileText({ from: "../gguf/model.gguf", template: translation.template, stops: [translation.stop], numCtx: 2048 });
@@ -53,7 +54,7 @@ describe("Ollama TEMPLATE translation", () => {
   it("consecutive user turns: alike where the template merges them as Ollama does, refused with the reason where it does not", async () => {
     const twoUsers: Conversation = { origin: "two user turns in a row", messages: [m("user", "Part one."), m("user", "Part two?")] };
     for (const { name, text, eos, family } of CASES) {
-      const chat = await jinjaChat(name, text, eos);
+      const chat = jinjaChat(await chatTemplate(name, text, { eos_token: eos }));
       const check = await checkModelfile(chat, modelfileText({ from: "x.gguf", template: (await translate(chat)).template, stops: [] }), undefined, [twoUsers]);
       if (family === "gemma3" || family === "mistral") expect(check, name).toEqual({ ok: true, checked: 1 });
       else expect(!check.ok && check.why, name).toMatch(/^two user turns in a row: the renderings differ .*\n[\s\S]*Ollama merges consecutive messages of one role/);
@@ -61,7 +62,7 @@ describe("Ollama TEMPLATE translation", () => {
   });
 
   it("the check fails on a TEMPLATE one byte off, and says where", async () => {
-    const chat = await jinjaChat("smollm2", SMOLLM2, "<|im_end|>");
+    const chat = jinjaChat(await chatTemplate("smollm2", SMOLLM2, { eos_token: "<|im_end|>" }));
     const { template } = await translate(chat);
     const off = modelfileText({ from: "x.gguf", template: template.replace("<|im_start|>assistant\n{{ end }}", "<|im_start|>assistant{{ end }}"), stops: [] });
     const check = await checkModelfile(chat, off, undefined, PROBES);
@@ -71,7 +72,7 @@ describe("Ollama TEMPLATE translation", () => {
 
   it("a template of no known family is refused, naming the TEMPLATE to write by hand", async () => {
     const alpaca = "{% for message in messages %}{% if message['role'] == 'user' %}### Instruction:\n{{ message['content'] }}\n\n{% else %}### Response:\n{{ message['content'] }}\n\n{% endif %}{% endfor %}{% if add_generation_prompt %}### Response:\n{% endif %}";
-    const error = await translate(await jinjaChat("my-model/tokenizer_config.json (chat_template)", alpaca, "</s>")).catch((e: unknown) => e);
+    const error = await translate(jinjaChat(await chatTemplate("my-model/tokenizer_config.json (chat_template)", alpaca, { eos_token: "</s>" }))).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(UntranslatableTemplate);
     const { problem, fix } = error as UntranslatableTemplate;
     expect(problem).toMatch(/^my-model\/tokenizer_config\.json \(chat_template\): this chat template cannot be translated to an Ollama TEMPLATE: its turns match none of the template families this tool translates \(chatml, llama3, gemma3, mistral\)$/);
@@ -80,7 +81,7 @@ describe("Ollama TEMPLATE translation", () => {
 
   it("a ChatML template doing what Go templates cannot (slicing a message) is refused with the first difference", async () => {
     const slicing = SMOLLM2.replace("message['content'] + '<|im_end|>'", "(message['content'][:8] if message['role'] == 'assistant' else message['content']) + '<|im_end|>'");
-    const error = (await translate(await jinjaChat("sliced", slicing, "<|im_end|>")).catch((e: unknown) => e)) as UntranslatableTemplate;
+    const error = (await translate(jinjaChat(await chatTemplate("sliced", slicing, { eos_token: "<|im_end|>" }))).catch((e: unknown) => e)) as UntranslatableTemplate;
     expect(error).toBeInstanceOf(UntranslatableTemplate);
     expect(error.problem).toMatch(/no Go template renders it byte for byte as the Jinja template does:\n\s+chatml: probe: multi-turn: the renderings differ at character \d+/);
   });

@@ -17,7 +17,8 @@ export interface ChatTemplate {
    */
   readonly addsBos: boolean;
   readonly eosToken: string | undefined;
-  render(messages: readonly Message[], options?: { addGenerationPrompt?: boolean; tools?: readonly unknown[] }): string;
+  /** `bosToken`: the BOS text the template writes, in place of the tokenizer's (Ollama's prompt has none: its runtime adds it). */
+  render(messages: readonly Message[], options?: { addGenerationPrompt?: boolean; tools?: readonly unknown[]; bosToken?: string }): string;
 }
 
 /** What the template refuses, found by rendering three small probe conversations. */
@@ -63,6 +64,11 @@ export async function loadChatTemplate(modelDir: string): Promise<ChatTemplate |
     text = Array.isArray(raw) ? (raw as { name?: string; template?: string }[]).find((t) => t.name === "default")?.template : (raw as string | undefined);
   }
   if (!text) return undefined;
+  return chatTemplate(source, text, config);
+}
+
+/** A chat template from its text and the tokenizer config that names its special tokens. */
+export async function chatTemplate(source: string, text: string, config: Readonly<Record<string, unknown>>): Promise<ChatTemplate> {
   const { Template } = await import("@huggingface/jinja"); // only builds that render pay for it
   const template = new Template(text);
   const bosToken = tokenText(config.bos_token);
@@ -77,7 +83,7 @@ export async function loadChatTemplate(modelDir: string): Promise<ChatTemplate |
       template.render({
         messages: messages as unknown as Record<string, unknown>[],
         ...(options.tools ? { tools: options.tools as Record<string, unknown>[] } : {}),
-        bos_token: bosToken ?? "",
+        bos_token: options.bosToken ?? bosToken ?? "",
         eos_token: eosToken ?? "",
         add_generation_prompt: options.addGenerationPrompt ?? false,
       }),

@@ -3,7 +3,7 @@
 // every probe conversation. The same comparison, on the training data's own conversations, is the proof the
 // ollama node records.
 import { UserError } from "../../../engine/types.ts";
-import { normalizeMessages, probeRules, type TemplateRules } from "../data/chat-template.ts";
+import { normalizeMessages, probeRules, type ChatTemplate, type TemplateRules } from "../data/chat-template.ts";
 import type { Message } from "../data/dataset.ts";
 import { candidates, FAMILIES, MARK, type FamilyName, type JinjaPrompt } from "./families.ts";
 import { renderWithGo } from "./go-renderer.ts";
@@ -37,13 +37,10 @@ export const PROBES: readonly Conversation[] = [
  * The Jinja template as Ollama's prompt must reproduce it: the generation prompt added, and an empty BOS, since
  * the runtime's tokenizer adds BOS itself (a literal one in the text would make two).
  */
-export async function jinjaChat(source: string, text: string, eosToken: string | undefined): Promise<JinjaChat> {
-  const { Template } = await import("@huggingface/jinja");
-  const template = new Template(text);
-  const prompt: JinjaPrompt = (messages) =>
-    template.render({ messages: messages as unknown as Record<string, unknown>[], bos_token: "", eos_token: eosToken ?? "", add_generation_prompt: true });
-  const rules = probeRules({ source, text, bosToken: undefined, addsBos: false, eosToken, render: (messages) => prompt(messages) });
-  return { source, prompt, rules };
+export function jinjaChat(template: ChatTemplate): JinjaChat {
+  const prompt: JinjaPrompt = (messages) => template.render(messages, { addGenerationPrompt: true, bosToken: "" });
+  const rules = probeRules({ ...template, bosToken: undefined, addsBos: false, render: (messages) => prompt(messages) });
+  return { source: template.source, prompt, rules };
 }
 
 /** The conversation as Ollama builds it: the Modelfile's SYSTEM first when the request brings none. */
