@@ -2,12 +2,12 @@
 import { statfs } from "node:fs/promises";
 import type { Graph } from "../graph.ts";
 import type { LockNodes } from "../lockfile.ts";
-import type { FileDigest, Json } from "../types.ts";
+import type { Json } from "../types.ts";
 import { UserError } from "../types.ts";
 import type { BuildCache } from "./build-cache.ts";
 import { REMOTE_FORMS } from "./backends.ts";
 import { formatBytes, totalSize, transferLine, type Progress } from "./cache.ts";
-import { InvalidEntry } from "./manifest.ts";
+import { uploadEntry } from "./remote.ts";
 
 /** gc's default bound: a tenth of the file system the store is on. */
 const DEFAULT_SHARE = 0.1;
@@ -138,19 +138,7 @@ async function transfer(command: "push" | "pull", project: CacheProject, cache: 
         const manifest = await cache.local.manifest(id, fp);
         if (!manifest) results[id] = "not in the local store: build it here (or pull it) first";
         else if (manifest.output.digest !== want) results[id] = "the local store's entry is not pipeline.lock's output (it was rebuilt here with other bytes): not pushed; push from the machine whose build pipeline.lock records";
-        else {
-          // An invalid remote manifest is replaced by this one, as a missing one is.
-          const there = await remote.manifest(id, fp).catch((e: unknown) => (e instanceof InvalidEntry ? undefined : Promise.reject(e)));
-          const blobs = (digest: FileDigest) => cache.local.blobPath(digest);
-          if (there?.output.digest === want) {
-            // Every blob checked, not just the manifest: a blob deleted for being damaged is uploaded again.
-            const sent = await remote.putBlobs(manifest, blobs, bar.progress);
-            results[id] = sent === 0 ? "already on the remote" : `already on the remote; uploaded ${sent} missing ${sent === 1 ? "file" : "files"}`;
-          } else {
-            await remote.set(manifest, blobs, bar.progress);
-            results[id] = `pushed ${formatBytes(totalSize(manifest))}${there ? " (the remote's entry was not pipeline.lock's output: replaced)" : ""}`;
-          }
-        }
+        else results[id] = await uploadEntry(remote, manifest, (digest) => cache.local.blobPath(digest), true, bar.progress);
       } else {
         const local = await cache.local.manifest(id, fp);
         const there = local?.output.digest === want ? undefined : await remote.manifest(id, fp);

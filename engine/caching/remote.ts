@@ -2,7 +2,7 @@
 // re-hashed before it is published, and the refusals of a blob that is missing or not what its name says.
 import { hashFile } from "../digest.ts";
 import type { FileDigest } from "../types.ts";
-import { entryFiles, type Progress } from "./cache.ts";
+import { entryFiles, formatBytes, totalSize, type BlobPaths, type Progress, type RemoteCache } from "./cache.ts";
 import type { LocalStore } from "./local.ts";
 import { InvalidEntry, type Manifest } from "./manifest.ts";
 
@@ -70,4 +70,21 @@ export function tamperedBlob(where: string, actual: string, bytes: number, remov
     `remote cache: ${where} does not hold the bytes its name promises (got sha256 ${actual.slice(0, 12)}…, ${bytes} bytes): refused. ` +
       `It was altered or truncated on the server: delete it (${remove}), then push again from a trusted machine that has the entry`,
   );
+}
+
+/**
+ * Uploads a local entry: when the remote has the same output, only the blobs it lost; when it has none (or an
+ * invalid one), the entry; when it has another build of the same inputs, the entry only if `replace` (push: the
+ * lock decides), else it is kept. Returns what was done, for the command's line.
+ */
+export async function uploadEntry(remote: RemoteCache, manifest: Manifest, blobs: BlobPaths, replace: boolean, progress?: Progress): Promise<string> {
+  const there = await remote.manifest(manifest.node, manifest.fingerprint).catch((e: unknown) => (e instanceof InvalidEntry ? undefined : Promise.reject(e)));
+  if (there?.output.digest === manifest.output.digest) {
+    // Every blob checked, not just the manifest: a blob deleted for being damaged is uploaded again.
+    const sent = await remote.putBlobs(manifest, blobs, progress);
+    return sent === 0 ? "already on the remote" : `already on the remote; uploaded ${sent} missing ${sent === 1 ? "file" : "files"}`;
+  }
+  if (there && !replace) return "the remote holds another build of the same inputs: kept";
+  await remote.set(manifest, blobs, progress);
+  return `pushed ${formatBytes(totalSize(manifest))}${there ? " (the remote's entry was not pipeline.lock's output: replaced)" : ""}`;
 }
