@@ -5,10 +5,10 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
+import { LORA } from "../helpers/export.ts";
 import { FAST_LORA, pipelineYaml, Project, SAMPLE_LINES, type RunResult } from "../helpers/project.ts";
 import { editedModel, tinyModelFolder } from "../helpers/tiny-model.ts";
 
-const LORA = { iters: 2, steps_per_report: 2, steps_per_eval: 2, save_every: 2 };
 const SYSTEM = "You are a precise unit converter. Answer in one line.";
 
 interface Line {

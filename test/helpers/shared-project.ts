@@ -1,13 +1,16 @@
-// One tiny:llama project built from nothing through eval once per test run, for the files that start from a
-// trained, converted and evaluated model (eval, the run report, the tiny:llama export chain, deploy). Training and
-// converting it is most of what each of those files did first; now the first to ask builds it while the others
-// wait, and each gets its own copy (outputs, lock and build cache) to change as it likes. The build's own report
-// comes with it, so "built every node from nothing" is still asserted where it was.
+// Projects built once per test run and shared by the files that start from them. The tiny:llama one, built from
+// nothing through eval, serves the files that start from a trained, converted and evaluated model (eval, the run
+// report, the tiny:llama export chain, deploy); the tiny:qwen3 and tiny:gemma3 ones, built through gguf, serve
+// their export and deploy files. Training and converting is most of what each of those files did first; now the
+// first to ask builds it while the others wait, and each gets its own copy (outputs, lock and build cache) to
+// change as it likes. The build's own report comes with it, so "built every node from nothing" is still asserted
+// where it was.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { CliRun } from "./cli.ts";
+import { LORA } from "./export.ts";
 import { type ConfigOptions, pipelineYaml, Project, runResult, type RunResult, sample } from "./project.ts";
 
 export const SHARED_EVAL = { max_examples: 4, max_tokens: 8 };
@@ -27,13 +30,23 @@ export const SHARED_FILES: Readonly<Record<string, string>> = {
 
 const WAIT_MS = 1_800_000;
 
+/** A fresh copy of the shared tiny:llama project (built through eval) and the report of the build that made it. */
+export function sharedProject(): Promise<{ project: Project; first: RunResult }> {
+  return sharedBuild("shared-tiny-llama", () => new Project(sharedConfig(), { ...SHARED_FILES }), "eval");
+}
+
+/** The shared tiny:`family` project: 40 sample lines, two iterations, built from nothing through gguf. */
+export function sharedFamily(family: "qwen3" | "gemma3"): Promise<{ project: Project; first: RunResult }> {
+  return sharedBuild(`shared-tiny-${family}`, () => new Project(pipelineYaml({ model: `tiny:${family}`, lora: LORA }), { "data/train.jsonl": sample(40) }), "gguf");
+}
+
 /**
- * A fresh copy of the shared project and the report of the build that made it. The run's temp root (one per
- * `vitest run`, see global-setup.ts) is shared by every worker: a folder created there atomically elects the
- * builder; the others wait for its record, or its failure.
+ * A fresh copy of the project `make` creates, built to `target` once per run, and the report of that build. The
+ * run's temp root (one per `vitest run`, see global-setup.ts) is shared by every worker: a folder `name` created
+ * there atomically elects the builder; the others wait for its record, or its failure.
  */
-export async function sharedProject(): Promise<{ project: Project; first: RunResult }> {
-  const home = join(tmpdir(), "shared-tiny-llama");
+async function sharedBuild(name: string, make: () => Project, target: string): Promise<{ project: Project; first: RunResult }> {
+  const home = join(tmpdir(), name);
   const done = join(home, "built.json");
   const failed = join(home, "failed.txt");
   let elected = false;
@@ -45,8 +58,8 @@ export async function sharedProject(): Promise<{ project: Project; first: RunRes
   }
   if (elected) {
     try {
-      const p = new Project(sharedConfig(), { ...SHARED_FILES });
-      const first = await p.mustBuild("eval");
+      const p = make();
+      const first = await p.mustBuild(target);
       writeFileSync(done, JSON.stringify({ dir: p.dir, run: { code: first.code, signal: first.signal, stdout: first.stdout, stderr: first.stderr, ms: first.ms } }));
     } catch (e) {
       writeFileSync(failed, String((e as Error).stack ?? e));
@@ -54,7 +67,7 @@ export async function sharedProject(): Promise<{ project: Project; first: RunRes
     }
   }
   for (const started = Date.now(); !existsSync(done); await sleep(1000)) {
-    if (existsSync(failed)) throw new Error(`building the shared project failed in another test file:\n${readFileSync(failed, "utf8")}`);
+    if (existsSync(failed)) throw new Error(`building the shared project ${name} failed in another test file:\n${readFileSync(failed, "utf8")}`);
     if (Date.now() - started > WAIT_MS) throw new Error(`the shared project in ${home} was not built within ${WAIT_MS / 60_000} min`);
   }
   const { dir, run } = JSON.parse(readFileSync(done, "utf8")) as { dir: string; run: Omit<CliRun, "json"> };
