@@ -1,22 +1,26 @@
 // Data-parallel training through mlx.launch, with the real tools: two local processes train the same model as
 // one (same global batch); a rank reached through a real sshd on 127.0.0.1; the guards that stop a run before
 // anything trains; and a hung rank, Ctrl-C and a killed rank, each leaving no rank running and a build that
-// resumes. One project is shared by every test (in order), so the model and data are built once.
+// resumes. One project is shared by every test (in order), a copy of the one-process training training.test.ts
+// starts from (shared-project.ts), so the model, the data and that training are built once.
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { alive, pipelineYaml, Project, ran, sample, waitFor, type RunResult } from "../helpers/project.ts";
+import { alive, pipelineYaml, type Project, ran, waitFor, type RunResult } from "../helpers/project.ts";
+import { sharedTraining } from "../helpers/shared-project.ts";
 import { freePorts, startSshd, type TestSshd } from "../helpers/sshd.ts";
 
 let sshd: TestSshd;
 let project: Project;
 let port: number;
+/** The one-process training's report, from the shared build. */
+let oneProcessBuild: RunResult;
 
 beforeAll(async () => {
   sshd = await startSshd();
   port = await freePorts(3);
-  project = new Project(pipelineYaml(), { "data/train.jsonl": sample(40) });
-});
+  ({ project, first: oneProcessBuild } = await sharedTraining());
+}, 1_800_000);
 afterAll(() => sshd?.stop());
 
 function configure(distributed: Record<string, unknown> | undefined, lora: Record<string, unknown> = {}): void {
@@ -99,8 +103,9 @@ describe("distributed training through mlx.launch", () => {
   let oneProcess: Losses;
 
   it("two local processes train what one process trains with the same global batch", async () => {
+    // The shared project trained in one process with these settings: fresh.
     configure(undefined);
-    const single = await project.mustBuild("adapters");
+    expect((await project.mustBuild("adapters")).statuses.adapters).toBe("fresh");
     oneProcess = losses();
 
     // The hosts are not part of the fingerprint: the same global batch trains the same adapters.
@@ -116,7 +121,7 @@ describe("distributed training through mlx.launch", () => {
     // The live line shows the world size beside the summed tokens/s.
     expect(double.stderr).toMatch(/tok\/s over 2 processes/);
     console.log(
-      `one process: train ${oneProcess.final_train_loss}, valid ${oneProcess.final_val_loss}, ${(adaptersMs(single) / 1000).toFixed(1)} s; ` +
+      `one process: train ${oneProcess.final_train_loss}, valid ${oneProcess.final_val_loss}, ${(adaptersMs(oneProcessBuild) / 1000).toFixed(1)} s; ` +
         `two processes: train ${two.final_train_loss}, valid ${two.final_val_loss}, ${(adaptersMs(double) / 1000).toFixed(1)} s`,
     );
   }, 1_200_000);

@@ -2,6 +2,7 @@
 // line, a changed LoRA param, a comment-only config edit. Each asserts exactly which nodes ran.
 import { beforeAll, describe, expect, it } from "vitest";
 import { keyPaths, pipelineYaml, Project, ran, sample, type RunResult } from "../helpers/project.ts";
+import { sharedTraining } from "../helpers/shared-project.ts";
 
 const UPSTREAM = ["mlx-env", "model", "data", "formatted", "adapters", "fused"];
 
@@ -10,9 +11,9 @@ describe("training tiny:llama to fused, then incremental rebuilds", () => {
   let first: RunResult;
 
   beforeAll(async () => {
-    p = new Project(pipelineYaml({ lora: { iters: 6 } }), { "data/train.jsonl": sample(40) });
-    first = await p.mustBuild("fused");
-  });
+    // The defaults train 6 iterations; distributed.test.ts starts from the same build (shared-project.ts).
+    ({ project: p, first } = await sharedTraining());
+  }, 1_800_000);
 
   it("builds every node on the way to fused from nothing", () => {
     expect(first.json.ok).toBe(true);

@@ -1,7 +1,8 @@
 // Projects built once per test run and shared by the files that start from them. The tiny:llama one, built from
 // nothing through eval, serves the files that start from a trained, converted and evaluated model (eval, the run
-// report, the tiny:llama export chain, deploy); the tiny:qwen3 and tiny:gemma3 ones, built through gguf, serve
-// their export and deploy files. Training and converting is most of what each of those files did first; now the
+// report, the tiny:llama export chain, deploy); a tiny:llama one with the default settings, built through fused,
+// serves training and distributed training; the tiny:qwen3 and tiny:gemma3 ones, built through gguf, serve their
+// export and deploy files. Training and converting is most of what each of those files did first; now the
 // first to ask builds it while the others wait, and each gets its own copy (outputs, lock and build cache) to
 // change as it likes. The build's own report comes with it, so "built every node from nothing" is still asserted
 // where it was.
@@ -33,6 +34,11 @@ const WAIT_MS = 1_800_000;
 /** A fresh copy of the shared tiny:llama project (built through eval) and the report of the build that made it. */
 export function sharedProject(): Promise<{ project: Project; first: RunResult }> {
   return sharedBuild("shared-tiny-llama", () => new Project(sharedConfig(), { ...SHARED_FILES }), "eval");
+}
+
+/** The shared tiny:llama project of pipelineYaml()'s defaults and 40 sample lines, built from nothing through fused. */
+export function sharedTraining(): Promise<{ project: Project; first: RunResult }> {
+  return sharedBuild("shared-tiny-llama-fused", () => new Project(pipelineYaml(), { "data/train.jsonl": sample(40) }), "fused");
 }
 
 /** The shared tiny:`family` project: 40 sample lines, two iterations, built from nothing through gguf. */
