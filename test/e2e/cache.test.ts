@@ -1,4 +1,4 @@
-// The build cache with the real tools (tiny:llama to GGUF): a reverted data edit and an older commit come back
+// The build cache with the real tools (tiny:llama to GGUF, from the shared training): a reverted data edit and an older commit come back
 // restored, byte-identical, without starting mlx or the converter; a fresh clone pulls from a real S3 server
 // (moto on 127.0.0.1) and builds the GGUF with nothing heavy running, and verify passes.
 import { existsSync, readdirSync, readFileSync } from "node:fs";
@@ -6,7 +6,8 @@ import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { pipelineYaml, Project, sample, type RunResult } from "../helpers/project.ts";
+import { pipelineYaml, Project, ran, type RunResult } from "../helpers/project.ts";
+import { sharedTraining } from "../helpers/shared-project.ts";
 import { startS3, type S3Server } from "../helpers/s3-server.ts";
 
 const HEAVY = ["adapters", "fused", "hf", "gguf"];
@@ -52,12 +53,15 @@ describe("build cache, real tools", () => {
     await s3.send(new CreateBucketCommand({ Bucket: "models" }));
     s3.destroy();
     config = pipelineYaml({ cache: { remote: "s3://models/team", endpoint: server.endpoint } });
-    p = new Project(config, { "data/train.jsonl": sample(40) });
+    // The shared training of these defaults and data (trained through fused), with the remote configured: the cache
+    // settings are no node's input, so only the converter's nodes run.
+    ({ project: p } = await sharedTraining());
+    p.write("pipeline.yaml", config);
     p.env = server.env;
-    await p.mustBuild("gguf");
+    expect(ran(await p.mustBuild("gguf"))).toEqual(["gguf", "hf", "llama-cpp"]);
     firstLock = p.read("pipeline.lock");
     firstOutputs = outputs(p, DERIVED);
-  });
+  }, 1_800_000);
 
   afterAll(async () => {
     await server?.stop();
