@@ -1,10 +1,10 @@
 // Projects built once per test run and shared by the files that start from them. The tiny:llama one, built from
 // nothing through eval, serves the files that start from a trained, converted and evaluated model (eval, the run
 // report, the tiny:llama export chain, deploy); a tiny:llama one with the default settings, built through fused,
-// serves training, distributed training and the build cache; the tiny:qwen3 and tiny:gemma3 ones, built through gguf, serve their
-// export and deploy files. Training and converting is most of what each of those files did first; now the
-// first to ask builds it while the others wait, and each gets its own copy (outputs, lock and build cache) to
-// change as it likes. The build's own report comes with it, so "built every node from nothing" is still asserted
+// serves training, distributed training and the build cache; the tiny:qwen3 and tiny:gemma3 ones, built through
+// gguf, serve their export and deploy files. Training and converting is most of what each of those files did first;
+// now the first to ask builds it while the others wait, and each gets its own copy (outputs, lock and build cache)
+// to change as it likes. The build's own report comes with it, so "built every node from nothing" is still asserted
 // where it was.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
