@@ -1,11 +1,41 @@
 // Every test run gets its own temp root, removed at the end: e2e projects hold models and GGUFs
-// (gigabytes per run), and a run must not fill the disk of the machine it runs on.
-import { mkdtempSync, rmSync } from "node:fs";
+// (gigabytes per run), and a run must not fill the disk of the machine it runs on. A run that was killed
+// never reaches its teardown, so each run first removes the roots of runs whose process is gone.
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
+const PREFIX = "mlx-pipeline-tests-";
+const OWNER = "owner.pid";
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/** Roots of earlier runs whose vitest process has exited; a root without an owner file is left alone. */
+function removeAbandonedRoots(parent: string): void {
+  for (const name of readdirSync(parent)) {
+    if (!name.startsWith(PREFIX)) continue;
+    let pid: number;
+    try {
+      pid = Number(readFileSync(join(parent, name, OWNER), "utf8"));
+    } catch {
+      continue;
+    }
+    if (Number.isSafeInteger(pid) && pid > 0 && !alive(pid)) rmSync(join(parent, name), { recursive: true, force: true });
+  }
+}
+
 export default function setup(): () => void {
-  const root = mkdtempSync(join(tmpdir(), "mlx-pipeline-tests-"));
+  const parent = tmpdir();
+  removeAbandonedRoots(parent);
+  const root = mkdtempSync(join(parent, PREFIX));
+  writeFileSync(join(root, OWNER), String(process.pid));
   // Workers, the CLI and the Python tools they start all take their temp folder from TMPDIR.
   process.env.TMPDIR = root;
   return () => rmSync(root, { recursive: true, force: true });
