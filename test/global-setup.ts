@@ -4,18 +4,10 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { alive } from "./helpers/cli.ts";
 
 const PREFIX = "mlx-pipeline-tests-";
 const OWNER = "owner.pid";
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
 
 /** Roots of earlier runs whose vitest process has exited; a root without an owner file is left alone. */
 function removeAbandonedRoots(parent: string): void {

@@ -1,6 +1,6 @@
-// The build cache with the real tools (tiny:llama to GGUF, from the shared training): a reverted data edit and an older commit come back
-// restored, byte-identical, without starting mlx or the converter; a fresh clone pulls from a real S3 server
-// (moto on 127.0.0.1) and builds the GGUF with nothing heavy running, and verify passes.
+// The build cache with the real tools (tiny:llama to GGUF, from the shared training): a reverted data edit and an
+// older commit come back restored, byte-identical, without starting mlx or the converter; a fresh clone pulls from
+// a real S3 server (moto on 127.0.0.1) and builds the GGUF with nothing heavy running, and verify passes.
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { join } from "node:path";

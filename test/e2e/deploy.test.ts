@@ -164,7 +164,7 @@ describe("deploy on tiny:llama", () => {
 
 describe.each(["qwen3", "gemma3"] as const)("deploy on tiny:%s", (family) => {
   it("every LoRA target lands on a llama.cpp tensor; base + LoRA answers like the fused GGUF", async () => {
-    // The project export-<family>.test.ts checks, trained and converted through gguf: the adapters and the hf folder are fresh.
+    // The project export-<family>.test.ts checks, trained and converted through gguf: adapters and hf are fresh.
     const { project: p } = await sharedFamily(family);
     expect(ran(await p.mustBuild("lora-gguf"))).toEqual(["lora-gguf"]);
     expect(ran(await p.mustBuild("base-gguf"))).toEqual(["base-gguf"]);

@@ -31,18 +31,24 @@ export const SHARED_FILES: Readonly<Record<string, string>> = {
 
 const WAIT_MS = 1_800_000;
 
+/** A copy of a shared project, and the report of the build that made it. */
+export interface Shared {
+  readonly project: Project;
+  readonly first: RunResult;
+}
+
 /** A fresh copy of the shared tiny:llama project (built through eval) and the report of the build that made it. */
-export function sharedProject(): Promise<{ project: Project; first: RunResult }> {
+export function sharedProject(): Promise<Shared> {
   return sharedBuild("shared-tiny-llama", () => new Project(sharedConfig(), { ...SHARED_FILES }), "eval");
 }
 
 /** The shared tiny:llama project of pipelineYaml()'s defaults and 40 sample lines, built from nothing through fused. */
-export function sharedTraining(): Promise<{ project: Project; first: RunResult }> {
+export function sharedTraining(): Promise<Shared> {
   return sharedBuild("shared-tiny-llama-fused", () => new Project(pipelineYaml(), { "data/train.jsonl": sample(40) }), "fused");
 }
 
 /** The shared tiny:`family` project: 40 sample lines, two iterations, built from nothing through gguf. */
-export function sharedFamily(family: "qwen3" | "gemma3"): Promise<{ project: Project; first: RunResult }> {
+export function sharedFamily(family: "qwen3" | "gemma3"): Promise<Shared> {
   return sharedBuild(`shared-tiny-${family}`, () => new Project(pipelineYaml({ model: `tiny:${family}`, lora: LORA }), { "data/train.jsonl": sample(40) }), "gguf");
 }
 
@@ -51,7 +57,7 @@ export function sharedFamily(family: "qwen3" | "gemma3"): Promise<{ project: Pro
  * run's temp root (one per `vitest run`, see global-setup.ts) is shared by every worker: a folder `name` created
  * there atomically elects the builder; the others wait for its record, or its failure.
  */
-async function sharedBuild(name: string, make: () => Project, target: string): Promise<{ project: Project; first: RunResult }> {
+async function sharedBuild(name: string, make: () => Project, target: string): Promise<Shared> {
   const home = join(tmpdir(), name);
   const done = join(home, "built.json");
   const failed = join(home, "failed.txt");
