@@ -61,7 +61,7 @@ const app: CliApp<PipelineConfig> = {
   defaultConfig: "pipeline.yaml",
   extraOptions: ["memory", "os", "sort", "runs"],
   usage: USAGE,
-  async loadProject(configPath, extra, setting) {
+  async loadProject(configPath, extra, setting, scope) {
     let config = await loadYamlConfig(configPath, CONFIG);
     // check --memory 16GB --os macos: memory.total and memory.os for this command, validated as -S is.
     const flags = [
@@ -77,7 +77,7 @@ const app: CliApp<PipelineConfig> = {
     const cache = cacheSettings(config.cache, root, defaultStore());
     // The tool's folder, as the stages name their own files (toolFile): those are keyed by their path in it.
     // Python tools buffer stdout in a pipe: unbuffered, a node's progress lines arrive as they are printed.
-    return { root, config, outputs: "models", graph: new Graph(await stageNodes(config, root)), cache, toolRoot: toolFile(), toolEnv: { PYTHONUNBUFFERED: "1" } };
+    return { root, config, outputs: "models", graph: new Graph(await stageNodes(config, root, scope)), cache, toolRoot: toolFile(), toolEnv: { PYTHONUNBUFFERED: "1" } };
   },
   async checkReport(ctx) {
     const { memoryFor } = await import("./stages/adapters.ts");

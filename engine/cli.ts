@@ -19,8 +19,12 @@ export interface CliApp<C> {
   /** Extra string options the app's config loader understands (e.g. check --memory 16GB). */
   readonly extraOptions?: readonly string[];
   readonly usage: string;
-  /** `setting`: the `-S key=value` overrides of this build (empty without -S), applied and validated by the app. */
-  loadProject(configPath: string, extra: Readonly<Record<string, string | undefined>>, setting: Setting): Promise<Project<C>>;
+  /**
+   * `setting`: the `-S key=value` overrides of this build (empty without -S), applied and validated by the app.
+   * `scope`: the nodes this command reads; the graph may hold just them and what they depend on (a warm no-op
+   * then loads only its target's modules). Undefined: every node.
+   */
+  loadProject(configPath: string, extra: Readonly<Record<string, string | undefined>>, setting: Setting, scope?: readonly string[]): Promise<Project<C>>;
   /** App-specific commands that need no graph (e.g. writing a JSON schema, the run report); what they return goes to stderr. */
   readonly commands?: Readonly<Record<string, (root: string, configPath: string, args: CommandArgs) => Promise<string>>>;
   /** Adds app-specific sections to `check` (e.g. the memory breakdown). */
@@ -87,15 +91,16 @@ export async function runCli<C>(app: CliApp<C>, argv: readonly string[]): Promis
     }
     if (values.save === true && SUBCOMMANDS.has(command)) throw new UserError(`--save goes with a build (npx tsx ${app.name} <node> -S key=value --save), not with ${command}.`, 2);
     const setting = settings[0]!;
-    const project = await app.loadProject(configPath, extraValues, setting);
-    const graph = project.graph;
     const isSub = SUBCOMMANDS.has(command);
     const targets = isSub ? rest : [command, ...rest];
     if (targets.length > 1) throw new UserError(`Give one node at a time (got ${targets.join(", ")}).`, 2);
-    for (const t of targets) graph.node(t); // unknown node: exit 2
-    const sinks = graph.sinks();
-    const target = targets[0] ?? sinks[sinks.length - 1]!;
     const force = new Set((values.force as string[] | undefined) ?? []);
+    // A named node's closure is all a build, status, check or cache command reads; graph and verify read every node.
+    const whole = targets.length === 0 || command === "graph" || command === "verify";
+    const project = await app.loadProject(configPath, extraValues, setting, whole ? undefined : [...targets, ...force]);
+    const graph = project.graph;
+    for (const t of targets) graph.node(t); // unknown node: exit 2
+    const target = targets[0] ?? graph.sinks().at(-1)!;
     for (const f of force) graph.node(f);
 
     if (command === "graph") {

@@ -23,7 +23,7 @@ type Node = NodeSpec<PipelineConfig>;
 interface Stage<M> {
   /** The node's id; its module is stages/<id>.ts. */
   readonly id: string;
-  /** Imported when the graph is built, not before: a warm no-op loads only what planning needs. */
+  /** Imported when the graph is built, and only when the command reads the node: a warm no-op loads only what planning needs. */
   readonly module: () => Promise<M>;
   readonly node: (module: M, config: PipelineConfig, root: string) => Node;
   /** Heavy: fills the memory with a whole model or keeps every core busy. */
@@ -56,15 +56,29 @@ export const STAGES: readonly Stage<unknown>[] = [
   stage({ id: "deploy", module: () => import("./deploy.ts"), node: (m) => m.deployNode, weight: "light" }), // what ships, and the checks it needs
 ];
 
-/** The nodes the config asks for, each with its code among its inputs and its weight. */
-export async function stageNodes(config: PipelineConfig, root: string): Promise<Node[]> {
-  const wanted = STAGES.filter((s) => s.when?.(config) ?? true);
-  const modules = await Promise.all(wanted.map((s) => s.module()));
-  return wanted.map((s, i) => {
-    const node = s.node(modules[i], config, root);
-    if (node.id !== s.id) throw new Error(`stages/index.ts registers "${s.id}" but stages/${s.id}.ts makes a node "${node.id}": make them agree.`);
-    return { ...withStageCode(node), weight: typeof s.weight === "function" ? s.weight(config, root) : s.weight };
-  });
+/**
+ * The nodes the config asks for, each with its code among its inputs and its weight. With `scope`, only those
+ * nodes and what they depend on: their modules are all a build of them imports, found by following each node's
+ * deps (its module is the one place they are declared). Without it, or when it names a node that is not one, the
+ * graph is built whole, and the graph's own check names every node.
+ */
+export async function stageNodes(config: PipelineConfig, root: string, scope?: readonly string[]): Promise<Node[]> {
+  const wanted = new Map(STAGES.filter((s) => s.when?.(config) ?? true).map((s) => [s.id, s]));
+  const nodes = new Map<string, Node>();
+  let next = scope?.every((id) => wanted.has(id)) ? [...scope] : [...wanted.keys()];
+  while (next.length > 0) {
+    const batch = [...new Set(next)].filter((id) => !nodes.has(id) && wanted.has(id)); // an unknown dep: the graph says so
+    const made = await Promise.all(batch.map((id) => stageNode(wanted.get(id)!, config, root)));
+    for (const node of made) nodes.set(node.id, node);
+    next = made.flatMap((n) => n.deps);
+  }
+  return [...wanted.keys()].filter((id) => nodes.has(id)).map((id) => nodes.get(id)!);
+}
+
+async function stageNode(s: Stage<unknown>, config: PipelineConfig, root: string): Promise<Node> {
+  const node = s.node(await s.module(), config, root);
+  if (node.id !== s.id) throw new Error(`stages/index.ts registers "${s.id}" but stages/${s.id}.ts makes a node "${node.id}": make them agree.`);
+  return { ...withStageCode(node), weight: typeof s.weight === "function" ? s.weight(config, root) : s.weight };
 }
 
 /** The folders whose imported files are part of a stage's code. */
