@@ -251,7 +251,7 @@ async function build<C>(
   }
   const controller = new AbortController();
   const onSignal = (signal: NodeJS.Signals) => {
-    controller.abort(); // kills every running tool's process group synchronously
+    controller.abort(); // every running tool's watcher kills its process group, even after this process exits
     engine.abandonStaging();
     lock.release();
     const nodes = engine.interruptedReports(`interrupted by ${signal}`);

@@ -18,16 +18,18 @@ const discard = () => Object.assign([] as string[], { push: () => 0 });
  * process holds. However this process dies, the kernel closes its end, the read returns, and the watcher
  * kills the whole process group: SIGTERM, then SIGKILL for what is left 2 s later. (Linux's
  * PR_SET_PDEATHSIG is out of reach from Node, and macOS has nothing like it; a pipe works on both.)
+ * A cancel closes that pipe too. The watcher ignores SIGTERM, so the SIGKILL comes whatever the group got: a tool
+ * that hangs in its SIGTERM handler (llama-server's shutdown can) would keep the build waiting forever.
  * A tool killed by a signal is re-raised, so the caller still sees "killed by SIGKILL" (an OOM kill).
  */
 const WRAPPER = `"$@" 3<&- &
 child=$!
-( read -r _ <&3; trap '' TERM; kill -TERM 0; sleep 2; kill -KILL 0 ) </dev/null >/dev/null 2>&1 &
+( trap '' TERM; read -r _ <&3; kill -TERM 0; sleep 2; kill -KILL 0 ) </dev/null >/dev/null 2>&1 &
 watcher=$!
 exec 3<&-
 wait "$child"
 status=$?
-kill "$watcher" 2>/dev/null
+kill -KILL "$watcher" 2>/dev/null
 if [ "$status" -gt 128 ] && [ "$status" -lt 160 ]; then kill -s "$(kill -l "$status")" $$; fi
 exit "$status"`;
 
@@ -106,20 +108,22 @@ export async function execLogged(
     groups.add(pid);
     groupsChanged();
   }
-  const killGroup = (how: NodeJS.Signals = "SIGTERM") => {
+  /** SIGKILL: a tool stuck in native code may not act on SIGTERM. */
+  const killGroup = () => {
     if (pid === undefined) return;
     try {
-      process.kill(-pid, how);
+      process.kill(-pid, "SIGKILL");
     } catch {
       // Already gone.
     }
   };
-  const onAbort = () => killGroup();
+  // A cancel closes the watcher's pipe, as this process's death would: SIGTERM to the group, SIGKILL 2 s later for
+  // a tool that hangs in its SIGTERM handler. The watcher goes on if this process exits meanwhile (Ctrl-C).
+  const onAbort = () => proc.child?.stdio[3]?.destroy();
   signal.addEventListener("abort", onAbort, { once: true });
   options.signal?.addEventListener("abort", onAbort, { once: true });
   let timedOut = false;
-  // SIGKILL: a tool stuck in native code may not act on SIGTERM.
-  const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => ((timedOut = true), killGroup("SIGKILL")), options.timeoutMs);
+  const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => ((timedOut = true), killGroup()), options.timeoutMs);
   proc.stdout.on("data", (d: Buffer) => out.push(d.toString("utf8")));
   proc.stderr.on("data", (d: Buffer) => err.push(d.toString("utf8")));
   const result = await proc.finally(() => {
