@@ -112,7 +112,19 @@ function packageVersion(name: string): string {
   }
 }
 
-/** The code closure of one stage module (read once per process: a few small files). */
+const importMemo = new Map<string, string[]>();
+
+/** What a file imports, read once per process: stages share most of their helpers. */
+function importsOf(file: string): string[] {
+  let specifiers = importMemo.get(file);
+  if (!specifiers) {
+    specifiers = [...readFileSync(file, "utf8").matchAll(IMPORTS)].map((m) => (m[1] ?? m[2])!);
+    importMemo.set(file, specifiers);
+  }
+  return specifiers;
+}
+
+/** The code closure of one stage module. */
 function stageCode(module: string): StageCode {
   const known = memo.get(module);
   if (known) return known;
@@ -121,8 +133,7 @@ function stageCode(module: string): StageCode {
   const visit = (file: string) => {
     if (files.has(file)) return;
     files.add(file);
-    for (const m of readFileSync(file, "utf8").matchAll(IMPORTS)) {
-      const specifier = (m[1] ?? m[2])!;
+    for (const specifier of importsOf(file)) {
       if (specifier.startsWith(".")) {
         const target = resolve(dirname(file), specifier);
         if (CODE_ROOTS.some((r) => !relative(r, target).startsWith("..")) && /\.m?[jt]s$/.test(target)) visit(target);
