@@ -117,8 +117,7 @@ export async function execLogged(
       // Already gone.
     }
   };
-  // A cancel closes the watcher's pipe, as this process's death would: SIGTERM to the group, SIGKILL 2 s later for
-  // a tool that hangs in its SIGTERM handler. The watcher goes on if this process exits meanwhile (Ctrl-C).
+  // A cancel closes the watcher's pipe, as this process's death would (see WRAPPER).
   const onAbort = () => proc.child?.stdio[3]?.destroy();
   signal.addEventListener("abort", onAbort, { once: true });
   options.signal?.addEventListener("abort", onAbort, { once: true });

@@ -76,6 +76,40 @@ const DATA_NOOP = [
   "stages/lib/toolchain/python.ts",
 ];
 
+/**
+ * What the whole graph loads besides the engine (`graph`, `verify`): every stage's module and the helpers their
+ * inputs read (tool versions, script paths, the converter's files, the interpreter). Guards' knowledge, data and
+ * template readers, training and llama.cpp helpers are imported where they are used; loading one of them here
+ * costs every warm run of a node that needs the stage a round trip to tsx's loader.
+ */
+const WHOLE_GRAPH = [
+  ...DATA_NOOP,
+  "stages/adapters.ts",
+  "stages/base-gguf.ts",
+  "stages/deploy.ts",
+  "stages/eval.ts",
+  "stages/formatted.ts",
+  "stages/fused.ts",
+  "stages/gguf.ts",
+  "stages/hf.ts",
+  "stages/llama-cpp.ts",
+  "stages/llama-server.ts",
+  "stages/lora-gguf.ts",
+  "stages/mlx-env.ts",
+  "stages/model.ts",
+  "stages/ollama.ts",
+  "stages/quantizer.ts",
+  "stages/lib/llama/converter.ts",
+  "stages/lib/llama/program.ts", // the llama.cpp programs' inputs (llama-quantize, llama-server)
+  "stages/lib/toolchain/json-file.ts",
+  "stages/lib/model/model-ref.ts",
+  "stages/lib/toolchain/openblas.ts",
+  "stages/lib/toolchain/threads.mjs",
+  "stages/lib/toolchain/tools.ts",
+  "stages/lib/data/training-metrics.ts",
+  "stages/lib/toolchain/venv.ts",
+];
+
 describe.concurrent("warm runs", () => {
   it("a no-op loads neither yaml, zod nor fast-glob, and a cold run does", async () => {
     const p = new FakeProject();
@@ -118,6 +152,9 @@ describe.concurrent("warm runs", () => {
     expect(warm.statuses).toEqual({ data: "fresh" });
     expect(modulesLoaded(warm.stderr).project).toEqual([...DATA_NOOP, ...ENGINE_NOOP].sort());
     expect(runs(), "the shim's answer is remembered (stages/lib/toolchain/python.ts)").toBe(before);
+    const whole = await p.run(["graph"], undefined, { NODE_OPTIONS: COUNT_MODULES.join(" ") });
+    expect(whole.code).toBe(0);
+    expect(modulesLoaded(whole.stderr).project).toEqual([...WHOLE_GRAPH, ...ENGINE_NOOP].sort());
   });
 
   it("with a remote cache configured, a no-op loads no S3 client: the remote is asked only about stale nodes", async () => {
