@@ -7,7 +7,7 @@
 // BENCH_PARALLEL_TARGET (default gguf) and BENCH_PARALLEL_MODEL (e.g. tiny:llama, default the demo's model).
 import { cpSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { defaultJobs } from "../engine/dispatch.ts";
+import { defaultJobs } from "../engine/cli.ts";
 import { log, REPO, timed, TSX_ARGS, type Row } from "./lib.ts";
 
 interface NodeTiming {

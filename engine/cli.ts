@@ -1,16 +1,15 @@
 // The command line, for any graph: build, status, check, graph, verify. Exit codes: 0 ok, 1 build or
 // guard failure, 2 bad usage or config, 130 interrupted.
+import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
 import { dirname, join, resolve } from "node:path";
 import type { BaseCtx, Json } from "./types.ts";
 import { UserError } from "./types.ts";
 import { Engine, type NodeReport, type NodeState, type Project } from "./engine.ts";
-import { RunLock } from "./runlock.ts";
+import type { RunLock } from "./runlock.ts";
 import { closeHashWorkers, hashStats } from "./digest.ts";
 import { createObserver } from "./reporter.ts";
-import { defaultJobs } from "./dispatch.ts";
 import { formatVerdicts } from "./verdicts.ts";
-import { writeLastBuild } from "./build-record.ts";
 import type { Setting } from "./experiments/overrides.ts";
 
 export interface CliApp<C> {
@@ -156,6 +155,16 @@ export async function runCli<C>(app: CliApp<C>, argv: readonly string[]): Promis
   }
 }
 
+/**
+ * The default for -j: half the cores, at least 2, at most 4. The heavy slot already keeps the CPU- and
+ * memory-hungry nodes apart, so what runs beside one of them is light work that mostly waits on the network
+ * or the disk (a download, a pip install, a git clone): even a 2-core machine gains from a second job. More
+ * than 4 would only interleave more logs, a pipeline graph is rarely wider than that.
+ */
+export function defaultJobs(cores = availableParallelism()): number {
+  return Math.max(2, Math.min(4, Math.floor(cores / 2)));
+}
+
 /** -j N / --jobs N: how many nodes run at once; 1 runs them one after the other, in build order. */
 function parseJobs(value: string | undefined): number {
   if (value === undefined) return defaultJobs();
@@ -229,6 +238,21 @@ async function planOnly<C>(
   return 0;
 }
 
+/** A build of nothing: every node up to date, reported as a build that found them so. */
+async function upToDate<C>(
+  engine: Engine<C>,
+  target: string,
+  options: { json: boolean; jobs: number },
+  emit: (ok: boolean, nodes: readonly NodeReport[], extra?: Record<string, Json>) => void,
+): Promise<number> {
+  const observer = await createObserver([], false);
+  const nodes = engine.project.graph.order([target]).map((id): NodeReport => ({ id, status: "fresh", reason: "up to date", startedMs: 0, ms: 0 }));
+  for (const node of nodes) observer.nodeFinished(node);
+  await observer.done();
+  emit(true, nodes, { hashed: { ...hashStats }, jobs: options.jobs });
+  return 0;
+}
+
 export type Build = typeof build;
 
 /** One build of `target`, its guards first; the exit code. */
@@ -243,6 +267,11 @@ async function build<C>(
   };
   // They change nothing, like `status`: a build running meanwhile must not stop them, so they take no run lock.
   if (options.frozen || options.dryRun) return planOnly(engine, target, options, emit);
+  // Nor does a build with nothing to run and nothing to sweep: it answers without the run lock (two syncs to
+  // disk), and loads neither the lock's module nor the scheduler's.
+  const ahead = plan(await engine.status(target, { restores: false }), options.force);
+  if (ahead.willRun.size === 0 && !(await engine.hasDebris())) return upToDate(engine, target, options, emit);
+  const { RunLock } = await import("./runlock.ts");
   let lock: RunLock;
   try {
     lock = RunLock.acquire(join(engine.cacheDir, "build.lock"), `${app.name} ${target}`);
@@ -264,7 +293,8 @@ async function build<C>(
   // SIGHUP: the terminal closed or the ssh session dropped.
   for (const s of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(s, onSignal);
   try {
-    // Plan first: only the nodes that will run are guarded, so a no-op build stays a few stats.
+    // Planned again under the lock (another build may have published meanwhile): only the nodes that will run
+    // are guarded.
     const { willRun, restores } = plan(await engine.status(target), options.force);
     // A node to be restored runs no tool: its guard waits until a restore falls through (engine.build).
     const guarded = new Set([...willRun].filter((id) => !restores.has(id)));
@@ -281,7 +311,7 @@ async function build<C>(
     const started = new Date().toISOString();
     const reports = await engine.build(target, { force: options.force, signal: controller.signal, observer, jobs: options.jobs });
     await observer.done();
-    if (willRun.size > 0) await writeLastBuild(engine.cacheDir, { target, started, nodes: reports }); // the report's timeline
+    if (willRun.size > 0) await (await import("./build-record.ts")).writeLastBuild(engine.cacheDir, { target, started, nodes: reports }); // the report's timeline
     const ok = reports.every((r) => r.status !== "failed" && r.status !== "cancelled");
     emit(ok, reports, { hashed: { ...hashStats }, jobs: options.jobs });
     return ok ? 0 : 1;

@@ -1,22 +1,11 @@
 // Scheduling: the stale nodes on the way to a target, each started as soon as its dependencies are done, up
 // to `jobs` at once and one heavy node at a time. One build's state is a `Dispatch`, read and written by the
 // small functions below: `pump` starts what can start, `dispatch` takes one node from plan to report.
-import { availableParallelism } from "node:os";
 import { sweepTemps } from "./durable.ts";
 import { evaluate } from "./plan.ts";
 import type { Foresight, Refusal } from "./guard.ts";
 import type { BuildObserver, EngineState, LiveBuild, NodeReport, NodeStatus } from "./state.ts";
 import type { NodeSpec } from "./types.ts";
-
-/**
- * The default for -j: half the cores, at least 2, at most 4. The heavy slot already keeps the CPU- and
- * memory-hungry nodes apart, so what runs beside one of them is light work that mostly waits on the network
- * or the disk (a download, a pip install, a git clone): even a 2-core machine gains from a second job. More
- * than 4 would only interleave more logs, a pipeline graph is rarely wider than that.
- */
-export function defaultJobs(cores = availableParallelism()): number {
-  return Math.max(2, Math.min(4, Math.floor(cores / 2)));
-}
 
 /** Job slots, taken by a node when it starts and given back when it finishes, and the heavy slot. */
 export class Slots {

@@ -65,12 +65,18 @@ export function running(pid: number): boolean {
  * shows in `git status`. A live pid's is left alone, being written now or not.
  */
 export async function sweepTemps(path: string): Promise<void> {
+  await Promise.all((await deadTemps(path)).map((temp) => rm(temp, { force: true })));
+}
+
+/** The temp files sweepTemps would remove. */
+export async function deadTemps(path: string): Promise<string[]> {
   const dir = dirname(path);
   const prefix = `${basename(path)}.`;
   const names = await readdir(dir).catch(() => [] as string[]);
-  const dead = names.filter((n) => {
-    const pid = n.startsWith(prefix) && n.endsWith(".tmp") ? n.slice(prefix.length, -".tmp".length) : "";
-    return /^\d+$/.test(pid) && !running(Number(pid));
-  });
-  await Promise.all(dead.map((n) => rm(join(dir, n), { force: true })));
+  return names
+    .filter((n) => {
+      const pid = n.startsWith(prefix) && n.endsWith(".tmp") ? n.slice(prefix.length, -".tmp".length) : "";
+      return /^\d+$/.test(pid) && !running(Number(pid));
+    })
+    .map((n) => join(dir, n));
 }

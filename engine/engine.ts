@@ -1,7 +1,7 @@
 // The engine: plans, guards and runs nodes, the only place that hashes, locks, publishes and records. This
 // facade holds one project's state and hands it to each phase: plan.ts (fingerprints, status), guard.ts
 // (guards, look-ahead), dispatch.ts (scheduling), execute.ts (run, publish, commit), restore.ts, verify.ts.
-// The phases a no-op does not need are loaded when first used.
+// The phases a no-op does not need (dispatch.ts among them) are loaded when first used.
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import type { BaseCtx, NodeVerdict } from "./types.ts";
@@ -10,12 +10,16 @@ import { readLock, type LockNodes } from "./lockfile.ts";
 import { OutputStore } from "./outputs.ts";
 import type { BuildCache } from "./caching/build-cache.ts";
 import { buildCacheOf, ctxOf, status } from "./plan.ts";
-import { build, interruptedReports, type BuildOptions } from "./dispatch.ts";
+import type { BuildOptions } from "./dispatch.ts";
+import { deadTemps } from "./durable.ts";
 import type { EngineState, NodeReport, NodeState, Project } from "./state.ts";
 
 export type { BuildObserver, NodeReport, NodeState, NodeStatus, Project } from "./state.ts";
 
 export class Engine<C> {
+  /** dispatch.ts, once a build started. */
+  private scheduler?: typeof import("./dispatch.ts");
+
   private constructor(private readonly s: EngineState<C>) {}
 
   /** `remote: false` (--no-remote) keeps a build to the local store; `writeLock: false` leaves pipeline.lock as it is. */
@@ -71,9 +75,9 @@ export class Engine<C> {
     return ctxOf(this.s);
   }
 
-  /** What a build of `target` would run and why, without running anything. */
-  status(target: string): Promise<NodeState[]> {
-    return status(this.s, target);
+  /** What a build of `target` would run and why, without running anything (see plan.ts). */
+  status(target: string, options?: { restores?: boolean }): Promise<NodeState[]> {
+    return status(this.s, target, options);
   }
 
   /** The guards of every node on the way to the target (or of those in `only`). */
@@ -86,13 +90,20 @@ export class Engine<C> {
    * once (1: one at a time, in build order) and one heavy node at a time. The caller first runs the guards
    * of the nodes that will run. After a failure no node starts; the running ones finish, and are recorded.
    */
-  build(target: string, options: BuildOptions): Promise<NodeReport[]> {
-    return build(this.s, target, options);
+  async build(target: string, options: BuildOptions): Promise<NodeReport[]> {
+    this.scheduler ??= await import("./dispatch.ts");
+    return this.scheduler.build(this.s, target, options);
   }
 
-  /** For a build cut short by a signal: every node's fate (see dispatch.ts). */
+  /** For a build cut short by a signal: every node's fate (see dispatch.ts); none before the build started. */
   interruptedReports(why: string): NodeReport[] {
-    return interruptedReports(this.s.live, why);
+    return this.scheduler?.interruptedReports(this.s.live, why) ?? [];
+  }
+
+  /** Whether a killed build left anything for the next build to sweep: staging folders, half-made links, lock temps. */
+  async hasDebris(): Promise<boolean> {
+    const [outputs, temps] = await Promise.all([this.s.store.debris(), deadTemps(this.s.lockPath)]);
+    return outputs.length + temps.length > 0;
   }
 
   /** Synchronous cleanup for signal handlers, which cannot wait. */

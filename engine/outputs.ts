@@ -4,7 +4,7 @@
 // node runs into a fresh staging folder in <outputs>/.builds; publishing renames a new symlink over the old one, which POSIX does atomically. A crash
 // at any moment leaves either the previous output or the new one in place, never a half-written one.
 // The tool only ever replaces or removes what it made itself: its own links and what is under .builds.
-import { lstat, mkdir, readdir, readlink, rename, rm, stat, symlink, unlink } from "node:fs/promises";
+import { lstat, mkdir, readdir, readlink, rename, rm, stat, symlink } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { fsyncDir } from "./durable.ts";
 import { UserError } from "./types.ts";
@@ -110,22 +110,26 @@ export class OutputStore {
   }
 
   /**
-   * Removes staging folders, superseded builds and half-made links left by a crash: only what the tool
-   * made (entries of .builds, and <outputs>/<id>.link-<pid> links). Call while holding the run lock.
+   * What a crash left: staging folders, superseded builds and half-made links (only what the tool made:
+   * entries of .builds no link names, and <outputs>/<id>.link-<pid> links).
    */
-  async sweep(): Promise<void> {
+  async debris(): Promise<string[]> {
     const names = await readdir(this.dir).catch(() => [] as string[]);
     const live = new Set<string>();
+    const found: string[] = [];
     for (const name of names) {
       const path = join(this.dir, name);
       const target = await readlink(path).catch(() => undefined);
       if (target === undefined) continue;
-      if (TMP_LINK.test(name)) await unlink(path);
+      if (TMP_LINK.test(name)) found.push(path);
       else if (target.startsWith(".builds/")) live.add(target.slice(".builds/".length));
     }
     const entries = await readdir(this.buildsDir).catch(() => [] as string[]);
-    await Promise.all(
-      entries.filter((e) => !live.has(e)).map((e) => rm(join(this.buildsDir, e), { recursive: true, force: true })),
-    );
+    return [...found, ...entries.filter((e) => !live.has(e)).map((e) => join(this.buildsDir, e))];
+  }
+
+  /** Removes the debris. Call while holding the run lock: another build's staging folder is debris too. */
+  async sweep(): Promise<void> {
+    await Promise.all((await this.debris()).map((path) => rm(path, { recursive: true, force: true })));
   }
 }

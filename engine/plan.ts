@@ -112,8 +112,11 @@ async function publishedRecord<C>(s: EngineState<C>, id: string): Promise<{ fing
   return m ? { fingerprint: m[1] as Fingerprint, digest: m[2] as TreeDigest } : undefined;
 }
 
-/** What a build of `target` would run and why, without running anything. */
-export async function status<C>(s: EngineState<C>, target: string): Promise<NodeState[]> {
+/**
+ * What a build of `target` would run and why, without running anything. `restores: false` leaves the build
+ * cache unasked (whether anything is stale is all the answer is for), so a remote is not called.
+ */
+export async function status<C>(s: EngineState<C>, target: string, options: { restores?: boolean } = {}): Promise<NodeState[]> {
   const graph = s.project.graph;
   const order = graph.order([target]);
   const recorded = (d: string) => s.lock[d]?.output.digest ?? ("none" as TreeDigest);
@@ -154,7 +157,7 @@ export async function status<C>(s: EngineState<C>, target: string): Promise<Node
     reasons.push(...staleDeps.map((d) => `upstream ${d} will rebuild (this node reruns unless its output is identical)`));
     let restore = false;
     if (reasons.length === 0) predicted.set(id, recorded(id));
-    else if (staleDeps.length === 0 && evaluation && s.project.cache) {
+    else if (staleDeps.length === 0 && evaluation && s.project.cache && options.restores !== false) {
       const manifest = await (await buildCacheOf(s))!.peek(id, evaluation.fingerprint, lockedOutput(s, id, evaluation.fingerprint));
       if (manifest) {
         restore = true;

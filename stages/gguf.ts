@@ -16,7 +16,6 @@ import { toolVersions } from "./lib/toolchain/tools.ts";
 import { toolFile } from "./lib/toolchain/paths.ts";
 import { readToolchain } from "./lib/toolchain/venv.ts";
 import { llamaCppVersion } from "./llama-cpp.ts";
-import { quantizerBinary } from "./quantizer.ts";
 import { SMOKE_FILE, type SmokeResult } from "./fused.ts";
 import { trainingTexts } from "./formatted.ts";
 
@@ -35,6 +34,8 @@ export async function convert(ctx: RunCtx<PipelineConfig>, outfile: string, outt
 }
 
 async function quantize(ctx: RunCtx<PipelineConfig>, from: string, to: string, type: string): Promise<void> {
+  // Imported here: a config that does not quantize has no quantizer node, and its no-op need not load one.
+  const { quantizerBinary } = await import("./quantizer.ts");
   const binary = await quantizerBinary(ctx.upstream("quantizer"));
   ctx.progress(`quantizing to ${type} with llama-quantize`);
   assertSuccess(await ctx.exec(binary, [from, to, type]), `llama-quantize ${type}`);
