@@ -75,6 +75,11 @@ describe.concurrent("outputs a user touched", () => {
     const lockTmp = at(new RegExp(`^${dir}/pipeline\\.lock\\.\\d+\\.tmp$`));
     expect(lockTmp).toBeGreaterThanOrEqual(0);
     expect(synced.indexOf(p.dir, lockTmp)).toBeGreaterThan(lockTmp);
+    // A build with nothing to run changes nothing: it takes no run lock, so it syncs nothing.
+    rmSync(p.path("fsync.log"));
+    const noop = await p.run(["report", "--json"], ["--import", join(REPO, "test/helpers/fsync-spy.mjs")]);
+    expect(noop.json.nodes.map((n) => n.status)).toEqual(["fresh", "fresh", "fresh"]);
+    expect(p.exists("fsync.log") ? p.read("fsync.log") : "").toBe("");
   });
 
   it("a link left by a publish killed before its rename is swept, with the build it kept alive", async () => {
