@@ -8,7 +8,7 @@ import { writeFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import type { ConfigSchema } from "../engine/config.ts";
 import type { BigConfig, bigSchema } from "./big-schema.ts";
-import { assertSuccess } from "../engine/exec.ts";
+import { assertSuccess } from "../engine/types.ts";
 import type { NodeSpec, RunCtx } from "../engine/types.ts";
 import { fakeApp, runIfMain } from "../test/fixtures/fake-app.ts";
 

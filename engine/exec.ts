@@ -6,7 +6,6 @@ import { mkdir } from "node:fs/promises";
 import { dirname } from "node:path";
 import { stripVTControlCharacters } from "node:util";
 import type { ExecOptions, ExecResult } from "./types.ts";
-import { UserError } from "./types.ts";
 
 const TAIL_LINES = 40;
 
@@ -139,12 +138,4 @@ export async function execLogged(
   log.write(`# exit ${result.exitCode ?? result.signal}${timedOut ? ` (timed out after ${options.timeoutMs} ms)` : ""}\n`);
   await new Promise<void>((resolve) => log.end(resolve));
   return { exitCode: result.exitCode, signal: result.signal, logPath, tail, ...(timedOut ? { timedOut } : {}) };
-}
-
-/** Throws a UserError with the tool's last output lines and the log path unless it exited 0. */
-export function assertSuccess(result: ExecResult, what: string, lines = 15): void {
-  if (result.exitCode === 0) return;
-  const how = result.timedOut ? "hung and was killed at its time limit" : result.signal ? `was killed by ${result.signal}` : `exited with code ${result.exitCode}`;
-  const tail = result.tail.slice(-lines).map((l) => `    ${l}`).join("\n");
-  throw new UserError(`${what} ${how}. Last lines of ${result.logPath}:\n${tail}`);
 }

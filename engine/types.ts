@@ -137,3 +137,11 @@ export class UserError extends Error {
     this.name = "UserError";
   }
 }
+
+/** What a stage does with a tool's result: unless it exited 0, a UserError with its last output lines and the log path. */
+export function assertSuccess(result: ExecResult, what: string, lines = 15): void {
+  if (result.exitCode === 0) return;
+  const how = result.timedOut ? "hung and was killed at its time limit" : result.signal ? `was killed by ${result.signal}` : `exited with code ${result.exitCode}`;
+  const tail = result.tail.slice(-lines).map((l) => `    ${l}`).join("\n");
+  throw new UserError(`${what} ${how}. Last lines of ${result.logPath}:\n${tail}`);
+}

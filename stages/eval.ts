@@ -7,13 +7,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
 import type { BaseCtx, NodeSpec, RunCtx, Verdict } from "../engine/types.ts";
-import { UserError } from "../engine/types.ts";
-import { assertSuccess } from "../engine/exec.ts";
+import { assertSuccess, UserError } from "../engine/types.ts";
 import type { Example, Message } from "./lib/data/dataset.ts";
 import { modelDir } from "./lib/model/model-ref.ts";
 import { toolFile } from "./lib/toolchain/paths.ts";
 import { pyScript, PY_ENV, runPython, toolVersions } from "./lib/toolchain/tools.ts";
-import { threadEnv } from "./lib/toolchain/threads.mjs";
 import { readToolchain, venvPython } from "./lib/toolchain/venv.ts";
 import { loadSplits } from "./data.ts";
 import { asMessages } from "./formatted.ts";
@@ -157,6 +155,7 @@ async function testLoss(ctx: RunCtx<PipelineConfig>, model: string, examples: nu
   if (l.mask_prompt) args.push("--mask-prompt");
   ctx.progress(`${what}: test loss (mlx_lm lora --test)`);
   let said: Loss | undefined;
+  const { threadEnv } = await import("./lib/toolchain/threads.mjs"); // a no-op loads this module for its inputs alone
   const result = await ctx.exec(venvPython(info.venv), args, {
     env: { ...PY_ENV, ...(await threadEnv()), ...info.env },
     onLine: (line) => {

@@ -2,10 +2,9 @@
 import { readFileSync } from "node:fs";
 import type { PipelineConfig } from "../config/schema.ts";
 import type { NodeSpec, Verdict } from "../engine/types.ts";
-import { assertSuccess } from "../engine/exec.ts";
+import { assertSuccess } from "../engine/types.ts";
 import { toolFile } from "./lib/toolchain/paths.ts";
 import { findPython, pythonVerdicts } from "./lib/toolchain/python.ts";
-import { openblasPreload } from "./lib/toolchain/openblas.ts";
 import { ensureVenv, interpreterInputs, preloadEnv, publishToolchain, requirePython, TOOLCHAIN_INFO, toolchainGone, venvPython } from "./lib/toolchain/venv.ts";
 
 const REQUIREMENTS = toolFile("stages", "requirements", "mlx.txt");
@@ -64,6 +63,7 @@ export const mlxEnv: NodeSpec<PipelineConfig> = {
   },
   async run(ctx) {
     const venv = await ensureVenv(ctx, "mlx", REQUIREMENTS, requirePython(ctx.config.python));
+    const { openblasPreload } = await import("./lib/toolchain/openblas.ts"); // a no-op loads this module for its inputs alone
     const preload = await openblasPreload(venv);
     // Proves the preload works (and that mlx imports at all) before anything relies on it.
     const probe = await ctx.exec(venvPython(venv), ["-c", "import mlx.core as mx; mx.eval(mx.ones((2, 2)) @ mx.ones((2, 2)))"], { env: preloadEnv(preload) });

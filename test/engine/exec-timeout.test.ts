@@ -5,7 +5,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { alive } from "../helpers/cli.ts";
-import { assertSuccess, execLogged } from "../../engine/exec.ts";
+import { assertSuccess } from "../../engine/types.ts";
+import { execLogged } from "../../engine/exec.ts";
 
 describe("exec time limit", () => {
   it("kills a command that runs past timeoutMs, with its children, and reports it as hung", async () => {

@@ -83,8 +83,6 @@ const DATA_NOOP = [
  */
 const WHOLE_GRAPH = [
   ...DATA_NOOP,
-  "engine/exec.ts", // venv.ts makes a toolchain under its own run lock
-  "engine/runlock.ts",
   "stages/adapters.ts",
   "stages/base-gguf.ts",
   "stages/deploy.ts",
@@ -103,8 +101,6 @@ const WHOLE_GRAPH = [
   "stages/lib/llama/program.ts", // the llama.cpp programs' inputs (llama-quantize, llama-server)
   "stages/lib/toolchain/json-file.ts",
   "stages/lib/model/model-ref.ts",
-  "stages/lib/toolchain/openblas.ts",
-  "stages/lib/toolchain/threads.mjs",
   "stages/lib/toolchain/tools.ts",
   "stages/lib/data/training-metrics.ts",
   "stages/lib/toolchain/venv.ts",
@@ -129,8 +125,7 @@ describe.concurrent("warm runs", () => {
     await p.build();
     await p.build(); // lists the now-settled input folder once more, and memoizes it
     const warm = modulesLoaded((await p.run(["report", "--json"], COUNT_MODULES)).stderr);
-    // exec.ts: the fake pipeline's own import.
-    expect(warm.project).toEqual(["test/fixtures/fake-app.ts", "test/fixtures/fake-pipeline.ts", "engine/exec.ts", ...ENGINE_NOOP].sort());
+    expect(warm.project).toEqual(["test/fixtures/fake-app.ts", "test/fixtures/fake-pipeline.ts", ...ENGINE_NOOP].sort());
     expect(Object.keys(warm.byPackage).filter((k) => !["tsx", "esbuild", "node:*", "project"].includes(k))).toEqual([]);
   });
 

@@ -10,7 +10,7 @@ import { availableParallelism } from "node:os";
 import { dirname, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { RunCtx } from "../../../engine/types.ts";
-import { assertSuccess } from "../../../engine/exec.ts";
+import { assertSuccess } from "../../../engine/types.ts";
 import { running } from "../../../engine/durable.ts";
 import { userCacheDir } from "../toolchain/paths.ts";
 import { readToolchain } from "../toolchain/venv.ts";

@@ -4,8 +4,7 @@
 import { join } from "node:path";
 import type { PipelineConfig } from "../../../config/schema.ts";
 import type { RunCtx } from "../../../engine/types.ts";
-import { UserError } from "../../../engine/types.ts";
-import { assertSuccess } from "../../../engine/exec.ts";
+import { assertSuccess, UserError } from "../../../engine/types.ts";
 import { PY_ENV } from "../toolchain/tools.ts";
 import { threadEnv } from "../toolchain/threads.mjs";
 import { readToolchain, venvPython } from "../toolchain/venv.ts";

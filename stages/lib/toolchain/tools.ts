@@ -1,9 +1,7 @@
 // Reading tool versions and running small Python helpers in a toolchain's environment.
 import type { ExecOptions, RunCtx } from "../../../engine/types.ts";
-import { UserError } from "../../../engine/types.ts";
-import { assertSuccess } from "../../../engine/exec.ts";
+import { assertSuccess, UserError } from "../../../engine/types.ts";
 import { toolFile } from "./paths.ts";
-import { threadEnv } from "./threads.mjs";
 import { readToolchain, venvPython } from "./venv.ts";
 
 /** A helper script under stages/py, declared as an input by every node that runs it. */
@@ -35,6 +33,7 @@ export async function runPython<C>(
   options: ExecOptions = {},
 ): Promise<unknown> {
   const info = await readToolchain(ctx.upstream(toolchainNode));
+  const { threadEnv } = await import("./threads.mjs"); // loaded by a run: a no-op plans with this module
   const result = await ctx.exec(venvPython(info.venv), args, { ...options, env: { ...PY_ENV, ...(await threadEnv()), ...info.env, ...options.env } });
   const last = [...result.tail].reverse().find((l) => l.startsWith("{"));
   let parsed: unknown;

@@ -5,10 +5,9 @@ import { arch, platform } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { sha256 } from "../../../engine/digest.ts";
-import { assertSuccess } from "../../../engine/exec.ts";
-import { RunLock } from "../../../engine/runlock.ts";
+import type { RunLock } from "../../../engine/runlock.ts";
 import type { RunCtx } from "../../../engine/types.ts";
-import { UserError } from "../../../engine/types.ts";
+import { assertSuccess, UserError } from "../../../engine/types.ts";
 import { jsonFile, readJsonFile, type JsonOf } from "./json-file.ts";
 import { fromCacheRoot, toolFile, underCacheRoot, userCacheDir } from "./paths.ts";
 import { findPython, pythonIdentity, pythonVersion } from "./python.ts";
@@ -137,6 +136,8 @@ export async function existingVenv(name: string, requirementsPath: string, pytho
 
 /** Another project may be creating the same environment: wait for it rather than fail. */
 async function waitForLock<C>(ctx: RunCtx<C>, path: string, what: string): Promise<RunLock> {
+  // Loaded here: a no-op reads this module for its inputs alone.
+  const { RunLock } = await import("../../../engine/runlock.ts");
   for (;;) {
     try {
       return RunLock.acquire(path, what);
