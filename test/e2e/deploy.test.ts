@@ -145,11 +145,15 @@ describe("deploy on tiny:llama", () => {
     let killed: number[] = [];
     let port = 0;
     const run = await p.run(["eval", "--force", "eval", "--json"], (child) => {
+      // The server is spawned before its progress line is printed, and a line may come in two chunks: kill once
+      // both the port and the process are known.
+      let said = "";
       child.stderr!.on("data", (d: Buffer) => {
-        const m = /llama-server: starting on http:\/\/127\.0\.0\.1:(\d+)/.exec(d.toString());
+        said += d.toString();
+        const m = /llama-server: starting on http:\/\/127\.0\.0\.1:(\d+)/.exec(said);
         if (m) port = Number(m[1]);
       });
-      void waitFor(() => servers(child.pid!).length > 0, 400_000).then(() => {
+      void waitFor(() => port > 0 && servers(child.pid!).length > 0, 400_000).then(() => {
         killed = servers(child.pid!);
         child.kill("SIGKILL");
       });
