@@ -16,13 +16,13 @@ interface Line {
   messages: { role: string; content: string }[];
 }
 
-/** The sample's first 40 conversations, each with `system` as its system prompt (or none). */
-function data(system: string | undefined): string {
+/** The sample's first 40 conversations, each with `system` as its system prompt. */
+function data(system: string): string {
   return (
     SAMPLE_LINES.slice(0, 40)
       .map((l) => {
         const turns = (JSON.parse(l) as Line).messages.filter((m) => m.role !== "system");
-        return JSON.stringify({ messages: system === undefined ? turns : [{ role: "system", content: system }, ...turns] });
+        return JSON.stringify({ messages: [{ role: "system", content: system }, ...turns] });
       })
       .join("\n") + "\n"
   );
