@@ -1,12 +1,12 @@
 // The pure parts of distributed training: batch and memory verdicts, hosts and hostfiles as ranks, the
 // answers of the host probe, mlx.launch's failure lines, and the rank launcher run by a real sh.
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { batchVerdicts, hostMemoryVerdict } from "../../guard/distributed.ts";
-import { failedRanks, launchCommand, parseProbe, remoteHosts, resolveCluster } from "../../stages/lib/distributed/cluster.ts";
+import { failedRanks, launchCommand, parseProbe, remoteHosts, resolveCluster, sshScript } from "../../stages/lib/distributed/cluster.ts";
 import { UserError } from "../../engine/types.ts";
 
 const GiB = 2 ** 30;
@@ -63,6 +63,22 @@ describe("talking to hosts", () => {
     expect(facts).toEqual({ os: "Darwin", totalBytes: 16 * GiB, rsync: true, versions: { mlx: "0.32.4", mlx_lm: "0.32.2" }, venv: "/Users/a/.cache/x" });
     expect(parseProbe("os=Linux\ntotal=1024\navailable=512\nvenv=/x\n")).toMatchObject({ rsync: false, availableBytes: 512 });
     expect(parseProbe("os=Linux\n").versions).toBeUndefined();
+  });
+
+  it("an ssh that exits before reading its script is a failed answer, not a crash on the broken pipe", async () => {
+    // Found by CI: ssh to an unreachable host exited first, and the unhandled EPIPE killed the build.
+    const bin = mkdtempSync(join(tmpdir(), "ssh-"));
+    writeFileSync(join(bin, "ssh"), "#!/bin/sh\necho 'ssh: connect to host nowhere port 22: No route to host' >&2\nexit 255\n");
+    chmodSync(join(bin, "ssh"), 0o755);
+    const path = process.env.PATH;
+    process.env.PATH = bin;
+    try {
+      // More than a pipe's buffer, so the write cannot finish before ssh exits.
+      const answer = await sshScript(resolveCluster({ ...base, hosts: ["127.0.0.1"] }, bin), "nowhere", "#".repeat(1 << 20));
+      expect(answer).toMatchObject({ code: 255, stderr: expect.stringMatching(/No route to host/) });
+    } finally {
+      process.env.PATH = path;
+    }
   });
 
   it("finds the ranks mlx.launch reports as failed (it exits 0 itself)", () => {

@@ -128,6 +128,8 @@ export function sshScript(cluster: Cluster, host: string, script: string, timeou
       const code = error ? (typeof error.code === "number" ? error.code : 255) : 0;
       done({ code, stdout, stderr: error?.killed ? `${stderr}(no answer within ${timeoutMs / 1000} s)` : stderr });
     });
+    // ssh to an unreachable host exits before it reads the script; its exit code says so, so the broken pipe is no news.
+    child.stdin?.on("error", () => {});
     child.stdin?.end(script);
   });
 }
@@ -290,6 +292,7 @@ export async function stopStrayRanks(cluster: Cluster, scratch: string, script: 
   const answers = await Promise.all([
     new Promise<string>((done) => {
       const child = execFile("sh", ["-s"], { encoding: "utf8", timeout: 20_000 }, (_e, stdout) => done(stdout ?? ""));
+      child.stdin?.on("error", () => {}); // a shell that died unread stopped nothing: its empty answer says so
       child.stdin?.end(stopScript(local));
     }),
     ...[...remoteHosts(cluster)].map(async ([host, ranks]) => (await sshScript(cluster, host, stopScript(ranks))).stdout),

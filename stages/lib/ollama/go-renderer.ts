@@ -63,6 +63,7 @@ export async function renderWithGo(modelfile: string, conversations: readonly (r
     child.on("error", reject);
     child.on("close", resolve);
   });
+  child.stdin.on("error", () => {}); // a renderer that exits unread is reported by its exit code and stderr below
   child.stdin.end(JSON.stringify({ modelfile, conversations: conversations.map((c) => c.map(({ role, content }) => ({ role, content }))) }));
   const code = await done;
   if (code !== 0) throw new Error(Buffer.concat(err).toString("utf8").trim() || `${binary} exited with ${code}`);
