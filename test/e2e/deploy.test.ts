@@ -23,13 +23,16 @@ async function tensorNames(path: string): Promise<string[]> {
   return (await gguf(path, { allowLocalFile: true })).tensorInfos.map((t) => t.name);
 }
 
-/** Greedy tokens (EOG ignored) of a GGUF, with a LoRA GGUF applied when given, for each prompt. */
+/**
+ * Greedy tokens of a GGUF, with a LoRA GGUF applied when given, for each prompt: up to 8, ending at an
+ * end-of-generation token. One llama.cpp child answers every prompt, as eval's does.
+ */
 async function greedy(model: string, lora?: string): Promise<number[][]> {
   const log = join(mkdtempSync(join(tmpdir(), "llama-test-")), "llama.log");
   const exec = (command: string, args: readonly string[], options?: Parameters<typeof execLogged>[4]) => execLogged(command, args, log, new AbortController().signal, options);
-  const out: number[][] = [];
-  for (const prompt of PROMPTS) out.push((await askLlamaCpp(exec, { model, ...(lora ? { lora } : {}), greedy: { prompt, n: 8 } })).greedy!.tokens);
-  return out;
+  const { answers } = await askLlamaCpp(exec, { model, ...(lora ? { lora } : {}), answers: { prompts: PROMPTS, maxTokens: 8 } });
+  expect(answers).toHaveLength(PROMPTS.length);
+  return answers!.map((a) => a.tokens);
 }
 
 /** Every LoRA tensor is <base tensor>.lora_a / .lora_b of a tensor the base GGUF has: llama.cpp applies it there. */
