@@ -13,8 +13,8 @@ import type { BaseCtx, ExecResult, Verdict } from "../../../engine/types.ts";
 import { readToolchain, venvPython, existingVenv } from "../toolchain/venv.ts";
 import { findPython } from "../toolchain/python.ts";
 import { toolFile, userCacheDir } from "../toolchain/paths.ts";
-import { PY_ENV } from "../toolchain/tools.ts";
 import type { Exec } from "./child.ts";
+import { CONVERTER_ENV } from "./convert.ts";
 import { HF_TOKENS_SCRIPT, hfSide, type HfSide, type TrainingTexts } from "./tokenizer-parity.ts";
 import { mlxPython } from "../toolchain/mlx.ts";
 import { TOKENIZER_FILES } from "../model/model-ref.ts";
@@ -175,7 +175,7 @@ export async function vocabVerdicts(ctx: BaseCtx<PipelineConfig>, dir: string, s
       // The tokenizer's hash is printed above a long traceback: caught as it passes, not looked for in the tail.
       let hash: string | undefined;
       const result = await run(env.python, [join(source, "convert_hf_to_gguf.py"), dir, "--vocab-only", "--outfile", vocab], {
-        env: { ...PY_ENV, ...env.env },
+        env: { ...CONVERTER_ENV, ...env.env },
         timeoutMs: 600_000,
         onLine: (line) => (hash = /chkhsh:\s*([0-9a-f]{64})/.exec(line)?.[1] ?? hash),
       });
