@@ -149,13 +149,15 @@ describe("Ctrl-C in a sweep", () => {
     child.kill("SIGINT");
     expect(await exited).toBe(130);
     expect(stderr).toMatch(/sweep interrupted \(SIGINT\): 1 of 2 combinations finished, kept in the build cache/);
-    expect(p.calls().filter((c) => c === "lower")).toHaveLength(1);
+    // The second combination's lower may have started (and been interrupted in its sleep) before the signal came.
+    const lowers = p.calls().filter((c) => c === "lower").length;
+    expect([1, 2]).toContain(lowers);
 
     const again = await p.run(["report", "--json", ...args.slice(1)]);
     expect(again.code, again.stderr).toBe(0);
     expect(again.stderr).toMatch(/\[1\/2\] -S lower\.mode=lower: up to date or restored from the build cache/);
     expect(again.stderr).toMatch(/\[2\/2\] -S lower\.mode=upper: will build lower, report/);
-    expect(p.calls().filter((c) => c === "lower")).toHaveLength(2);
+    expect(p.calls().filter((c) => c === "lower")).toHaveLength(lowers + 1);
     expect(p.read("models/report/report.txt")).toBe("# Weekly\nHELLO WORLD\n");
   });
 });
