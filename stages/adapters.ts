@@ -17,6 +17,8 @@ import { MEMORY_FILE, METRICS_FILE, type MemoryFile, type Report, type TrainRepo
 
 // What only the guard and the run use is imported there: a no-op build loads this module for its inputs alone.
 const SHIM = pyScript("lora_train.py");
+/** mlx.launch, for `distributed:`. */
+const LAUNCHER = pyScript("mlx_launch.py");
 const METRICS_PREFIX = "@@metrics ";
 
 /** The longest formatted example in tokens, once the formatted node has counted them. */
@@ -219,7 +221,7 @@ async function train(ctx: RunCtx<PipelineConfig>): Promise<{ lastTrain?: TrainRe
   if (cluster) {
     const { runDistributed } = await import("./lib/distributed/run.ts");
     const files = [SHIM, configPath, ...(resumeFile ? [resumeFile] : [])];
-    await runDistributed(ctx, cluster, { args: [SHIM, "-c", configPath], folders: [model, data], files, metricsPrefix: METRICS_PREFIX, onLine, offset: start });
+    await runDistributed(ctx, cluster, { launcher: LAUNCHER, args: [SHIM, "-c", configPath], folders: [model, data], files, metricsPrefix: METRICS_PREFIX, onLine, offset: start });
   } else {
     await runPython(ctx, "mlx-env", [SHIM, "-c", configPath], "mlx_lm lora", { onLine });
   }
@@ -234,7 +236,8 @@ export const adaptersNode: NodeSpec<PipelineConfig> = {
   // Tokens/s, free memory and the measured peak vary from run to run: identical weights must still cut off.
   records: [METRICS_FILE, MEMORY_FILE],
   inputs: async (ctx) => ({
-    files: [SHIM],
+    // The launcher too, though one process does not run it: where the ranks run is not part of the fingerprint.
+    files: [SHIM, LAUNCHER],
     params: ctx.config.lora as unknown as Json,
     tools: await toolVersions(ctx.upstream("mlx-env"), ["mlx", "mlx_lm"]),
     command: ["lora_train.py -c lora.yaml", loraConfig(ctx.config)],

@@ -89,8 +89,10 @@ describe("talking to hosts", () => {
     const dir = mkdtempSync(join(tmpdir(), "launcher-"));
     const venv = join("/home/here/.cache/mlx-lora-pipeline/venvs", "mlx-abc");
     const info = { venv, python: join(venv, "bin/python"), versions: {}, extra: {}, env: { LD_PRELOAD: `${venv}/shim/lib it's.so` } };
-    const launch = await launchCommand(resolveCluster({ ...base, hosts: ["127.0.0.1", "127.0.0.1"] }, dir), info, dir, { A: "1" }, ["script.py", "-c", "x y"]);
+    const launch = await launchCommand(resolveCluster({ ...base, hosts: ["127.0.0.1", "127.0.0.1"] }, dir), info, dir, { A: "1" }, "/tool/stages/py/mlx_launch.py", ["script.py", "-c", "x y"]);
     const at = launch.args.indexOf("/bin/sh");
+    expect(launch.command).toBe(info.python);
+    expect(launch.args[0]).toBe("/tool/stages/py/mlx_launch.py");
     expect(launch.args.slice(1, at)).toEqual(["--hostfile", join(dir, "hosts.json"), "--backend", "ring", "--starting-port", "32323", "--env", "A=1", "--"]);
     // Run the launcher with `echo` standing in for exec'ing Python: what it would run, on a host whose cache is elsewhere.
     const script = launch.args[at + 2]!.replace('exec "$V/bin/python" "$@"', 'echo "$V/bin/python|$LD_PRELOAD|$*"');

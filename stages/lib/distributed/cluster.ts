@@ -238,12 +238,14 @@ export interface Launch {
   readonly env: Record<string, string>;
 }
 
-/** The mlx.launch command line for `args` (a script and its flags) on every rank, and its environment. */
-export async function launchCommand(cluster: Cluster, info: ToolchainInfo, scratch: string, rankEnv: Record<string, string>, args: readonly string[]): Promise<Launch> {
+/**
+ * The mlx.launch command line for `args` (a script and its flags) on every rank, and its environment. `launcher`
+ * is stages/py/mlx_launch.py: mlx.launch's own code without its busy wait.
+ */
+export async function launchCommand(cluster: Cluster, info: ToolchainInfo, scratch: string, rankEnv: Record<string, string>, launcher: string, args: readonly string[]): Promise<Launch> {
   const hostfile = join(scratch, "hosts.json");
   const hosts = cluster.ranks.map((r) => ({ ssh: r.ssh, ips: r.ips, ...(r.rdma ? { rdma: r.rdma } : {}) }));
   await writeFile(hostfile, JSON.stringify({ backend: cluster.backend, envs: cluster.envs, hosts }, null, 2) + "\n");
-  const launcher = join(info.venv, "bin", "mlx.launch");
   const bin = remoteHosts(cluster).size > 0 ? await sshWrapper(cluster, join(scratch, "bin")) : undefined;
   return {
     command: venvPython(info.venv),

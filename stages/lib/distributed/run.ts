@@ -9,6 +9,8 @@ import { threadEnv } from "../toolchain/threads.mjs";
 import { readToolchain } from "../toolchain/venv.ts";
 
 export interface DistributedRun {
+  /** stages/py/mlx_launch.py, declared as an input by the node that runs it. */
+  readonly launcher: string;
   /** The script and its arguments, run by the environment's Python on every rank. */
   readonly args: readonly string[];
   /** Folders and files every rank reads, copied to the other hosts at the same paths. */
@@ -69,7 +71,7 @@ export async function runDistributed<C>(ctx: RunCtx<C>, cluster: Cluster, run: D
 
   // Every rank's pools are sized by this machine's free cores: the others are not asked.
   const rankEnv = Object.fromEntries(Object.entries({ ...PY_ENV, ...(await threadEnv()), MLX_PIPELINE_PIDS: pidDir(ctx.scratch) }).filter((e): e is [string, string] => e[1] !== undefined));
-  const launch = await launchCommand(cluster, info, ctx.scratch, rankEnv, run.args);
+  const launch = await launchCommand(cluster, info, ctx.scratch, rankEnv, run.launcher, run.args);
   const world = cluster.ranks.length;
   ctx.progress(`starting ${world} processes (${cluster.backend}${remoteHosts(cluster).size > 0 ? `, hosts ${[...remoteHosts(cluster).keys()].join(", ")}` : ""})`);
   arm();
