@@ -8,8 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gguf } from "@huggingface/gguf";
 import { describe, expect, it } from "vitest";
-import { execLogged } from "../../engine/exec.ts";
-import { askLlamaCpp } from "../../stages/lib/llama/child.ts";
+import { askLlama } from "../helpers/export.ts";
 import { alive, pipelineYaml, Project, ran, REPO, waitFor, type RunResult } from "../helpers/project.ts";
 import { sharedConfig, sharedFamily, sharedProject } from "../helpers/shared-project.ts";
 
@@ -28,9 +27,7 @@ async function tensorNames(path: string): Promise<string[]> {
  * end-of-generation token. One llama.cpp child answers every prompt, as eval's does.
  */
 async function greedy(model: string, lora?: string): Promise<number[][]> {
-  const log = join(mkdtempSync(join(tmpdir(), "llama-test-")), "llama.log");
-  const exec = (command: string, args: readonly string[], options?: Parameters<typeof execLogged>[4]) => execLogged(command, args, log, new AbortController().signal, options);
-  const { answers } = await askLlamaCpp(exec, { model, ...(lora ? { lora } : {}), answers: { prompts: PROMPTS, maxTokens: 8 } });
+  const { answers } = await askLlama({ model, ...(lora ? { lora } : {}), answers: { prompts: PROMPTS, maxTokens: 8 } });
   expect(answers).toHaveLength(PROMPTS.length);
   return answers!.map((a) => a.tokens);
 }

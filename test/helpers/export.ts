@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expect } from "vitest";
 import { execLogged } from "../../engine/exec.ts";
-import { askLlamaCpp } from "../../stages/lib/llama/child.ts";
+import { askLlamaCpp, type LlamaAnswer, type LlamaRequest } from "../../stages/lib/llama/child.ts";
 import { ggufTypes, shareIn } from "./gguf.ts";
 import type { Project } from "./project.ts";
 
@@ -27,10 +27,14 @@ export interface GgufReport {
 
 /** Loads a GGUF in llama.cpp ourselves (in a child, as the pipeline does) and takes `n` greedy tokens. */
 export async function generate(path: string, prompt: string, n = 4): Promise<number[]> {
+  return (await askLlama({ model: path, greedy: { prompt, n } })).greedy!.tokens;
+}
+
+/** The answer of llama.cpp's child (the one the stages run) to `request`, its log in a temp folder. */
+export function askLlama(request: LlamaRequest): Promise<LlamaAnswer> {
   const log = join(mkdtempSync(join(tmpdir(), "llama-test-")), "llama.log");
   const exec = (command: string, args: readonly string[], options?: Parameters<typeof execLogged>[4]) => execLogged(command, args, log, new AbortController().signal, options);
-  const answer = await askLlamaCpp(exec, { model: path, greedy: { prompt, n } });
-  return answer.greedy!.tokens;
+  return askLlamaCpp(exec, request);
 }
 
 /** transformers (the converter's environment) loads the hf folder as it is. */
