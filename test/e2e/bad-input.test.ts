@@ -45,7 +45,7 @@ const cases: Case[] = [
   {
     what: "too few examples for the batch size",
     files: { "data/train.jsonl": sample(12) },
-    message: /lora\.batch_size=4.*valid has 1/,
+    message: /lora\.batch_size=2.*valid has 1/,
   },
   {
     what: "mixed formats",

@@ -70,7 +70,9 @@ describe("build cache, real tools", () => {
   it("a data edit reverted, and an older commit's lock, are restored byte-identical without running a tool", async () => {
     const original = p.read("data/train.jsonl");
     const lines = original.split("\n");
-    lines[9] = JSON.stringify({ messages: [{ role: "user", content: "Convert 3 km to m." }, { role: "assistant", content: "3 km = 3000 m." }] });
+    // An example the training sees: its 6 batches of 2 hold 12 of the 36 training examples, and an edit to one it
+    // never sees leaves the adapters byte-identical (the cascade then stops there, as it should).
+    lines[4] = JSON.stringify({ messages: [{ role: "user", content: "Convert 3 km to m." }, { role: "assistant", content: "3 km = 3000 m." }] });
     const edited = lines.join("\n");
     p.write("data/train.jsonl", edited);
     const rebuilt = await p.mustBuild("gguf");

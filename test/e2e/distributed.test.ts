@@ -151,7 +151,7 @@ describe("distributed training through mlx.launch", () => {
 
   describe("guards stop the build before anything trains", () => {
     const cases: [string, Record<string, unknown>, string, RegExp][] = [
-      ["a batch size the world size does not divide", { hosts: ["127.0.0.1", "127.0.0.1", "127.0.0.1"] }, "distributed.batch", /batch_size 4 does not divide by the 3 processes/],
+      ["a batch size the world size does not divide", { hosts: ["127.0.0.1", "127.0.0.1", "127.0.0.1"] }, "distributed.batch", /batch_size 2 does not divide by the 3 processes/],
       ["an unreachable host", { hosts: ["127.0.0.1", { ssh: "closed", ip: "127.0.0.1" }] }, "distributed.unreachable", /closed does not answer over ssh/],
       ["a host without the environment", { hosts: ["127.0.0.1", { ssh: "noenv", ip: "127.0.0.1" }] }, "distributed.no-env", /noenv has no pinned mlx environment at \S*\/empty-cache\/venvs\/mlx-/],
     ];

@@ -55,7 +55,9 @@ describe("training tiny:llama to fused, then incremental rebuilds", () => {
 
   it("one edited data line reruns data, formatted, adapters and fused, and nothing else", async () => {
     const lines = p.read("data/train.jsonl").split("\n");
-    lines[9] = JSON.stringify({ messages: [{ role: "user", content: "Convert 3 km to m." }, { role: "assistant", content: "3 km = 3000 m." }] });
+    // An example the training sees: its 6 batches of 2 hold 12 of the 36 training examples, and an edit to one it
+    // never sees leaves the adapters byte-identical (the cascade then stops there, as it should).
+    lines[4] = JSON.stringify({ messages: [{ role: "user", content: "Convert 3 km to m." }, { role: "assistant", content: "3 km = 3000 m." }] });
     p.write("data/train.jsonl", lines.join("\n"));
     const result = await p.build("fused");
     expect(result.code, result.stderr).toBe(0);
