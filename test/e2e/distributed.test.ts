@@ -174,9 +174,11 @@ describe("distributed training through mlx.launch", () => {
   });
 
   it("a hung rank trips the watchdog, Ctrl-C and a killed rank stop every rank, and each next build resumes", async () => {
-    // A report every iteration keeps the watchdog short; checkpoints every 3 iterations.
+    // A report every iteration keeps the watchdog short; checkpoints every 3 iterations. Its 30 s are five times what
+    // two local ranks take from the build's start to their first report on this 2-core machine, idle or with a core
+    // busy (6 s); while it waits, rank 0 spins in all_sum on a full core, so each of its seconds costs a core-second.
     const lora = { iters: 9, save_every: 3, steps_per_report: 1, steps_per_eval: 9 };
-    configure({ hosts: ["127.0.0.1", RANK1], ssh_config: sshd.sshConfig, watchdog: 60 }, lora);
+    configure({ hosts: ["127.0.0.1", RANK1], ssh_config: sshd.sshConfig, watchdog: 30 }, lora);
 
     // 1. Rank 1 (behind sshd) freezes after the first checkpoint: rank 0 blocks in all_sum, no metrics come.
     let ranks = watchRanks();
@@ -185,7 +187,7 @@ describe("distributed training through mlx.launch", () => {
     });
     ranks.stop();
     expect(hung.code).toBe(1);
-    expect(hung.stderr).toMatch(/training hung: no metrics line for 60 s \(distributed.watchdog\) after iteration [3-5]; every rank was stopped/);
+    expect(hung.stderr).toMatch(/training hung: no metrics line for 30 s \(distributed.watchdog\) after iteration [3-5]; every rank was stopped/);
     expect(hung.stderr).toMatch(/The next build resumes from the last checkpoint/);
     await expectNoRankLeft(ranks.pids);
 
