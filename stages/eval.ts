@@ -1,18 +1,17 @@
 // Node eval: what the fine-tune changed, on the held-out test split. Greedy answers of the base model, the
 // fine-tuned one (mlx-lm on `fused`) and the GGUF (llama.cpp, in a child process), scored against the
-// reference answers; test loss and perplexity of base and fine-tuned (mlx-lm's own --test); and how often the
-// GGUF answers exactly like the model it was converted from.
+// reference answers; test loss and perplexity of base and fine-tuned (mlx-lm's own --test, computed in the
+// process that answers); and how often the GGUF answers exactly like the model it was converted from.
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
 import type { BaseCtx, NodeSpec, RunCtx, Verdict } from "../engine/types.ts";
-import { assertSuccess, UserError } from "../engine/types.ts";
+import { UserError } from "../engine/types.ts";
 import type { Example, Message } from "./lib/data/dataset.ts";
 import { modelDir } from "./lib/model/model-ref.ts";
 import { toolFile } from "./lib/toolchain/paths.ts";
-import { pyScript, PY_ENV, runPython, toolVersions } from "./lib/toolchain/tools.ts";
-import { readToolchain, venvPython } from "./lib/toolchain/venv.ts";
+import { pyScript, runPython, toolVersions } from "./lib/toolchain/tools.ts";
 import { loadSplits } from "./data.ts";
 import { asMessages } from "./formatted.ts";
 import { convert, GGUF_FILE } from "./gguf.ts";
@@ -117,15 +116,28 @@ interface Answer {
   readonly tokens: readonly number[];
 }
 
-async function mlxAnswers(ctx: RunCtx<PipelineConfig>, model: string, prompts: readonly string[], what: string): Promise<Answer[]> {
+interface Loss {
+  readonly loss: number;
+  readonly ppl: number;
+}
+
+/**
+ * Greedy answers of an mlx-lm model to the prompts, then its test loss on the formatted test split, computed as
+ * `mlx_lm lora --test` computes it (eval_answers.py runs mlx-lm's own parser, dataset loading and evaluate()): one
+ * process, so the model is imported and loaded once for both.
+ */
+async function mlxEval(ctx: RunCtx<PipelineConfig>, model: string, prompts: readonly string[], testExamples: number, what: string): Promise<{ answers: Answer[]; test: Loss }> {
+  const l = ctx.config.lora;
+  const testArgs = ["--data", ctx.upstream("formatted"), "--test-batches", "-1", "--batch-size", String(Math.max(1, Math.min(l.batch_size, testExamples))), "--max-seq-length", String(l.max_seq_length)];
+  if (l.mask_prompt) testArgs.push("--mask-prompt");
   const dir = await mkdtemp(join(tmpdir(), "eval-"));
   try {
-    await writeFile(join(dir, "request.json"), JSON.stringify({ prompts, max_tokens: ctx.config.eval.max_tokens }));
+    await writeFile(join(dir, "request.json"), JSON.stringify({ prompts, max_tokens: ctx.config.eval.max_tokens, test_args: testArgs }));
     ctx.progress(`${what}: answering ${prompts.length} test prompts (mlx-lm, greedy)`);
-    await runPython(ctx, "mlx-env", [ANSWERS_SCRIPT, model, join(dir, "request.json"), join(dir, "answer.json")], `${what}: answering the test prompts`, {
-      onLine: (line) => line.startsWith("answered ") && ctx.progress(`${what}: ${line}`),
+    await runPython(ctx, "mlx-env", [ANSWERS_SCRIPT, model, join(dir, "request.json"), join(dir, "answer.json")], `${what}: answering the test prompts and its test loss`, {
+      onLine: (line) => (line.startsWith("answered ") || line.startsWith("test loss")) && ctx.progress(`${what}: ${line}`),
     });
-    return (JSON.parse(await readFile(join(dir, "answer.json"), "utf8")) as { answers: Answer[] }).answers;
+    return JSON.parse(await readFile(join(dir, "answer.json"), "utf8")) as { answers: Answer[]; test: Loss };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -137,36 +149,6 @@ async function ggufAnswers(ctx: RunCtx<PipelineConfig>, gguf: string, prompts: r
   const request = { model: gguf, ...(lora ? { lora } : {}), answers: { prompts, maxTokens: ctx.config.eval.max_tokens } };
   const answer = await askLlamaCpp(ctx.exec, request, { what: `answering the test prompts with ${gguf}${lora ? ` + ${lora}` : ""}`, timeoutMs: 120_000 + prompts.length * 30_000 });
   return (answer.answers ?? []).map((a) => ({ text: a.text, tokens: a.tokens }));
-}
-
-interface Loss {
-  readonly loss: number;
-  readonly ppl: number;
-}
-
-/** mlx-lm's own test loss (`mlx_lm lora --test`) on the formatted test split. */
-async function testLoss(ctx: RunCtx<PipelineConfig>, model: string, examples: number, what: string): Promise<Loss> {
-  const info = await readToolchain(ctx.upstream("mlx-env"));
-  const l = ctx.config.lora;
-  const args = ["-m", "mlx_lm", "lora", "--model", model, "--data", ctx.upstream("formatted"), "--test", "--test-batches", "-1"];
-  // An empty adapter path tests the model as it is (the default, ./adapters, would be loaded).
-  args.push("--adapter-path", "");
-  args.push("--batch-size", String(Math.max(1, Math.min(l.batch_size, examples))), "--max-seq-length", String(l.max_seq_length));
-  if (l.mask_prompt) args.push("--mask-prompt");
-  ctx.progress(`${what}: test loss (mlx_lm lora --test)`);
-  let said: Loss | undefined;
-  const { threadEnv } = await import("./lib/toolchain/threads.mjs"); // a no-op loads this module for its inputs alone
-  const result = await ctx.exec(venvPython(info.venv), args, {
-    env: { ...PY_ENV, ...(await threadEnv()), ...info.env },
-    onLine: (line) => {
-      // "Test loss 0.512, Test ppl 1.669." (parseFloat stops at the sentence's full stop)
-      const m = /Test loss (\S+), Test ppl (\S+)/.exec(line);
-      if (m) said = { loss: parseFloat(m[1]!), ppl: parseFloat(m[2]!) };
-    },
-  });
-  assertSuccess(result, `${what}: mlx_lm lora --test`);
-  if (!said) throw new UserError(`${what}: mlx_lm lora --test printed no "Test loss" line (log: ${result.logPath})`);
-  return said;
 }
 
 interface Score {
@@ -206,7 +188,7 @@ export function evalNode(config: PipelineConfig): NodeSpec<PipelineConfig> {
       files: [ANSWERS_SCRIPT, toolFile("stages", "lib", "llama", "worker.mjs")],
       params: { ...ctx.config.eval, mask_prompt: ctx.config.lora.mask_prompt, batch_size: ctx.config.lora.batch_size, max_seq_length: ctx.config.lora.max_seq_length, quantized, deployed },
       tools: await toolVersions(ctx.upstream("mlx-env"), ["mlx", "mlx_lm"]),
-      command: ["eval_answers.py (base, fused)", "llama.cpp greedy (gguf)", "mlx_lm lora --test (base, fused)", ...(quantized ? ["convert_hf_to_gguf.py --outtype f16"] : []), ...(deployed ? ["llama.cpp greedy (base-gguf + lora-gguf)", "llama-server --jinja /v1/chat/completions (gguf)"] : [])],
+      command: ["eval_answers.py (base, fused): greedy answers, then the test loss of mlx_lm lora --test", "llama.cpp greedy (gguf)", ...(quantized ? ["convert_hf_to_gguf.py --outtype f16"] : []), ...(deployed ? ["llama.cpp greedy (base-gguf + lora-gguf)", "llama-server --jinja /v1/chat/completions (gguf)"] : [])],
     }),
     async guard(ctx) {
       const test = await testExamples(ctx.config, ctx.root).catch(() => undefined);
@@ -222,8 +204,8 @@ export function evalNode(config: PipelineConfig): NodeSpec<PipelineConfig> {
       const refs = tests.map((t) => t.reference);
       const formattedTest = (await readFile(join(ctx.upstream("formatted"), "test.jsonl"), "utf8")).split("\n").filter(Boolean).length;
 
-      const baseAnswers = await mlxAnswers(ctx, base, prompts, "base");
-      const tunedAnswers = await mlxAnswers(ctx, fused, prompts, "fine-tuned");
+      const { answers: baseAnswers, test: baseLoss } = await mlxEval(ctx, base, prompts, formattedTest, "base");
+      const { answers: tunedAnswers, test: tunedLoss } = await mlxEval(ctx, fused, prompts, formattedTest, "fine-tuned");
       const ggufAnswersList = await ggufAnswers(ctx, gguf, prompts, "GGUF");
       let f16Answers: Answer[] | undefined;
       if (quantized) {
@@ -244,8 +226,6 @@ export function evalNode(config: PipelineConfig): NodeSpec<PipelineConfig> {
         const served = await serverAnswers(ctx, { binary, model: gguf, maxTokens: ctx.config.eval.max_tokens }, tests.map((t) => t.messages));
         deployAnswers = { lora, server: served };
       }
-      const baseLoss = await testLoss(ctx, base, formattedTest, "base");
-      const tunedLoss = await testLoss(ctx, fused, formattedTest, "fine-tuned");
 
       const n = tests.length;
       const scores = { base: score(baseAnswers, refs), fineTuned: score(tunedAnswers, refs), gguf: score(ggufAnswersList, refs) };
