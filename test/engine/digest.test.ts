@@ -1,9 +1,27 @@
 // Folder digests: what counts as a file of a folder.
+import { createHash } from "node:crypto";
 import { mkdirSync, mkdtempSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { closeHashWorkers, Digester, hashStats, inputPath } from "../../engine/digest.ts";
+import { closeHashWorkers, Digester, hashFile, hashStats, inputPath } from "../../engine/digest.ts";
+
+describe("file digests", () => {
+  it("a small file (hashed on the calling thread) and a large one (on the hashing threads) are the sha256 of their bytes", async () => {
+    const root = mkdtempSync(join(tmpdir(), "digest-sizes-"));
+    const sizes = { empty: 0, small: 1000, edge: 256 << 10, large: (256 << 10) + 1, chunks: (9 << 20) + 7 };
+    const expected: Record<string, string> = {};
+    for (const [name, size] of Object.entries(sizes)) {
+      const bytes = Buffer.alloc(size, name);
+      writeFileSync(join(root, name), bytes);
+      expected[name] = createHash("sha256").update(bytes).digest("hex");
+    }
+    const digester = await Digester.open(join(root, "stat-cache.json"));
+    expect((await digester.tree(root)).files).toEqual(expected);
+    for (const name of Object.keys(sizes)) expect(await hashFile(join(root, name))).toBe(expected[name]);
+    await closeHashWorkers();
+  });
+});
 
 describe("Digester.tree", () => {
   it("counts a link to a file as that file (a Hugging Face snapshot), and does not follow folder links", async () => {
