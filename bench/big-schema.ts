@@ -1,6 +1,9 @@
 // The bench graph's config: its own module, so a warm run loads zod only when pipeline.yaml changed.
-import { z } from "zod";
+import type { output } from "zod";
+import { zod } from "../engine/packages.ts";
 import { cacheSchema } from "../engine/caching/schema.ts";
+
+const { z } = zod();
 
 export const bigSchema = z
   .object({
@@ -12,4 +15,4 @@ export const bigSchema = z
     cache: cacheSchema.optional(),
   })
   .strict();
-export type BigConfig = z.output<typeof bigSchema>;
+export type BigConfig = output<typeof bigSchema>;

@@ -1,8 +1,11 @@
 // pipeline.yaml: the single source of truth for the config's types, defaults and the editor schema.
 // Keys mirror mlx-lm's own YAML names (num_layers, batch_size, ...) so nothing new has to be learned.
-import { z } from "zod";
+import type { output } from "zod";
+import { zod } from "../engine/packages.ts";
 import { parseMemorySize } from "./memory-size.ts";
 import { cacheSchema } from "../engine/caching/schema.ts";
+
+const { z } = zod();
 
 function isMemorySize(text: string): boolean {
   try {
@@ -180,7 +183,7 @@ export const pipelineSchema = z
   })
   .strict();
 
-export type PipelineConfig = z.output<typeof pipelineSchema>;
+export type PipelineConfig = output<typeof pipelineSchema>;
 export type LoraConfig = PipelineConfig["lora"];
 export type DistributedConfig = NonNullable<PipelineConfig["distributed"]>;
 export type ModelSpec = PipelineConfig["model"];

@@ -3,6 +3,7 @@
 import { readFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { z } from "zod";
+import { yaml } from "./packages.ts";
 import { parseCached } from "./parse-cache.ts";
 import type { Json } from "./types.ts";
 import { UserError } from "./types.ts";
@@ -33,7 +34,7 @@ export async function loadYamlConfig<S extends z.ZodType>(path: string, schema: 
 }
 
 async function validate<S extends z.ZodType>(path: string, text: string, schema: ConfigSchema<S>): Promise<Json> {
-  const { isNode, LineCounter, parseDocument } = await import("yaml");
+  const { isNode, LineCounter, parseDocument } = yaml();
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: true });
   if (doc.errors.length > 0) {

@@ -6,6 +6,7 @@ import { availableParallelism } from "node:os";
 import { mkdir, readdir, readFile, rename, stat, writeFile } from "node:fs/promises";
 import { dirname, join, relative, resolve } from "node:path";
 import type { Piscina } from "piscina";
+import { fastGlob } from "./packages.ts";
 import type { FileDigest, OutputDigests, TreeDigest } from "./types.ts";
 
 /** Stat-cache key: a file whose bytes changed cannot keep all five of these. */
@@ -178,7 +179,7 @@ export class Digester {
     const memo = this.globs.get(key);
     if (memo && (await unchanged(memo.dirs))) return memo.matches;
     // Loaded on first use: a warm build, or one whose inputs are all plain paths, never pays for it.
-    const fg = (await import("fast-glob")).default;
+    const fg = fastGlob();
     if (!fg.isDynamicPattern(pattern)) return undefined;
     // Each folder is stat'ed before it is listed: a change after the stat shows as a new mtime next time.
     const dirs: Record<string, string> = {};

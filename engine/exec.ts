@@ -5,6 +5,7 @@ import { createWriteStream } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { dirname } from "node:path";
 import { stripVTControlCharacters } from "node:util";
+import { zxCore } from "./packages.ts";
 import type { ExecOptions, ExecResult } from "./types.ts";
 
 const TAIL_LINES = 40;
@@ -84,7 +85,7 @@ export async function execLogged(
   const merged: Record<string, string | undefined> = { ...process.env, NO_COLOR: "1", TERM: "dumb", ...options.env };
   const env = Object.fromEntries(Object.entries(merged).filter(([, v]) => v !== undefined));
   // zx is loaded on first use: a no-op build never starts a process and should not pay for it.
-  const { $ } = await import("zx/core");
+  const { $ } = zxCore();
   // An abort before the listeners below exist would never fire: a signal aborted by now (a node cancelled
   // while it prepared, during the awaits above) starts nothing, and reads as a tool killed at once.
   if (signal.aborted || options.signal?.aborted) {

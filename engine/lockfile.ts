@@ -4,6 +4,7 @@ import { readFile } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { sha256 } from "./digest.ts";
 import { replaceFile } from "./durable.ts";
+import { yaml, zod } from "./packages.ts";
 import type { ProjectId } from "./caching/manifest.ts";
 import type { Fingerprint, Json, OutputDigests } from "./types.ts";
 import type { FingerprintParts } from "./fingerprint.ts";
@@ -21,7 +22,7 @@ export interface LockEntry extends FingerprintParts {
 export type LockNodes = Readonly<Record<string, LockEntry>>;
 
 async function parseLock(text: string): Promise<Json> {
-  const [{ default: YAML }, { z }] = await Promise.all([import("yaml"), import("zod")]);
+  const { z } = zod();
   const digestMap = z.record(z.string(), z.string());
   const entrySchema = z.object({
     fingerprint: z.string(),
@@ -33,7 +34,7 @@ async function parseLock(text: string): Promise<Json> {
     output: z.object({ digest: z.string(), files: digestMap, records: digestMap.optional() }),
     facts: z.record(z.string(), z.unknown()).optional(),
   });
-  const parsed = z.object({ version: z.literal(1), project: z.string().regex(PROJECT).optional(), nodes: z.record(z.string(), entrySchema) }).safeParse(YAML.parse(text));
+  const parsed = z.object({ version: z.literal(1), project: z.string().regex(PROJECT).optional(), nodes: z.record(z.string(), entrySchema) }).safeParse(yaml().parse(text));
   if (!parsed.success) throw new Error(parsed.error.issues[0]?.message);
   return parsed.data.nodes as Json;
 }
@@ -91,11 +92,10 @@ function sortDeep(value: Json): Json {
 
 /** Rewrites only the given entries, keeping every other node's entry as it was. */
 export async function writeLockEntries(path: string, cacheDir: string, updates: LockNodes): Promise<void> {
-  const { default: YAML } = await import("yaml");
   const merged = { ...(await readLock(path, cacheDir)), ...updates };
   const nodes = sortDeep(merged as unknown as Json);
   const project = await lockProject(path);
-  const text = HEADER + YAML.stringify({ version: 1, project, nodes }, { lineWidth: 0, sortMapEntries: true });
+  const text = HEADER + yaml().stringify({ version: 1, project, nodes }, { lineWidth: 0, sortMapEntries: true });
   // Synced, then renamed and its folder synced: a power loss leaves the old lock or the new, never an empty one.
   await replaceFile(path, text);
   await parseCached(cacheDir, lockParser(path), text); // stored now, so the next run need not parse it

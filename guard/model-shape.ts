@@ -2,8 +2,11 @@
 // Everything the parameter count and the memory estimate need is resolved here once, so the
 // rest of guard/ never looks at raw config keys and never has to know about library defaults.
 
-import { z } from "zod";
+import type { output } from "zod";
+import { zod } from "../engine/packages.ts";
 import { UserError } from "../engine/types.ts";
+
+const { z } = zod();
 
 export interface Quantization {
   readonly bits: number;
@@ -119,7 +122,7 @@ const topSchema = textSchema.extend({
   quantization_config: z.looseObject({}).optional(),
 });
 
-type TextFields = z.infer<typeof textSchema>;
+type TextFields = output<typeof textSchema>;
 
 // transformers' Gemma3TextConfig defaults: Gemma 3's text_config omits these and relies on them
 // (checked against test/fixtures/model-configs/google--gemma-3-4b-it.resolved-text_config.json).
@@ -225,7 +228,7 @@ export function readModelShape(config: unknown, source: string): ModelShape {
 }
 
 /** MLX writes `quantization`; some converters only leave `quantization_config` (with bits/group_size). */
-function readQuantization(top: z.infer<typeof topSchema>): Quantization | null {
+function readQuantization(top: output<typeof topSchema>): Quantization | null {
   const block = top.quantization ?? quantSchema.safeParse(top.quantization_config).data;
   return block ? { bits: block.bits, groupSize: block.group_size } : null;
 }

@@ -4,8 +4,10 @@
 
 import { open, readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { z } from "zod";
+import { zod } from "../engine/packages.ts";
 import { UserError } from "../engine/types.ts";
+
+const { z } = zod();
 
 export interface WeightBytes {
   /** Bytes of the tensors mlx-lm keeps (language model only). */

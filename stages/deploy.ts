@@ -11,6 +11,7 @@ import { EVAL_FILE } from "./eval.ts";
 import { GGUF_FILE } from "./gguf.ts";
 import { LORA_FILE } from "./lora-gguf.ts";
 import { MODELFILE } from "./ollama.ts";
+import { zod } from "../engine/packages.ts";
 
 const DEPLOY_FILE = "deploy.json";
 
@@ -34,7 +35,7 @@ export const deployNode: NodeSpec<PipelineConfig> = {
           },
         ],
   async run(ctx) {
-    const { z } = await import("zod");
+    const { z } = zod();
     const path = join(ctx.upstream("eval"), EVAL_FILE);
     const evalSchema = z.object({
       examples: z.number().int(),

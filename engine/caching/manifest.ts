@@ -3,9 +3,12 @@
 // blobs it reads (and, when they are corrupt, deletes): a bucket writer must not reach anything else.
 // Loaded with the store only (zod is not part of a warm no-op).
 import { posix } from "node:path";
-import { z } from "zod";
+import type { output } from "zod";
+import { zod } from "../packages.ts";
 import type { FileDigest, Fingerprint, TreeDigest } from "../types.ts";
 import { UserError } from "../types.ts";
+
+const { z } = zod();
 
 /** Bigger than any real manifest (one line per output file) by far; checked before a byte is read. */
 export const MAX_MANIFEST_BYTES = 8 << 20;
@@ -70,7 +73,7 @@ export const manifestSchema = z
   });
 
 /** What a node's fingerprint made: enough to materialize its output and write its lock entry. */
-export type Manifest = z.output<typeof manifestSchema>;
+export type Manifest = output<typeof manifestSchema>;
 
 /** A project, as manifests name it: a digest of its root, so entries pushed to a remote do not carry a user's paths. */
 export type ProjectId = string & { readonly __brand: "ProjectId" };

@@ -1,8 +1,10 @@
 // The `cache:` key of a pipeline config, defined once: any app's zod schema embeds it, and settings.ts infers
 // its types from it (zod is loaded only when a config is parsed).
-import { z } from "zod";
+import { zod } from "../packages.ts";
 import { BACKENDS, backendOf, REMOTE_FORMS, schemeOf } from "./backends.ts";
 import { parseSize } from "./settings.ts";
+
+const { z } = zod();
 
 export const cacheSchema = z
   .object({

@@ -1,7 +1,7 @@
 // `-S key=value`: a setting for this build only, on top of the config file, validated by the config's own schema.
 // A comma gives several values (`-S lora.rank=4,8`): a sweep over them (see grid.ts). Loaded only when -S is used.
 import type { z } from "zod";
-import { parse } from "yaml";
+import { yaml } from "../packages.ts";
 import type { Json } from "../types.ts";
 import { UserError } from "../types.ts";
 
@@ -54,7 +54,7 @@ export function parseOverrides(args: readonly string[]): Override[] {
     const values = splitValues(arg.slice(eq + 1)).map((text) => {
       if (text.trim() === "") throw new UserError(`-S ${arg}: an empty value for ${key}.`, 2);
       try {
-        return parse(text) as Json;
+        return yaml().parse(text) as Json;
       } catch (e) {
         throw new UserError(`-S ${arg}: ${JSON.stringify(text)} is not a YAML value (${(e as Error).message.split("\n")[0]}).`, 2);
       }

@@ -2,14 +2,14 @@
 // (yaml's Document API edits the nodes in place), so the committed config and pipeline.lock agree again.
 import { readFile } from "node:fs/promises";
 import { basename } from "node:path";
-import { parseDocument } from "yaml";
 import { replaceFile } from "../durable.ts";
 import { writeLockEntries, type LockNodes } from "../lockfile.ts";
+import { yaml } from "../packages.ts";
 import { UserError } from "../types.ts";
 import { settingArgs, type Setting } from "./overrides.ts";
 
 export async function saveSetting(configPath: string, setting: Setting): Promise<void> {
-  const doc = parseDocument(await readFile(configPath, "utf8"));
+  const doc = yaml().parseDocument(await readFile(configPath, "utf8"));
   if (doc.errors.length > 0) throw new UserError(`${configPath} no longer parses (${doc.errors[0]!.message}): the setting was not saved.`, 1);
   for (const s of setting) doc.setIn([...s.path], s.value);
   await replaceFile(configPath, doc.toString());

@@ -53,6 +53,7 @@ const ENGINE_NOOP = [
   "engine/graph.ts",
   "engine/lockfile.ts",
   "engine/outputs.ts",
+  "engine/packages.ts",
   "engine/parse-cache.ts",
   "engine/plan.ts",
   "engine/reporter.ts",

@@ -1,7 +1,9 @@
-// `node --import ./count-modules.mjs --import tsx …`: prints, at exit, how many ES modules went through the
-// loader, by package, and which of this repository's own files were loaded (relative paths). With tsx every
-// one of them is a round trip to its hooks thread.
-import { register } from "node:module";
+// `node --import ./count-modules.mjs --import tsx …`: prints, at exit, how many modules were loaded, by package,
+// and which of this repository's own files were loaded (relative paths): the ES modules that went through the
+// loader (with tsx every one of them is a round trip to its hooks thread) and the CommonJS ones required
+// (engine/packages.ts).
+import { createRequire, register } from "node:module";
+import { pathToFileURL } from "node:url";
 import { MessageChannel } from "node:worker_threads";
 
 const { port1, port2 } = new MessageChannel();
@@ -11,7 +13,9 @@ port1.unref();
 const hooks = "let port; export function initialize(d) { port = d.port; } export async function load(url, context, next) { port.postMessage(url); return next(url, context); }";
 register(`data:text/javascript,${encodeURIComponent(hooks)}`, { parentURL: import.meta.url, data: { port: port2 }, transferList: [port2] });
 const repo = new URL("../../", import.meta.url).href;
+const required = createRequire(import.meta.url).cache;
 process.on("exit", () => {
+  for (const path of Object.keys(required)) urls.push(pathToFileURL(path).href);
   const project = [...new Set(urls.filter((u) => u.startsWith(repo) && !u.includes("/node_modules/")).map((u) => u.slice(repo.length)))].sort();
   const byPackage = {};
   for (const url of urls) {

@@ -2,6 +2,7 @@
 import { readFile } from "node:fs/promises";
 import { relative } from "node:path";
 import type { z } from "zod";
+import { zod } from "../../../engine/packages.ts";
 
 const ROLES = ["system", "user", "assistant", "tool"] as const;
 
@@ -48,7 +49,7 @@ export type ExampleParser = (raw: unknown) => Example | string;
 
 /** The line checker; zod is loaded here, by the nodes that read data, so planning a build never loads it. */
 export async function exampleParser(): Promise<ExampleParser> {
-  const schema = messageSchema((await import("zod")).z);
+  const schema = messageSchema(zod().z);
   return (raw) => parseExample(schema, raw);
 }
 

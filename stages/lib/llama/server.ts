@@ -8,6 +8,7 @@ import type { ExecResult, RunCtx } from "../../../engine/types.ts";
 import { UserError } from "../../../engine/types.ts";
 import type { Message } from "../data/dataset.ts";
 import { freeCores } from "../toolchain/threads.mjs";
+import { zod } from "../../../engine/packages.ts";
 
 /** Loading a small GGUF takes seconds; this long without /health answering 200 is a failure. */
 const START_TIMEOUT_MS = 180_000;
@@ -42,7 +43,7 @@ export interface ServedAnswer {
  * server joins token pieces where llama_detokenize also drops a space before punctuation (Llama 3's " =." vs " = .").
  */
 export async function serverAnswers<C>(ctx: RunCtx<C>, options: ServerOptions, conversations: readonly (readonly Message[])[]): Promise<ServedAnswer[]> {
-  const { z } = await import("zod");
+  const { z } = zod();
   const reply = z.object({
     choices: z.array(z.object({ message: z.object({ content: z.string().nullable() }), finish_reason: z.string().nullable() })).min(1),
     __verbose: z.object({ tokens: z.array(z.number().int().nonnegative()) }),

@@ -14,6 +14,7 @@ import { UserError } from "../../../engine/types.ts";
 import { loadChatTemplate } from "../data/chat-template.ts";
 import { askLlamaCpp, type Exec, type LlamaAnswer, type LlamaRequest } from "./child.ts";
 import { pyScript, PY_ENV } from "../toolchain/tools.ts";
+import { zod } from "../../../engine/packages.ts";
 
 export const HF_TOKENS_SCRIPT = pyScript("hf_tokens.py");
 
@@ -124,7 +125,7 @@ async function hfTokens(exec: Exec, hf: HfPython, modelDir: string, texts: reado
       const said = [...result.tail].reverse().find((l) => l.startsWith('{"error"')) ?? result.tail.at(-1) ?? "";
       throw new UserError(`The Hugging Face tokenizer of ${modelDir} could not tokenize: ${said} (log: ${result.logPath})`);
     }
-    const { z } = await import("zod");
+    const { z } = zod();
     return hfAnswer(z).parse(JSON.parse(answer));
   } finally {
     await rm(dir, { recursive: true, force: true });

@@ -6,7 +6,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { copyFile, mkdir, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { z } from "zod";
+import { zod } from "../../../engine/packages.ts";
 import type { PipelineConfig } from "../../../config/schema.ts";
 import { execLogged } from "../../../engine/exec.ts";
 import type { BaseCtx, ExecResult, Verdict } from "../../../engine/types.ts";
@@ -18,6 +18,8 @@ import { CONVERTER_ENV } from "./convert.ts";
 import { HF_TOKENS_SCRIPT, hfSide, type HfSide, type TrainingTexts } from "./tokenizer-parity.ts";
 import { mlxPython } from "../toolchain/mlx.ts";
 import { TOKENIZER_FILES } from "../model/model-ref.ts";
+
+const { z } = zod();
 
 /** The check's own code: an edit to it must not reuse verdicts the old code cached. */
 const CHECK_CODE = [import.meta.filename, toolFile("stages", "lib", "llama", "tokenizer-parity.ts"), toolFile("stages", "formatted.ts"), toolFile("stages", "lib", "llama", "worker.mjs"), HF_TOKENS_SCRIPT];

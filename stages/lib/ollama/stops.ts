@@ -4,6 +4,7 @@ import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { UserError } from "../../../engine/types.ts";
+import { zod } from "../../../engine/packages.ts";
 
 async function readJson(path: string): Promise<unknown> {
   try {
@@ -15,7 +16,7 @@ async function readJson(path: string): Promise<unknown> {
 
 /** The stop tokens, EOS first, without repeats; `extra` (the template's end-of-turn token) last. */
 export async function endTokens(modelDir: string, eosToken: string | undefined, extra: string | undefined): Promise<string[]> {
-  const { z } = await import("zod");
+  const { z } = zod();
   const ids = z.object({ eos_token_id: z.union([z.number().int(), z.array(z.number().int())]).optional() }).passthrough();
   const tokens = z.object({ added_tokens_decoder: z.record(z.string(), z.object({ content: z.string() }).passthrough()).optional() }).passthrough();
   const vocab = z.object({ added_tokens: z.array(z.object({ id: z.number().int(), content: z.string() }).passthrough()).optional() }).passthrough();

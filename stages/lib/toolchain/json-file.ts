@@ -6,6 +6,7 @@ import type { z } from "zod";
 import { parseCached } from "../../../engine/parse-cache.ts";
 import type { Json } from "../../../engine/types.ts";
 import { userCacheDir } from "./paths.ts";
+import { zod } from "../../../engine/packages.ts";
 
 export type Zod = typeof z;
 
@@ -30,7 +31,7 @@ export async function readJsonFile<S extends z.ZodType>(path: string, file: Json
     id: file.name,
     code: [file.code],
     packages: ["zod"],
-    parse: async (t: string) => file.schema((await import("zod")).z).parse(JSON.parse(t)) as Json,
+    parse: async (t: string) => file.schema(zod().z).parse(JSON.parse(t)) as Json,
   };
   return (await parseCached(userCacheDir(), parser, text)) as z.output<S>;
 }
