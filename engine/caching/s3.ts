@@ -1,5 +1,6 @@
 // An S3 bucket (or MinIO, Cloudflare R2, any S3-compatible store) as a remote build cache. Loaded only when a
-// remote is used: the SDK costs ~90 ms to load, which a warm no-op must not pay.
+// remote is used: the SDK costs ~70 ms of CPU to load (its CommonJS build: engine/packages.ts), which a warm
+// no-op must not pay.
 //
 //   <prefix>/blobs/<sha256>
 //   <prefix>/manifests/<node>/<fingerprint>.json
@@ -17,8 +18,8 @@ import { createReadStream, createWriteStream } from "node:fs";
 import { rm } from "node:fs/promises";
 import type { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { GetObjectCommand, HeadBucketCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
-import { Upload } from "@aws-sdk/lib-storage";
+import type { S3Client } from "@aws-sdk/client-s3";
+import { awsS3, awsUpload } from "../packages.ts";
 import type { FileDigest, Fingerprint } from "../types.ts";
 import { UserError } from "../types.ts";
 import { RemoteUnavailable, type BlobPaths, type Progress, type RemoteCache, type RemoteSettings } from "./cache.ts";
@@ -28,6 +29,8 @@ import { assertIntact, blobsOf, fetchEntry, missingBlob, parallel, tamperedBlob,
 
 // The pinned SDK supports Node 20; its multi-line notice about future releases would bury our one-line errors.
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
+const s3 = awsS3();
+const { Upload } = awsUpload();
 
 /** Multipart: 32 MiB parts, 4 in flight per file, 2 files at once: lib-storage buffers partSize × queueSize per file. */
 const PART_SIZE = 32 << 20;
@@ -98,7 +101,7 @@ export class S3Cache implements RemoteCache {
   /** Connects and checks the bucket once, so a bad setting fails with its one clear line before any transfer. */
   static async open(settings: RemoteSettings, local: LocalStore): Promise<S3Cache> {
     const { bucket, prefix } = parseS3Url(settings.url);
-    const client = new S3Client({
+    const client = new s3.S3Client({
       region: settings.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? "us-east-1",
       ...(settings.endpoint ? { endpoint: settings.endpoint, forcePathStyle: true } : {}),
       requestHandler: { connectionTimeout: CONNECT_MS, socketTimeout: IDLE_MS },
@@ -108,7 +111,7 @@ export class S3Cache implements RemoteCache {
       responseChecksumValidation: "WHEN_REQUIRED",
     });
     try {
-      await client.send(new HeadBucketCommand({ Bucket: bucket }), deadline());
+      await client.send(new s3.HeadBucketCommand({ Bucket: bucket }), deadline());
     } catch (e) {
       client.destroy();
       throw explain(e, settings, bucket);
@@ -134,7 +137,7 @@ export class S3Cache implements RemoteCache {
     const remove = `Delete it (aws s3 rm ${url}) and push the entry again from a trusted machine`;
     let text: string;
     try {
-      const r = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.manifestKey(node, fingerprint) }), deadline());
+      const r = await this.client.send(new s3.GetObjectCommand({ Bucket: this.bucket, Key: this.manifestKey(node, fingerprint) }), deadline());
       const body = r.Body as Readable;
       // Refused before its body is read: a bucket writer must not make every build read gigabytes.
       if (r.ContentLength === undefined || r.ContentLength > MAX_MANIFEST_BYTES) {
@@ -160,7 +163,7 @@ export class S3Cache implements RemoteCache {
     let token: string | undefined;
     try {
       do {
-        const page = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ...(token ? { ContinuationToken: token } : {}) }), deadline());
+        const page = await this.client.send(new s3.ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ...(token ? { ContinuationToken: token } : {}) }), deadline());
         for (const { Key } of page.Contents ?? []) {
           // A key of another shape (a nested path, a stray upload) names no entry.
           const name = Key?.slice(prefix.length) ?? "";
@@ -183,7 +186,7 @@ export class S3Cache implements RemoteCache {
     const key = this.key("blobs", digest);
     let body: Readable;
     try {
-      body = (await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }))).Body as Readable;
+      body = (await this.client.send(new s3.GetObjectCommand({ Bucket: this.bucket, Key: key }))).Body as Readable;
     } catch (e) {
       if (isMissing(e)) throw missingBlob(this.url(key));
       throw explain(e, this.settings, this.bucket);
@@ -214,7 +217,7 @@ export class S3Cache implements RemoteCache {
     // Blobs first, the manifest last: an entry on the remote never points at a missing blob.
     try {
       await this.client.send(
-        new PutObjectCommand({ Bucket: this.bucket, Key: this.manifestKey(manifest.node, manifest.fingerprint), Body: JSON.stringify(manifest, null, 1), ContentType: "application/json" }),
+        new s3.PutObjectCommand({ Bucket: this.bucket, Key: this.manifestKey(manifest.node, manifest.fingerprint), Body: JSON.stringify(manifest, null, 1), ContentType: "application/json" }),
         deadline(),
       );
     } catch (e) {
@@ -262,7 +265,7 @@ export class S3Cache implements RemoteCache {
 
   private async exists(key: string): Promise<boolean> {
     try {
-      await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }), deadline());
+      await this.client.send(new s3.HeadObjectCommand({ Bucket: this.bucket, Key: key }), deadline());
       return true;
     } catch (e) {
       if (isMissing(e)) return false;
