@@ -80,6 +80,9 @@ class _Loader(importlib.abc.Loader):
     def __init__(self, inner, cache_dir):
         self._inner, self._cache_dir = inner, cache_dir
 
+    def __getattr__(self, name):  # get_source, get_code, ...: the file loader's own
+        return getattr(self._inner, name)
+
     def create_module(self, spec):
         return self._inner.create_module(spec)
 
