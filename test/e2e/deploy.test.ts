@@ -63,8 +63,8 @@ function verdicts(result: RunResult, node: string): { code: string; level: strin
   return (result.json.verdicts ?? []).filter((v) => v.node === node) as { code: string; level: string; message: string; fix?: string }[];
 }
 
-/** The pids of llama-server processes below `pid`. */
-function servers(pid: number): number[] {
+/** The llama-server processes below `pid`, with the port each was told to listen on. */
+function servers(pid: number): { pid: number; port: number }[] {
   const rows = execFileSync("ps", ["-A", "-o", "pid=,ppid=,args="], { encoding: "utf8" })
     .split("\n")
     .map((l) => /^\s*(\d+)\s+(\d+)\s+(.*)$/.exec(l))
@@ -75,7 +75,9 @@ function servers(pid: number): number[] {
     grew = false;
     for (const r of rows) if (below.has(r.ppid) && !below.has(r.pid)) grew = Boolean(below.add(r.pid));
   }
-  return rows.filter((r) => below.has(r.pid) && r.pid !== pid && /\/llama-server\s/.test(r.args)).map((r) => r.pid);
+  return rows
+    .filter((r) => below.has(r.pid) && r.pid !== pid && /\/llama-server\s/.test(r.args))
+    .map((r) => ({ pid: r.pid, port: Number(/\s--port\s+(\d+)/.exec(r.args)?.[1] ?? 0) }));
 }
 
 function portOpen(port: number): Promise<boolean> {
@@ -145,16 +147,16 @@ describe("deploy on tiny:llama", () => {
     let killed: number[] = [];
     let port = 0;
     const run = await p.run(["eval", "--force", "eval", "--json"], (child) => {
-      // The server is spawned before its progress line is printed, and a line may come in two chunks: kill once
-      // both the port and the process are known.
-      let said = "";
-      child.stderr!.on("data", (d: Buffer) => {
-        said += d.toString();
-        const m = /llama-server: starting on http:\/\/127\.0\.0\.1:(\d+)/.exec(said);
-        if (m) port = Number(m[1]);
-      });
-      void waitFor(() => port > 0 && servers(child.pid!).length > 0, 400_000).then(() => {
-        killed = servers(child.pid!);
+      // The server and its port are read from the process table, not from the progress line announcing it: in CI
+      // mode progress lines are throttled, and one that follows another closely is dropped. Polling ends with the
+      // tool, so a run that ends first fails the assertions below, not a later file.
+      let exited = false;
+      child.once("exit", () => (exited = true));
+      let found: { pid: number; port: number }[] = [];
+      void waitFor(() => exited || (found = servers(child.pid!).filter((s) => s.port > 0)).length > 0, 400_000).then(() => {
+        if (exited) return;
+        killed = found.map((s) => s.pid);
+        port = found[0]!.port;
         child.kill("SIGKILL");
       });
     });
