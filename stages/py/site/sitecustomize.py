@@ -10,10 +10,10 @@ scanning again. Anything unexpected (no such function, an unreadable or malforme
 shape) falls back to transformers' own scan.
 """
 
-import hashlib
-import importlib.abc
+# Only what the finder needs at start: this runs before every Python tool, some of which never import transformers
+# (toolchain probes, the launcher; importlib.abc alone took 18 ms, pulling in typing). hashlib and json wait for
+# transformers.
 import importlib.machinery
-import json
 import os
 import sys
 
@@ -41,6 +41,9 @@ def _decode(data):
 
 
 def _cached(define, cache_dir, source):
+    import hashlib
+    import json
+
     st = os.stat(source)
     installed = f"{os.path.dirname(os.path.dirname(source))}\0{st.st_mtime_ns}\0{st.st_size}"
     path = os.path.join(cache_dir, f"transformers-{hashlib.sha256(installed.encode()).hexdigest()[:16]}.json")
@@ -74,7 +77,7 @@ def _cached(define, cache_dir, source):
     return define_import_structure
 
 
-class _Loader(importlib.abc.Loader):
+class _Loader:
     """Runs the module, then wraps its define_import_structure before transformers' inits call it."""
 
     def __init__(self, inner, cache_dir):
@@ -96,7 +99,7 @@ class _Loader(importlib.abc.Loader):
                 pass
 
 
-class _Finder(importlib.abc.MetaPathFinder):
+class _Finder:
     def __init__(self, cache_dir):
         self._cache_dir = cache_dir
 
