@@ -5,6 +5,7 @@ import { createRequire } from "node:module";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { pathToFileURL } from "node:url";
 import CDP from "chrome-remote-interface";
 import { parseHTML } from "linkedom";
@@ -100,8 +101,10 @@ export interface RenderedChart {
  */
 export async function renderInChromium(path: string, width = 1100): Promise<{ charts: RenderedChart[]; png: Buffer }> {
   const profile = mkdtempSync(join(tmpdir(), "report-chromium-"));
+  // Its own process group: the renderer, GPU, utility and crashpad processes it starts are ended with it.
   const child = spawn("chromium", ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--remote-debugging-port=0", `--user-data-dir=${profile}`, "about:blank"], {
     stdio: ["ignore", "ignore", "pipe"],
+    detached: true,
   });
   try {
     const port = await new Promise<number>((resolve, reject) => {
@@ -137,10 +140,23 @@ export async function renderInChromium(path: string, width = 1100): Promise<{ ch
       await client.close();
     }
   } finally {
-    // Chromium writes its profile until it exits: the folder is removed after.
+    // Every process of the group writes the profile until it is gone (the browser's exit alone left a child
+    // writing into Default/ while the folder was removed: ENOTEMPTY), so the folder is removed after the last.
     const exited = child.exitCode !== null ? Promise.resolve() : new Promise((resolve) => child.once("exit", resolve));
-    child.kill();
+    killGroup(child.pid!, "SIGKILL");
     await exited;
-    rmSync(profile, { recursive: true, force: true, maxRetries: 3 });
+    for (const deadline = Date.now() + 10_000; killGroup(child.pid!, 0) && Date.now() < deadline; ) await sleep(50);
+    rmSync(profile, { recursive: true, force: true, maxRetries: 10 });
+  }
+}
+
+/** Sends `signal` to the process group `pgid`; false when no process of it is left. */
+function killGroup(pgid: number, signal: NodeJS.Signals | 0): boolean {
+  try {
+    process.kill(-pgid, signal);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ESRCH") return false;
+    throw e;
   }
 }
