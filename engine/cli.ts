@@ -9,7 +9,6 @@ import { Engine, type NodeReport, type NodeState, type Project } from "./engine.
 import type { RunLock } from "./runlock.ts";
 import { closeHashWorkers, hashStats } from "./digest.ts";
 import { createObserver } from "./reporter.ts";
-import { formatVerdicts } from "./verdicts.ts";
 import type { Setting } from "./experiments/overrides.ts";
 
 export interface CliApp<C> {
@@ -195,6 +194,7 @@ async function check<C>(app: CliApp<C>, engine: Engine<C>, target: string, json:
   if (json) {
     process.stdout.write(JSON.stringify({ target, ok, verdicts, ...extra?.json }) + "\n");
   } else {
+    const { formatVerdicts } = await import("./verdicts.ts");
     process.stderr.write(formatVerdicts(verdicts) + "\n");
     if (extra) process.stderr.write(extra.text + "\n");
   }
@@ -300,7 +300,7 @@ async function build<C>(
     const guarded = new Set([...willRun].filter((id) => !restores.has(id)));
     const verdicts = guarded.size > 0 ? await engine.guards(target, guarded) : [];
     const problems = verdicts.filter((v) => v.level !== "ok");
-    if (problems.length > 0) process.stderr.write(formatVerdicts(problems) + "\n");
+    if (problems.length > 0) process.stderr.write((await import("./verdicts.ts")).formatVerdicts(problems) + "\n");
     if (verdicts.some((v) => v.level === "error")) {
       process.stderr.write("Stopped before running anything: fix the errors above (`check` shows every verdict).\n");
       emit(false, [], { verdicts: verdicts as unknown as Json });

@@ -99,8 +99,9 @@ export class Digester {
     return d;
   }
 
-  private async file(abs: string, scanStartNs: bigint, trustCache = true): Promise<FileDigest> {
-    const st = await stat(abs, { bigint: true });
+  /** `st`: the file's stat when the caller has just taken it (one stat per input file, not two). */
+  private async file(abs: string, scanStartNs: bigint, trustCache = true, st?: BigIntStats): Promise<FileDigest> {
+    st ??= await stat(abs, { bigint: true });
     const key: StatKey = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
     const cached = trustCache ? this.entries.get(key) : undefined;
     if (cached) {
@@ -157,8 +158,8 @@ export class Digester {
     const label = (p: string) => inputLabel(p, root, toolRoot);
     const expand = async (pattern: string): Promise<[string, FileDigest][]> => {
       const abs = resolve(root, pattern);
-      const st = await stat(abs).catch(() => undefined);
-      if (st?.isFile()) return [[label(abs), await this.file(abs, scanStart)]];
+      const st = await stat(abs, { bigint: true }).catch(() => undefined);
+      if (st?.isFile()) return [[label(abs), await this.file(abs, scanStart, true, st)]];
       if (st?.isDirectory()) {
         const { files } = await this.tree(abs);
         return Object.entries(files).map(([rel, d]) => [label(join(abs, rel)), d]);

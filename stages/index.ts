@@ -104,24 +104,54 @@ function packageName(specifier: string): string {
   return specifier.startsWith("@") ? parts.slice(0, 2).join("/") : parts[0]!;
 }
 
+const versions = new Map<string, string>();
+
+/** An installed package's version, read once per process. */
 function packageVersion(name: string): string {
-  try {
-    return (JSON.parse(readFileSync(toolFile("node_modules", name, "package.json"), "utf8")) as { version: string }).version;
-  } catch {
-    return "missing";
+  let version = versions.get(name);
+  if (version === undefined) {
+    try {
+      version = (JSON.parse(readFileSync(toolFile("node_modules", name, "package.json"), "utf8")) as { version: string }).version;
+    } catch {
+      version = "missing";
+    }
+    versions.set(name, version);
   }
+  return version;
 }
 
-const importMemo = new Map<string, string[]>();
+interface Imports {
+  /** The stages/lib and config/ files it imports, absolute. */
+  readonly files: readonly string[];
+  /** The packages it imports that may shape an output. */
+  readonly packages: readonly string[];
+}
 
-/** What a file imports, read once per process: stages share most of their helpers. */
-function importsOf(file: string): string[] {
-  let specifiers = importMemo.get(file);
-  if (!specifiers) {
-    specifiers = [...readFileSync(file, "utf8").matchAll(IMPORTS)].map((m) => (m[1] ?? m[2])!);
-    importMemo.set(file, specifiers);
+const importMemo = new Map<string, Imports>();
+
+/**
+ * What a file imports, read and resolved once per process: stages share most of their helpers, and resolving
+ * every specifier again for each stage that reaches the file cost more than reading them all.
+ */
+function importsOf(file: string): Imports {
+  let found = importMemo.get(file);
+  if (!found) {
+    const files: string[] = [];
+    const packages: string[] = [];
+    for (const m of readFileSync(file, "utf8").matchAll(IMPORTS)) {
+      const specifier = (m[1] ?? m[2])!;
+      if (specifier.startsWith(".")) {
+        const target = resolve(dirname(file), specifier);
+        if (CODE_ROOTS.some((r) => !relative(r, target).startsWith("..")) && /\.m?[jt]s$/.test(target)) files.push(target);
+      } else if (!specifier.startsWith("node:")) {
+        const name = packageName(specifier);
+        if (!NOT_SHAPING.has(name)) packages.push(name);
+      }
+    }
+    found = { files, packages };
+    importMemo.set(file, found);
   }
-  return specifiers;
+  return found;
 }
 
 /** The code closure of one stage module. */
@@ -133,15 +163,9 @@ function stageCode(module: string): StageCode {
   const visit = (file: string) => {
     if (files.has(file)) return;
     files.add(file);
-    for (const specifier of importsOf(file)) {
-      if (specifier.startsWith(".")) {
-        const target = resolve(dirname(file), specifier);
-        if (CODE_ROOTS.some((r) => !relative(r, target).startsWith("..")) && /\.m?[jt]s$/.test(target)) visit(target);
-      } else if (!specifier.startsWith("node:")) {
-        const name = packageName(specifier);
-        if (!NOT_SHAPING.has(name)) packages[`npm:${name}`] = packageVersion(name);
-      }
-    }
+    const imports = importsOf(file);
+    for (const name of imports.packages) packages[`npm:${name}`] = packageVersion(name);
+    imports.files.forEach(visit);
   };
   visit(module);
   const code = { files: [...files].sort(), packages };
