@@ -173,14 +173,17 @@ function stageCode(module: string): StageCode {
   return code;
 }
 
-/** The node with its code (stages/<id>.ts) added to its inputs. */
+/**
+ * The node with its code (stages/<id>.ts) added to its inputs. The closure is read as soon as the module has
+ * loaded, while tsx's loader thread still loads the next stages' modules and this thread would wait for them:
+ * a no-op of gguf took 10 to 23 ms less than reading it when its inputs are asked (3 runs of 25 to 40 alternating rounds).
+ */
 function withStageCode(node: Node): Node {
-  const code = () => stageCode(toolFile("stages", `${node.id}.ts`));
+  const { files, packages } = stageCode(toolFile("stages", `${node.id}.ts`));
   return {
     ...node,
     async inputs(ctx) {
       const declared = await node.inputs(ctx);
-      const { files, packages } = code();
       return { ...declared, files: [...declared.files, ...files], tools: { ...declared.tools, ...packages } };
     },
   };
