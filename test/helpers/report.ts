@@ -115,6 +115,7 @@ export async function renderInChromium(path: string, width = 1100): Promise<{ ch
         if (m) resolve(Number(m[1]));
       });
       child.on("exit", (code) => reject(new Error(`chromium exited (${code}) before listening:\n${err}`)));
+      child.on("error", (e) => reject(new Error(`chromium could not be started (${e.message}); .ci/run installs Debian's chromium`)));
     });
     const client = await CDP({ host: "127.0.0.1", port });
     try {
@@ -142,10 +143,13 @@ export async function renderInChromium(path: string, width = 1100): Promise<{ ch
   } finally {
     // Every process of the group writes the profile until it is gone (the browser's exit alone left a child
     // writing into Default/ while the folder was removed: ENOTEMPTY), so the folder is removed after the last.
-    const exited = child.exitCode !== null ? Promise.resolve() : new Promise((resolve) => child.once("exit", resolve));
-    killGroup(child.pid!, "SIGKILL");
-    await exited;
-    for (const deadline = Date.now() + 10_000; killGroup(child.pid!, 0) && Date.now() < deadline; ) await sleep(50);
+    const group = child.pid; // none when chromium could not be started
+    if (group !== undefined) {
+      const exited = child.exitCode !== null ? Promise.resolve() : new Promise((resolve) => child.once("exit", resolve));
+      killGroup(group, "SIGKILL");
+      await exited;
+      for (const deadline = Date.now() + 10_000; killGroup(group, 0) && Date.now() < deadline; ) await sleep(50);
+    }
     rmSync(profile, { recursive: true, force: true, maxRetries: 10 });
   }
 }
