@@ -10,6 +10,7 @@ import { pathToFileURL } from "node:url";
 import CDP from "chrome-remote-interface";
 import { parseHTML } from "linkedom";
 import { expect } from "vitest";
+import { running } from "../../engine/durable.ts";
 
 export interface ReportPage {
   readonly html: string;
@@ -146,21 +147,14 @@ export async function renderInChromium(path: string, width = 1100): Promise<{ ch
     const group = child.pid; // none when chromium could not be started
     if (group !== undefined) {
       const exited = child.exitCode !== null ? Promise.resolve() : new Promise((resolve) => child.once("exit", resolve));
-      killGroup(group, "SIGKILL");
+      try {
+        process.kill(-group, "SIGKILL");
+      } catch {
+        // Already gone.
+      }
       await exited;
-      for (const deadline = Date.now() + 10_000; killGroup(group, 0) && Date.now() < deadline; ) await sleep(50);
+      for (const deadline = Date.now() + 10_000; running(-group) && Date.now() < deadline; ) await sleep(50);
     }
     rmSync(profile, { recursive: true, force: true, maxRetries: 10 });
-  }
-}
-
-/** Sends `signal` to the process group `pgid`; false when no process of it is left. */
-function killGroup(pgid: number, signal: NodeJS.Signals | 0): boolean {
-  try {
-    process.kill(-pgid, signal);
-    return true;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ESRCH") return false;
-    throw e;
   }
 }
