@@ -1,21 +1,18 @@
 // Entry point: `npx tsx pipeline.ts <node>`. Wires the config, the stages and the engine's CLI.
 //
-// The engine's runner and the stage modules are imported where they are used, not at the top (stages/index.ts
-// imports each stage when the graph is built): a warm no-op is mostly module loading, and the interpreter
-// question below is asked while they load.
+// Everything here is imported where it is used, not at the top: a build that found everything up to date is
+// answered from its record (engine/replay) while nothing it read changed, and loads none of it; otherwise the
+// stage modules are imported when the graph is built (stages/index.ts), and the interpreter question below is
+// asked while they load.
 import { writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import type { PipelineConfig, pipelineSchema } from "./config/schema.ts";
 import type { CliApp } from "./engine/cli.ts";
-import { loadYamlConfig, type ConfigSchema } from "./engine/config.ts";
-import { Graph } from "./engine/graph.ts";
+import type { ConfigSchema } from "./engine/config.ts";
 import type { Json } from "./engine/types.ts";
-import { prefetchPython } from "./stages/lib/toolchain/python.ts";
-import { toolFile, userCacheDir } from "./stages/lib/toolchain/paths.ts";
-import { cacheSettings } from "./engine/caching/settings.ts";
-import { STAGES, stageNodes } from "./stages/index.ts";
+import { main } from "./engine/main.ts";
 
-const USAGE = `usage: npx tsx pipeline.ts <node> [options]     build a node and the stale nodes it needs
+const usage = async () => `usage: npx tsx pipeline.ts <node> [options]     build a node and the stale nodes it needs
        npx tsx pipeline.ts status [node]            what would run, and exactly why
        npx tsx pipeline.ts check [node]             run the compatibility guards only
        npx tsx pipeline.ts graph                    the graph as Mermaid
@@ -30,7 +27,7 @@ const USAGE = `usage: npx tsx pipeline.ts <node> [options]     build a node and 
        npx tsx pipeline.ts push [node]              upload the lock's outputs to cache.remote
        npx tsx pipeline.ts pull [node]              download them from cache.remote
 
-nodes: ${STAGES.map((s) => s.id).join(", ")}
+nodes: ${(await import("./stages/index.ts")).STAGES.map((s) => s.id).join(", ")}
 
 options:
   --config FILE      the pipeline config (default: pipeline.yaml)
@@ -49,20 +46,34 @@ options:
 `;
 
 /** The store is per user, beside the toolchains: every clone and project on this machine shares it. */
-const defaultStore = () => process.env.MLX_PIPELINE_STORE ?? userCacheDir("store");
+const defaultStore = async () => process.env.MLX_PIPELINE_STORE ?? (await import("./stages/lib/toolchain/paths.ts")).userCacheDir("store");
 
 const CONFIG: ConfigSchema<typeof pipelineSchema> = {
   load: async () => (await import("./config/schema.ts")).pipelineSchema,
   code: [join(import.meta.dirname, "config", "schema.ts")],
 };
 
+/** The config, validated, and the build cache settings it gives (cache:, or the per-user store). */
+async function loadConfig(configPath: string, root: string) {
+  const [{ loadYamlConfig }, { cacheSettings }, store] = await Promise.all([import("./engine/config.ts"), import("./engine/caching/settings.ts"), defaultStore()]);
+  const config = await loadYamlConfig(configPath, CONFIG);
+  return { config, cache: (c: PipelineConfig = config) => cacheSettings(c.cache, root, store) };
+}
+
 const app: CliApp<PipelineConfig> = {
   name: "pipeline.ts",
   defaultConfig: "pipeline.yaml",
   extraOptions: ["memory", "os", "sort", "runs"],
-  usage: USAGE,
+  usage,
   async loadProject(configPath, extra, setting, scope) {
-    let config = await loadYamlConfig(configPath, CONFIG);
+    const root = dirname(configPath);
+    const [loaded, { Graph }, { stageNodes }, { toolFile }] = await Promise.all([
+      loadConfig(configPath, root),
+      import("./engine/graph.ts"),
+      import("./stages/index.ts"),
+      import("./stages/lib/toolchain/paths.ts"),
+    ]);
+    let config = loaded.config;
     // check --memory 16GB --os macos: memory.total and memory.os for this command, validated as -S is.
     const flags = [
       ...(extra.memory ? [{ arg: `--memory ${extra.memory}`, path: ["memory", "total"], value: extra.memory }] : []),
@@ -72,12 +83,10 @@ const app: CliApp<PipelineConfig> = {
       const { applySetting } = await import("./engine/experiments/overrides.ts");
       config = applySetting(config, [...setting, ...flags], await CONFIG.load(), basename(configPath));
     }
-    const root = dirname(configPath);
     (await import("./config/reserved-paths.ts")).assertNoReservedPaths(config, root, configPath);
-    const cache = cacheSettings(config.cache, root, defaultStore());
     // The tool's folder, as the stages name their own files (toolFile): those are keyed by their path in it.
     // Python tools buffer stdout in a pipe: unbuffered, a node's progress lines arrive as they are printed.
-    return { root, config, outputs: "models", graph: new Graph(await stageNodes(config, root, scope)), cache, toolRoot: toolFile(), toolEnv: { PYTHONUNBUFFERED: "1" } };
+    return { root, config, outputs: "models", graph: new Graph(await stageNodes(config, root, scope)), cache: loaded.cache(config), toolRoot: toolFile(), toolEnv: { PYTHONUNBUFFERED: "1" } };
   },
   async checkReport(ctx) {
     const { memoryFor } = await import("./stages/adapters.ts");
@@ -98,14 +107,13 @@ const app: CliApp<PipelineConfig> = {
       return `wrote ${join(root, SCHEMA_FILE)}`;
     },
     async runs(root, configPath, args) {
-      const config = await loadYamlConfig(configPath, CONFIG);
-      const cache = cacheSettings(config.cache, root, defaultStore());
+      const { config, cache } = await loadConfig(configPath, root);
       const { runsCommand } = await import("./experiments/command.ts");
-      return runsCommand({ root, cache, withRemote: args.remote, currentParams: config.lora as unknown as Json, rest: args.rest, json: args.json, sort: args.options.sort, cli: "npx tsx pipeline.ts" });
+      return runsCommand({ root, cache: cache(), withRemote: args.remote, currentParams: config.lora as unknown as Json, rest: args.rest, json: args.json, sort: args.options.sort, cli: "npx tsx pipeline.ts" });
     },
     async report(root, configPath, args) {
-      const config = await loadYamlConfig(configPath, CONFIG);
-      const store = cacheSettings(config.cache, root, defaultStore());
+      const { config, cache } = await loadConfig(configPath, root);
+      const store = cache();
       const { writeReport } = await import("./report/report.ts");
       const ids = args.options.runs?.split(",").filter(Boolean);
       const experiments = ids && (await import("./experiments/runs.ts"));
@@ -117,7 +125,9 @@ const app: CliApp<PipelineConfig> = {
 };
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  prefetchPython();
-  const { runCli } = await import("./engine/cli.ts");
-  process.exitCode = await runCli(app, process.argv.slice(2));
+  process.exitCode = await main(app, process.argv.slice(2), {
+    // MLX_PIPELINE_REPLAY=off: every command runs, none is answered from a record (to measure, or to rule it out).
+    replay: process.env.MLX_PIPELINE_REPLAY !== "off",
+    prefetch: async () => (await import("./stages/lib/toolchain/python.ts")).prefetchPython(),
+  });
 }

@@ -16,7 +16,8 @@ export interface CliApp<C> {
   readonly defaultConfig: string;
   /** Extra string options the app's config loader understands (e.g. check --memory 16GB). */
   readonly extraOptions?: readonly string[];
-  readonly usage: string;
+  /** The usage text; a function, so that the app's node list is loaded only when it is shown. */
+  usage(): string | Promise<string>;
   /**
    * `setting`: the `-S key=value` overrides of this build (empty without -S), applied and validated by the app.
    * `scope`: the nodes this command reads; the graph may hold just them and what they depend on (a warm no-op
@@ -40,7 +41,13 @@ export interface CommandArgs {
 
 const SUBCOMMANDS = new Set(["status", "check", "graph", "verify", "cache", "gc", "push", "pull"]);
 
-export async function runCli<C>(app: CliApp<C>, argv: readonly string[]): Promise<number> {
+/** What the entry point (main.ts) learns of a run. */
+export interface CliHooks {
+  /** A build found every node up to date: its project's folder, and the folders in it that are the build's own. */
+  upToDate?(project: { root: string; own: string[] }): void;
+}
+
+export async function runCli<C>(app: CliApp<C>, argv: readonly string[], hooks: CliHooks = {}): Promise<number> {
   let json = false;
   try {
     const extra = Object.fromEntries((app.extraOptions ?? []).map((o) => [o, { type: "string" as const }]));
@@ -64,7 +71,7 @@ export async function runCli<C>(app: CliApp<C>, argv: readonly string[]): Promis
     });
     json = values.json === true;
     if (values.help || positionals.length === 0) {
-      process.stderr.write(app.usage);
+      process.stderr.write(await app.usage());
       return positionals.length === 0 && !values.help ? 2 : 0;
     }
     const [command, ...rest] = positionals as [string, ...string[]];
@@ -126,13 +133,13 @@ export async function runCli<C>(app: CliApp<C>, argv: readonly string[]): Promis
             json,
           );
         default: {
-          const code = await build(app, engine, target, {
-            force,
-            json,
-            frozen: values.frozen === true,
-            dryRun: values["dry-run"] === true,
-            jobs: parseJobs(values.jobs),
-          });
+          const code = await build(
+            app,
+            engine,
+            target,
+            { force, json, frozen: values.frozen === true, dryRun: values["dry-run"] === true, jobs: parseJobs(values.jobs) },
+            hooks,
+          );
           if (setting.length > 0 && values["dry-run"] !== true && values.frozen !== true) {
             const { afterSettingBuild } = await import("./experiments/save.ts");
             await afterSettingBuild(engine, configPath, setting, { ok: code === 0, save: values.save === true });
@@ -261,6 +268,7 @@ async function build<C>(
   engine: Engine<C>,
   target: string,
   options: { force: ReadonlySet<string>; json: boolean; frozen: boolean; dryRun: boolean; jobs: number },
+  hooks: CliHooks = {},
 ): Promise<number> {
   const emit = (ok: boolean, nodes: readonly NodeReport[], extra: Record<string, Json> = {}) => {
     if (options.json) process.stdout.write(JSON.stringify({ target, ok, nodes, ...extra }) + "\n");
@@ -270,7 +278,11 @@ async function build<C>(
   // Nor does a build with nothing to run and nothing to sweep: it answers without the run lock (two syncs to
   // disk), and loads neither the lock's module nor the scheduler's.
   const ahead = plan(await engine.status(target, { restores: false }), options.force);
-  if (ahead.willRun.size === 0 && !(await engine.hasDebris())) return upToDate(engine, target, options, emit);
+  if (ahead.willRun.size === 0 && !(await engine.hasDebris())) {
+    const { root, outputs } = engine.project;
+    hooks.upToDate?.({ root, own: [engine.cacheDir, join(root, outputs)] });
+    return upToDate(engine, target, options, emit);
+  }
   const { RunLock } = await import("./runlock.ts");
   let lock: RunLock;
   try {

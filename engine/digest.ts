@@ -249,7 +249,7 @@ const MISSING = "missing" as FileDigest;
  * the same mtime. The scan's start is truncated to the granularity the mtime shows (whole seconds, or
  * two, when its sub-second part is zero), as git compares against an index file's coarse mtime.
  */
-function racy(mtimeNs: bigint, scanStartNs: bigint): boolean {
+export function racy(mtimeNs: bigint, scanStartNs: bigint): boolean {
   const tick = mtimeNs % 2_000_000_000n === 0n ? 2_000_000_000n : mtimeNs % 1_000_000_000n === 0n ? 1_000_000_000n : 1n;
   return mtimeNs >= (scanStartNs / tick) * tick;
 }

@@ -43,6 +43,9 @@ function packagesLoaded(stderr: string): string[] {
  * restores or stores.
  */
 const ENGINE_NOOP = [
+  "engine/main.ts",
+  "engine/replay/record.ts", // main.ts's, which looks for a no-op record first (none here: MLX_PIPELINE_REPLAY=off)
+  "engine/replay/replay.ts",
   "engine/caching/settings.ts",
   "engine/cli.ts",
   "engine/config.ts",
@@ -108,8 +111,10 @@ const WHOLE_GRAPH = [
 ];
 
 describe.concurrent("warm runs", () => {
+  // These no-ops plan: MLX_PIPELINE_REPLAY=off, so none is answered from a record (the next describe's are).
   it("a no-op loads neither yaml, zod nor fast-glob, and a cold run does", async () => {
     const p = new FakeProject();
+    p.env.MLX_PIPELINE_REPLAY = "off";
     const cold = await p.run(["report", "--json"], COUNT_MODULES);
     expect(cold.code).toBe(0);
     expect(packagesLoaded(cold.stderr)).toEqual(expect.arrayContaining(["yaml", "zod", "fast-glob"]));
@@ -122,6 +127,7 @@ describe.concurrent("warm runs", () => {
 
   it("a no-op loads exactly the modules it needs, and no package", async () => {
     const p = new FakeProject();
+    p.env.MLX_PIPELINE_REPLAY = "off";
     settle(p);
     await p.build();
     await p.build(); // lists the now-settled input folder once more, and memoizes it
@@ -133,6 +139,7 @@ describe.concurrent("warm runs", () => {
   it("a no-op of the real pipeline loads its target's stage modules for their inputs, and none of what their guards and runs use, and starts no Python", async () => {
     // The data node alone: pure TypeScript, and no other stage's module loads.
     const p = new Project();
+    p.env.MLX_PIPELINE_REPLAY = "off";
     // A shim in front of python3, as pyenv's: the entry point asks it its version (prefetchPython), once.
     const asked = p.path("python-runs.log");
     p.write("bin/python3", `#!/bin/sh\necho run >> '${asked}'\nexec python3 "$@"\n`);
@@ -201,5 +208,58 @@ describe.concurrent("warm runs", () => {
       writeFileSync(join(parsed, slot), '{"key": "');
     }
     expect(await p.build()).toMatchObject({ source: "fresh", lower: "fresh", report: "fresh" });
+  });
+});
+
+/** What a no-op answered from its record loads besides the entry point: main.ts and the record's two modules. */
+const REPLAY = ["engine/main.ts", "engine/replay/record.ts", "engine/replay/replay.ts"];
+
+/**
+ * Runs a no-op until one writes its record (engine/replay), at most three: the first after a build caches the
+ * digests of what the build wrote (a run that changes a file is not recorded). Returns that run.
+ */
+async function recordedNoop<R extends { code: number | null }>(dir: string, run: () => Promise<R>): Promise<R> {
+  for (let i = 0; i < 3; i++) {
+    const r = await run();
+    expect(r.code).toBe(0);
+    if (existsSync(join(dir, "cache", "noop")) && readdirSync(join(dir, "cache", "noop")).length > 0) return r;
+  }
+  throw new Error(`three no-ops in ${dir} and no record written`);
+}
+
+const withoutModuleCount = (stderr: string) => stderr.replace(/@@modules .*\n/, "");
+
+describe.concurrent("no-ops answered from their record", () => {
+  it("a fake graph's loads the entry point and the replay modules, and prints what the run it recorded printed", async () => {
+    const p = new FakeProject();
+    await p.build();
+    const recorded = await recordedNoop(p.dir, () => p.run(["report", "--json"], COUNT_MODULES));
+    expect(modulesLoaded(recorded.stderr).project).toEqual(expect.arrayContaining(["engine/plan.ts", "engine/replay/trace.ts", "engine/replay/save.ts"]));
+    const replayed = await p.run(["report", "--json"], COUNT_MODULES);
+    expect(replayed.code).toBe(0);
+    // The fixture's own module imports engine/types.ts for assertSuccess.
+    expect(modulesLoaded(replayed.stderr).project).toEqual(["test/fixtures/fake-app.ts", "test/fixtures/fake-pipeline.ts", "engine/types.ts", ...REPLAY].sort());
+    expect(replayed.stdout).toBe(recorded.stdout);
+    expect(withoutModuleCount(replayed.stderr)).toBe(withoutModuleCount(recorded.stderr));
+  });
+
+  it("the real pipeline's loads pipeline.ts and the replay modules, no stage and no package, and starts no Python", async () => {
+    const p = new Project();
+    const asked = p.path("python-runs.log");
+    p.write("bin/python3", `#!/bin/sh\necho run >> '${asked}'\nexec python3 "$@"\n`);
+    chmodSync(p.path("bin/python3"), 0o755);
+    p.env.PYTHON = p.path("bin/python3");
+    p.env.NODE_OPTIONS = COUNT_MODULES.join(" ");
+    expect((await p.build("data")).code).toBe(0);
+    const recorded = await recordedNoop(p.dir, () => p.run(["data", "--json"]));
+    const asks = () => (existsSync(asked) ? readFileSync(asked, "utf8") : "");
+    const before = asks();
+    const replayed = await p.run(["data", "--json"]);
+    expect(replayed.statuses).toEqual({ data: "fresh" });
+    const loaded = modulesLoaded(replayed.stderr);
+    expect(loaded.project).toEqual(["pipeline.ts", ...REPLAY].sort());
+    expect(Object.keys(loaded.byPackage).filter((k) => !["tsx", "esbuild", "node:*", "project"].includes(k))).toEqual([]);
+    expect(replayed.stdout).toBe(recorded.stdout);
+    expect(asks(), "the interpreter is not asked").toBe(before);
   });
 });

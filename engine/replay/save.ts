@@ -1,0 +1,72 @@
+// Writes a no-op's record (record.ts) from its trace, for a run that changed nothing on disk and started no
+// process or thread. A path whose last change is not older than the trace may have changed while it was read,
+// within one tick of its file system's clock: then nothing is recorded (git's racy-clean rule, digest.ts).
+import { lstat, mkdir, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
+import { dirname, join, relative } from "node:path";
+import { racy, RACY_MARGIN_MS } from "../digest.ts";
+import { fastGlob } from "../packages.ts";
+import { RECORD_VERSION, recordPath, recordsDir, signatureOf, type NoopRecord } from "./record.ts";
+import type { TraceOutcome } from "./trace.ts";
+
+/** Records kept per project: one per environment a no-op ran in lately (a terminal, an IDE's, CI's). */
+const KEEP = 16;
+
+/** Manifests that decide what the code is, beside the code: npm's own record of node_modules among them. */
+const MANIFESTS = ["package.json", "package-lock.json", "tsconfig.json", "node_modules/.package-lock.json"];
+
+/**
+ * The code the run may have loaded: every script of the package its entry point is in, outside node_modules,
+ * and the manifests that pin what node_modules holds. `skip`: the project's own cache and outputs, when the
+ * project is that package (the demo is).
+ */
+async function codeFiles(entry: string, skip: readonly string[]): Promise<string[]> {
+  let pkg = dirname(entry);
+  while (!(await stat(join(pkg, "package.json")).then(() => true, () => false))) {
+    if (dirname(pkg) === pkg) return [entry];
+    pkg = dirname(pkg);
+  }
+  const ignore = ["**/node_modules/**", "**/.git/**", ...skip.map((d) => relative(pkg, d)).filter((r) => r && !r.startsWith("..")).map((r) => `${r}/**`)];
+  const scripts = await fastGlob()("**/*.{ts,mts,cts,js,mjs,cjs}", { cwd: pkg, ignore, absolute: true, dot: true });
+  return [...scripts, ...MANIFESTS.map((m) => join(pkg, m))];
+}
+
+/** Whether a path changed in or after the tick the trace started in: its signature may not be of what was read. */
+async function changedLately(path: string, sinceNs: bigint): Promise<boolean> {
+  const st = await lstat(path, { bigint: true }).catch(() => undefined);
+  return st !== undefined && (racy(st.mtimeNs, sinceNs) || racy(st.ctimeNs, sinceNs));
+}
+
+export interface RecordedProject {
+  readonly root: string;
+  /** Folders under root whose contents are the build's (its cache, its outputs), not code. */
+  readonly own: readonly string[];
+}
+
+/** Records the answer of a run traced as `outcome`, when it may be replayed; says why not otherwise. */
+export async function saveRecord(identity: string, outcome: TraceOutcome, project: RecordedProject, entry: string): Promise<string | undefined> {
+  if (outcome.changed) return "it changed files";
+  if (outcome.spawned) return "it started a process or a thread";
+  const dir = recordsDir(project.root);
+  const paths = [...new Set([...outcome.reads, ...(await codeFiles(entry, [...project.own, dir]))])].filter((p) => !p.startsWith(dir + "/")).sort();
+  const signed = paths.map((p) => [p, signatureOf(p)] as const);
+  const sinceNs = BigInt(outcome.startedMs - RACY_MARGIN_MS) * 1_000_000n;
+  const recent = (await Promise.all(paths.map(async (p) => ((await changedLately(p, sinceNs)) ? p : undefined)))).find((p) => p !== undefined);
+  if (recent) return `${recent} changed while it ran`;
+  const record: NoopRecord = { version: RECORD_VERSION, identity, paths: signed, output: outcome.output };
+  // Written whole then renamed, but not synced: a record lost to a power cut costs one no-op its speed, no more.
+  const path = recordPath(project.root, identity);
+  await mkdir(dir, { recursive: true });
+  await writeFile(`${path}.${process.pid}.tmp`, JSON.stringify(record));
+  await rename(`${path}.${process.pid}.tmp`, path);
+  await prune(dir);
+  return undefined;
+}
+
+/** Keeps the KEEP files written last: records, and the temp file of a process killed while writing one. */
+async function prune(dir: string): Promise<void> {
+  const names = await readdir(dir);
+  if (names.length <= KEEP) return;
+  const dated = await Promise.all(names.map(async (n) => ({ n, at: (await stat(join(dir, n)).catch(() => undefined))?.mtimeMs ?? 0 })));
+  dated.sort((a, b) => b.at - a.at);
+  await Promise.all(dated.slice(KEEP).map(({ n }) => rm(join(dir, n), { force: true })));
+}
