@@ -1,10 +1,9 @@
 // Answers a command from its record (record.ts) when nothing the record names has changed: the same
 // identity, and every path with the signature it had. Anything else, and the command runs as usual.
-import { identityOf, projectRootOf, readRecord, recordPath, signatureOf } from "./record.ts";
+import { projectRootOf, readRecord, recordPath, signatureOf } from "./record.ts";
 
-/** The exit code of a replayed answer, or undefined when the command must run. */
-export function replay(argv: readonly string[], defaultConfig: string, cwd = process.cwd()): number | undefined {
-  const identity = identityOf(argv, cwd);
+/** The exit code of a replayed answer, or undefined when the command must run. `identity`: identityOf(argv, cwd). */
+export function replay(argv: readonly string[], defaultConfig: string, identity: string, cwd = process.cwd()): number | undefined {
   const record = readRecord(recordPath(projectRootOf(argv, defaultConfig, cwd), identity));
   if (record?.identity !== identity) return undefined;
   for (const [path, signature] of record.paths) if (signatureOf(path) !== signature) return undefined;

@@ -2,9 +2,8 @@
 // process or thread. A path whose last change is not older than the trace may have changed while it was read,
 // within one tick of its file system's clock: then nothing is recorded (git's racy-clean rule, digest.ts).
 import { lstat, mkdir, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
-import { dirname, join, relative } from "node:path";
+import { dirname, join } from "node:path";
 import { racy, RACY_MARGIN_MS } from "../digest.ts";
-import { fastGlob } from "../packages.ts";
 import { RECORD_VERSION, recordPath, recordsDir, signatureOf, type NoopRecord } from "./record.ts";
 import type { TraceOutcome } from "./trace.ts";
 
@@ -17,7 +16,7 @@ const MANIFESTS = ["package.json", "package-lock.json", "tsconfig.json", "node_m
 /**
  * The code the run may have loaded: every script of the package its entry point is in, outside node_modules,
  * and the manifests that pin what node_modules holds. `skip`: the project's own cache and outputs, when the
- * project is that package (the demo is).
+ * project is that package (the demo is). A walk rather than fast-glob: a no-op that records loads no parser.
  */
 async function codeFiles(entry: string, skip: readonly string[]): Promise<string[]> {
   let pkg = dirname(entry);
@@ -25,10 +24,25 @@ async function codeFiles(entry: string, skip: readonly string[]): Promise<string
     if (dirname(pkg) === pkg) return [entry];
     pkg = dirname(pkg);
   }
-  const ignore = ["**/node_modules/**", "**/.git/**", ...skip.map((d) => relative(pkg, d)).filter((r) => r && !r.startsWith("..")).map((r) => `${r}/**`)];
-  const scripts = await fastGlob()("**/*.{ts,mts,cts,js,mjs,cjs}", { cwd: pkg, ignore, absolute: true, dot: true });
+  const pruned = new Set(skip);
+  const scripts: string[] = [];
+  const walk = async (dir: string): Promise<void> => {
+    const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+    await Promise.all(
+      entries.map((e) => {
+        const path = join(dir, e.name);
+        // Not node_modules (the manifests stand for it), nor .git, a .venv or another hidden folder.
+        if (e.isDirectory()) return e.name === "node_modules" || e.name.startsWith(".") || pruned.has(path) ? undefined : walk(path);
+        if (SCRIPT.test(e.name)) scripts.push(path);
+        return undefined;
+      }),
+    );
+  };
+  await walk(pkg);
   return [...scripts, ...MANIFESTS.map((m) => join(pkg, m))];
 }
+
+const SCRIPT = /\.[mc]?[jt]s$/;
 
 /** Whether a path changed in or after the tick the trace started in: its signature may not be of what was read. */
 async function changedLately(path: string, sinceNs: bigint): Promise<boolean> {
@@ -46,6 +60,7 @@ export interface RecordedProject {
 export async function saveRecord(identity: string, outcome: TraceOutcome, project: RecordedProject, entry: string): Promise<string | undefined> {
   if (outcome.changed) return "it changed files";
   if (outcome.spawned) return "it started a process or a thread";
+  if (outcome.overflowed) return "it read or printed more than a no-op does";
   const dir = recordsDir(project.root);
   const paths = [...new Set([...outcome.reads, ...(await codeFiles(entry, [...project.own, dir]))])].filter((p) => !p.startsWith(dir + "/")).sort();
   const signed = paths.map((p) => [p, signatureOf(p)] as const);

@@ -21,6 +21,10 @@ const CHANGES = [
 ];
 const SPAWNS = ["spawn", "spawnSync", "exec", "execSync", "execFile", "execFileSync", "fork"];
 
+/** Past these, the run is no no-op worth a record (an hour of training prints and reads far more): tracing keeps nothing more. */
+const MAX_READS = 100_000;
+const MAX_OUTPUT_CHARS = 1 << 20;
+
 export interface TraceOutcome {
   /** Absolute paths read, looked at, or opened. */
   readonly reads: ReadonlySet<string>;
@@ -28,6 +32,8 @@ export interface TraceOutcome {
   readonly changed: boolean;
   /** Whether a child process or a worker thread was started: what they read is not traced. */
   readonly spawned: boolean;
+  /** Whether it read or printed more than a no-op does (MAX_READS, MAX_OUTPUT_CHARS): then `reads` and `output` are incomplete. */
+  readonly overflowed: boolean;
   readonly output: readonly (readonly [Stream, string])[];
   /** When tracing started (ms since the epoch): a path changed since may have changed while it was read. */
   readonly startedMs: number;
@@ -58,6 +64,8 @@ export function startTrace(): Trace {
   const output: [Stream, string][] = [];
   let changed = false;
   let spawned = false;
+  let overflowed = false;
+  let printed = 0;
   const restores: (() => void)[] = [];
 
   const wrap = (target: Record<string, unknown>, name: string, before: (args: unknown[]) => void) => {
@@ -74,7 +82,9 @@ export function startTrace(): Trace {
   };
   const read = (args: unknown[]) => {
     const path = pathOf(args[0]);
-    if (path) reads.add(path);
+    if (!path || overflowed) return;
+    reads.add(path);
+    overflowed = reads.size > MAX_READS;
   };
   const change = () => void (changed = true);
 
@@ -104,7 +114,12 @@ export function startTrace(): Trace {
   for (const [stream, out] of [[1, process.stdout], [2, process.stderr]] as const) {
     const write = out.write;
     out.write = function (this: unknown, chunk: unknown, ...rest: unknown[]) {
-      output.push([stream, typeof chunk === "string" ? chunk : Buffer.from(chunk as Uint8Array).toString("utf8")]);
+      if (!overflowed) {
+        const text = typeof chunk === "string" ? chunk : Buffer.from(chunk as Uint8Array).toString("utf8");
+        output.push([stream, text]);
+        printed += text.length;
+        overflowed = printed > MAX_OUTPUT_CHARS;
+      }
       return (write as Fn).call(this, chunk, ...rest) as boolean;
     } as typeof out.write;
     restores.push(() => (out.write = write));
@@ -115,7 +130,7 @@ export function startTrace(): Trace {
     stop() {
       for (const restore of restores.reverse()) restore();
       syncBuiltinESMExports();
-      return { reads, changed, spawned, output, startedMs };
+      return { reads, changed, spawned, overflowed, output, startedMs };
     },
   };
 }

@@ -174,7 +174,7 @@ describe("tracing a run", () => {
     const file = join(root, "read.txt");
     writeFileSync(file, "old");
     const entry = join(REPO, "test/fixtures/fake-pipeline.ts");
-    const outcome = { reads: new Set([file]), changed: false, spawned: false, output: [[1, "ok\n"]] as const, startedMs: Date.now() - 5_000 };
+    const outcome = { reads: new Set([file]), changed: false, spawned: false, overflowed: false, output: [[1, "ok\n"]] as const, startedMs: Date.now() - 5_000 };
     expect(await saveRecord("f".repeat(64), { ...outcome, changed: true }, { root, own: [] }, entry)).toBe("it changed files");
     expect(await saveRecord("f".repeat(64), { ...outcome, startedMs: Date.now() }, { root, own: [] }, entry)).toBe(`${file} changed while it ran`);
     expect(existsSync(join(root, "cache"))).toBe(false);
@@ -186,11 +186,12 @@ describe("tracing a run", () => {
     writeFileSync(file, "old");
     const argv = ["target", "--config", join(root, "pipeline.yaml")];
     const identity = identityOf(argv, process.cwd());
-    const outcome = { reads: new Set([file]), changed: false, spawned: false, output: [[2, ""]] as const, startedMs: Date.now() + 1_000 };
+    const outcome = { reads: new Set([file]), changed: false, spawned: false, overflowed: false, output: [[2, ""]] as const, startedMs: Date.now() + 1_000 };
     expect(await saveRecord(identity, outcome, { root, own: [] }, join(REPO, "test/fixtures/fake-pipeline.ts"))).toBeUndefined();
     expect(readRecord(recordPath(root, identity))?.paths).toContainEqual([file, signatureOf(file)]);
-    expect(replay(argv, "pipeline.yaml")).toBe(0);
+    expect(replay(argv, "pipeline.yaml", identity)).toBe(0);
+    expect(replay(argv, "pipeline.yaml", identityOf(argv, tmpdir()))).toBeUndefined(); // another folder
     writeFileSync(file, "new");
-    expect(replay(argv, "pipeline.yaml")).toBeUndefined();
+    expect(replay(argv, "pipeline.yaml", identity)).toBeUndefined();
   });
 });
