@@ -10,6 +10,7 @@ import type { RunLock } from "./runlock.ts";
 import { closeHashWorkers, hashStats } from "./digest.ts";
 import { createObserver } from "./reporter.ts";
 import type { Setting } from "./experiments/overrides.ts";
+import type { RecordedProject } from "./replay/save.ts";
 
 export interface CliApp<C> {
   readonly name: string;
@@ -44,7 +45,7 @@ const SUBCOMMANDS = new Set(["status", "check", "graph", "verify", "cache", "gc"
 /** What the entry point (main.ts) learns of a run. */
 export interface CliHooks {
   /** A build found every node up to date: its project's folder, and the folders in it that are the build's own. */
-  upToDate?(project: { root: string; own: string[] }): void;
+  upToDate?(project: RecordedProject): void;
 }
 
 export async function runCli<C>(app: CliApp<C>, argv: readonly string[], hooks: CliHooks = {}): Promise<number> {

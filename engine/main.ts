@@ -2,6 +2,7 @@
 // (replay/): the same command again, while none of that changed, is answered from the record without loading
 // the graph, the engine or the stages. Any other command, or a record that no longer holds, runs the CLI.
 import type { CliApp } from "./cli.ts";
+import type { RecordedProject } from "./replay/save.ts";
 import { identityOf } from "./replay/record.ts";
 import { replay } from "./replay/replay.ts";
 
@@ -23,7 +24,7 @@ export async function main<C>(app: CliApp<C>, argv: readonly string[], options: 
   const prefetched = options.prefetch?.();
   const { runCli } = await import("./cli.ts");
   await prefetched;
-  let upToDate: { root: string; own: string[] } | undefined;
+  let upToDate: RecordedProject | undefined;
   const code = await runCli(app, argv, { upToDate: (project) => (upToDate = project) });
   const outcome = trace?.stop();
   if (identity && outcome && upToDate && code === 0) {

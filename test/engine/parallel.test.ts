@@ -7,6 +7,7 @@ import { describe, expect, it } from "vitest";
 import YAML from "yaml";
 import { alive, collect, REPO, requireJson, spawnCli, waitFor } from "../helpers/cli.ts";
 import type { TimeEvent } from "../fixtures/parallel-pipeline.ts";
+import { running } from "../../engine/durable.ts";
 
 const PARALLEL = join(REPO, "test/fixtures/parallel-pipeline.ts");
 
@@ -65,15 +66,6 @@ class Project {
 }
 
 const overlap = (x: { start: number; end: number }, y: { start: number; end: number }) => x.start < y.end && y.start < x.end;
-
-function groupAlive(pgid: number): boolean {
-  try {
-    process.kill(-pgid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe.concurrent("running independent nodes at once", () => {
   it("two independent slow nodes overlap; the node needing both starts after both, guarded after both were built", async () => {
@@ -167,7 +159,7 @@ describe.concurrent("running independent nodes at once", () => {
     expect(r.doc.nodes.find((n) => n.id === "export")!.reason).toMatch(/export refuses what toolchain sees/);
     expect(r.stderr).toMatch(/\[toolchain\] export's guard refused once toolchain was built: no further node starts; cancelling train/);
     expect(r.ms).toBeLessThan(40_000); // not the 60 s of training
-    await waitFor(() => p.groups().every(([pid, pgid]) => !alive(pid) && !groupAlive(pgid)), 10_000);
+    await waitFor(() => p.groups().every(([pid, pgid]) => !alive(pid) && !running(-pgid)), 10_000);
     expect(Object.keys((YAML.parse(readFileSync(join(p.dir, "pipeline.lock"), "utf8")) as { nodes: object }).nodes).sort()).toEqual(["model", "toolchain"]);
   });
 
@@ -240,7 +232,7 @@ describe.concurrent("running independent nodes at once", () => {
     expect(doc.interrupted).toBe(true);
     expect(Object.fromEntries(doc.nodes.map((n) => [n.id, n.status]))).toEqual({ a: "cancelled", b: "cancelled", c: "skipped" });
     expect(r.stderr).toMatch(new RegExp(`interrupted \\(${signal}\\): a, b cancelled`));
-    await waitFor(() => groups.every(([pid, pgid]) => !alive(pid) && !groupAlive(pgid)), 10_000);
+    await waitFor(() => groups.every(([pid, pgid]) => !alive(pid) && !running(-pgid)), 10_000);
     // No partial output left behind.
     expect(readdirSync(join(p.dir, "models")).filter((n) => n.includes("staging"))).toEqual([]);
     expect(existsSync(join(p.dir, "pipeline.lock"))).toBe(false);
