@@ -8,7 +8,7 @@
 // the record is validated by hand, not with zod (test/engine/warm.test.ts holds the list).
 import { createHash } from "node:crypto";
 import { lstatSync, readFileSync, statSync, type BigIntStats } from "node:fs";
-import { availableParallelism } from "node:os";
+import { availableParallelism, totalmem } from "node:os";
 import { dirname, isAbsolute, join, resolve } from "node:path";
 
 /** Bumped when the record's meaning changes: an older record is then never read. */
@@ -50,12 +50,12 @@ export function recordPath(root: string, identity: string): string {
 /**
  * What a no-op's answer may depend on besides the paths it read: the command line and its folder, every
  * environment variable (hashed: the record keeps no secret), the node that runs it and how (its flags load
- * tsx), the machine's platform and cores (the default -j), and whether the output goes to a terminal.
+ * tsx), the machine's platform, cores (the default -j) and memory, and whether the output goes to a terminal.
  */
 export function identityOf(argv: readonly string[], cwd: string): string {
   const env = Object.entries(process.env).sort(([a], [b]) => (a < b ? -1 : 1));
   const tty = [process.stdout.isTTY === true, process.stderr.isTTY === true, process.stderr.isTTY ? process.stderr.columns : 0];
-  const facts = [RECORD_VERSION, argv, cwd, env, process.version, process.execPath, process.execArgv, process.platform, process.arch, availableParallelism(), process.getuid?.(), tty];
+  const facts = [RECORD_VERSION, argv, cwd, env, process.version, process.execPath, process.execArgv, process.platform, process.arch, availableParallelism(), totalmem(), process.getuid?.(), tty];
   return createHash("sha256").update(JSON.stringify(facts)).digest("hex");
 }
 
