@@ -61,21 +61,30 @@ export function identityOf(argv: readonly string[], cwd: string): string {
 
 const statKey = (s: BigIntStats) => `${s.mode}:${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`;
 
+/** A path's signature, and when it or what it links to last changed (ns; none when absent). */
+export interface Stamp {
+  readonly signature: string;
+  readonly changedNs: readonly bigint[];
+}
+
 /**
  * A path's state as far as reading it can tell: its kind, identity, size and times (a change to its bytes,
  * its entries or its mode moves the ctime), what a link points at, or that it is absent or unreadable.
  */
-export function signatureOf(path: string): string {
+export function stampOf(path: string): Stamp {
   try {
     const own = lstatSync(path, { bigint: true, throwIfNoEntry: false });
-    if (!own) return "absent";
-    if (!own.isSymbolicLink()) return statKey(own);
-    const target = statSync(path, { bigint: true, throwIfNoEntry: false });
-    return `${statKey(own)}>${target ? statKey(target) : "absent"}`;
+    if (!own) return { signature: "absent", changedNs: [] };
+    const target = own.isSymbolicLink() ? statSync(path, { bigint: true, throwIfNoEntry: false }) : undefined;
+    const signature = own.isSymbolicLink() ? `${statKey(own)}>${target ? statKey(target) : "absent"}` : statKey(own);
+    return { signature, changedNs: [own, ...(target ? [target] : [])].flatMap((s) => [s.mtimeNs, s.ctimeNs]) };
   } catch (e) {
-    return `error:${(e as NodeJS.ErrnoException).code ?? "unknown"}`; // ENOTDIR, EACCES: the same error is the same answer
+    // ENOTDIR, EACCES: the same error is the same answer.
+    return { signature: `error:${(e as NodeJS.ErrnoException).code ?? "unknown"}`, changedNs: [] };
   }
 }
+
+export const signatureOf = (path: string): string => stampOf(path).signature;
 
 const isPair = <A, B>(v: unknown, a: (x: unknown) => x is A, b: (x: unknown) => x is B): v is [A, B] => Array.isArray(v) && v.length === 2 && a(v[0]) && b(v[1]);
 const isString = (v: unknown): v is string => typeof v === "string";

@@ -1,10 +1,10 @@
 // Writes a no-op's record (record.ts) from its trace, for a run that changed nothing on disk and started no
 // process or thread. A path whose last change is not older than the trace may have changed while it was read,
 // within one tick of its file system's clock: then nothing is recorded (git's racy-clean rule, digest.ts).
-import { lstat, mkdir, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, readdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { racy, RACY_MARGIN_MS } from "../digest.ts";
-import { RECORD_VERSION, recordPath, recordsDir, signatureOf, type NoopRecord } from "./record.ts";
+import { RECORD_VERSION, recordPath, recordsDir, stampOf, type NoopRecord } from "./record.ts";
 import type { TraceOutcome } from "./trace.ts";
 
 /** Records kept per project: one per environment a no-op ran in lately (a terminal, an IDE's, CI's). */
@@ -44,12 +44,6 @@ async function codeFiles(entry: string, skip: readonly string[]): Promise<string
 
 const SCRIPT = /\.[mc]?[jt]s$/;
 
-/** Whether a path changed in or after the tick the trace started in: its signature may not be of what was read. */
-async function changedLately(path: string, sinceNs: bigint): Promise<boolean> {
-  const st = await lstat(path, { bigint: true }).catch(() => undefined);
-  return st !== undefined && (racy(st.mtimeNs, sinceNs) || racy(st.ctimeNs, sinceNs));
-}
-
 export interface RecordedProject {
   readonly root: string;
   /** Folders under root whose contents are the build's (its cache, its outputs), not code. */
@@ -62,11 +56,14 @@ export async function saveRecord(identity: string, outcome: TraceOutcome, projec
   if (outcome.spawned) return "it started a process or a thread";
   if (outcome.overflowed) return "it read or printed more than a no-op does";
   const dir = recordsDir(project.root);
-  const paths = [...new Set([...outcome.reads, ...(await codeFiles(entry, [...project.own, dir]))])].filter((p) => !p.startsWith(dir + "/")).sort();
-  const signed = paths.map((p) => [p, signatureOf(p)] as const);
+  const paths = [...new Set([...outcome.reads, ...(await codeFiles(entry, project.own))])].filter((p) => !p.startsWith(dir + "/")).sort();
+  const stamps = paths.map((p) => [p, stampOf(p)] as const);
+  // Changed in or after the tick the trace started in: the signature may not be of what was read. A later
+  // change moves the ctime past it, so the signature's own stat is enough to tell.
   const sinceNs = BigInt(outcome.startedMs - RACY_MARGIN_MS) * 1_000_000n;
-  const recent = (await Promise.all(paths.map(async (p) => ((await changedLately(p, sinceNs)) ? p : undefined)))).find((p) => p !== undefined);
-  if (recent) return `${recent} changed while it ran`;
+  const recent = stamps.find(([, s]) => s.changedNs.some((ns) => racy(ns, sinceNs)));
+  if (recent) return `${recent[0]} changed while it ran`;
+  const signed = stamps.map(([p, s]) => [p, s.signature] as const);
   const record: NoopRecord = { version: RECORD_VERSION, identity, paths: signed, output: outcome.output };
   // Written whole then renamed, but not synced: a record lost to a power cut costs one no-op its speed, no more.
   const path = recordPath(project.root, identity);

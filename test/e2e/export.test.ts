@@ -6,23 +6,16 @@
 import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pathToFileURL } from "node:url";
 import { beforeAll, describe, expect, it } from "vitest";
 import YAML from "yaml";
 import { ALL, checkF16, generate, type GgufReport, loadsInTransformers, pythonSays } from "../helpers/export.ts";
 import { ggufTypes, K_TYPES, shareIn } from "../helpers/gguf.ts";
 import { type Project, ran, REPO, type RunResult } from "../helpers/project.ts";
 import { sharedConfig, sharedProject } from "../helpers/shared-project.ts";
+import { COUNT_MODULES, packagesLoaded } from "../helpers/modules.ts";
 
-const COUNT_MODULES = pathToFileURL(join(REPO, "test/helpers/count-modules.mjs")).href;
 /** Parsers a warm no-op must not load: config and lock (yaml, zod), globs, GGUF headers, chat templates. */
 const PARSERS = ["yaml", "zod", "fast-glob", "@huggingface/gguf", "@huggingface/jinja"];
-
-function packagesLoaded(stderr: string): string[] {
-  const m = /@@modules (.*)/.exec(stderr);
-  if (!m) throw new Error(`no module count in:\n${stderr}`);
-  return Object.keys((JSON.parse(m[1]!) as { byPackage: Record<string, number> }).byPackage);
-}
 
 describe("tiny:llama to GGUF", () => {
   let p: Project;
@@ -50,7 +43,7 @@ describe("tiny:llama to GGUF", () => {
   });
 
   it("a no-op hashes no file and loads no parser", async () => {
-    const again = await p.run(["gguf", "--json"], undefined, { NODE_OPTIONS: `--import=${COUNT_MODULES}` });
+    const again = await p.run(["gguf", "--json"], undefined, { NODE_OPTIONS: COUNT_MODULES.join(" ") });
     expect(again.code, again.stderr).toBe(0);
     expect(ran(again)).toEqual([]);
     expect(again.json.hashed).toEqual({ files: 0, bytes: 0 });

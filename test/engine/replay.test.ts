@@ -12,14 +12,13 @@ import { replay } from "../../engine/replay/replay.ts";
 import { saveRecord } from "../../engine/replay/save.ts";
 import { startTrace } from "../../engine/replay/trace.ts";
 import { FakeProject } from "../helpers/fake-project.ts";
+import { COUNT_MODULES, modulesLoaded } from "../helpers/modules.ts";
 import { REPO } from "../helpers/project.ts";
 
-/** Every run of these projects counts its modules; set in the environment, so records are made and read alike. */
-const COUNT_MODULES = `--import ${join(REPO, "test/helpers/count-modules.mjs")}`;
 
 function project(): FakeProject {
   const p = new FakeProject();
-  p.env.NODE_OPTIONS = COUNT_MODULES;
+  p.env.NODE_OPTIONS = COUNT_MODULES.join(" "); // in the environment: records are made and read alike
   return p;
 }
 
@@ -29,9 +28,7 @@ function records(p: FakeProject): string[] {
 
 /** Whether the run planned (loaded the engine's planner) rather than answering from a record. */
 function planned(stderr: string): boolean {
-  const m = /@@modules (.*)/.exec(stderr);
-  if (!m) throw new Error(`no module count in:\n${stderr}`);
-  return (JSON.parse(m[1]!) as { project: string[] }).project.includes("engine/plan.ts");
+  return modulesLoaded(stderr).project.includes("engine/plan.ts");
 }
 
 /** A built fake project whose `report` no-op is recorded: the next identical run is answered from the record. */

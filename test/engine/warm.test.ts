@@ -4,9 +4,9 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { BASE_CONFIG, FakeProject } from "../helpers/fake-project.ts";
+import { COUNT_MODULES, modulesLoaded, packagesLoaded } from "../helpers/modules.ts";
 import { Project } from "../helpers/project.ts";
 
-const COUNT_MODULES = ["--import", join(import.meta.dirname, "../helpers/count-modules.mjs")];
 
 /** Dates the input folder an hour back: a listing is memoized only once its folder has stopped changing. */
 function settle(p: FakeProject): void {
@@ -20,22 +20,6 @@ async function builtWithSettledInputs(): Promise<FakeProject> {
   settle(p);
   expect((await p.build())._result.code).toBe(0);
   return p;
-}
-
-interface ModuleCount {
-  byPackage: Record<string, number>;
-  /** This repository's files, relative to it. */
-  project: string[];
-}
-
-function modulesLoaded(stderr: string): ModuleCount {
-  const m = /@@modules (.*)/.exec(stderr);
-  if (!m) throw new Error(`no module count in:\n${stderr}`);
-  return JSON.parse(m[1]!) as ModuleCount;
-}
-
-function packagesLoaded(stderr: string): string[] {
-  return Object.keys(modulesLoaded(stderr).byPackage);
 }
 
 /**
