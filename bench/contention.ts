@@ -1,9 +1,9 @@
 // Benchmark `contention`: training, eval's mlx-lm answers and the GGUF answers with half the cores kept busy by
 // another process (a shell busy loop per core, as a browser or a test run would), against the machine as it
-// is, in one run, each with the tool's thread counts (stages/lib/toolchain/threads.mjs) and with every core (the libraries'
-// defaults, as before). Goal: busy/idle no worse than the CPU share explains (≤ 2.2x with half the cores busy).
-// Also checks that the thread count leaves the adapters' bytes and the answers unchanged. Needs the demo built
-// here (`npx tsx pipeline.ts gguf`).
+// is, in one run, each with the tool's pools (stages/lib/toolchain/threads.mjs), with the free cores (the tool's
+// way before, whose count followed the load) and with the libraries' defaults. Goal: busy/idle no worse than
+// the CPU share explains (≤ 2.2x with half the cores busy). Also checks, for each way, that the load leaves the
+// adapters' bytes and the answers unchanged. Needs the demo built here (`npx tsx pipeline.ts gguf`).
 //
 // Env: BENCH_CONTENTION_REPS (rounds, default 2), BENCH_TRAIN_ITERS (default 10), BENCH_EVAL_PROMPTS (default 16).
 import { spawn, type ChildProcess } from "node:child_process";
@@ -13,6 +13,12 @@ import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { load, log, median, rotated, type Row } from "./lib.ts";
 import { builtDemo, evalPrompts, ggufAnswers, mlxAnswers, mlxLora, writeLoraConfig, type Demo, type Threads } from "./workloads.ts";
+
+const WAYS: Readonly<Record<Threads, string>> = {
+  tool: "the tool's pools (now)",
+  "free cores": "the free cores (before 2026-12-05)",
+  defaults: "the libraries' defaults (before the issue)",
+};
 
 type Load = "idle" | "busy";
 
@@ -33,8 +39,10 @@ function workloads(demo: Demo, tmp: string, iters: number, prompts: readonly str
   const maxTokens = demo.config.eval.max_tokens;
   const dir = join(tmp, "contention");
   mkdirSync(dir, { recursive: true });
-  const count = (t: Threads) => (t === "tool" ? "<free cores>" : String(availableParallelism()));
-  const env = (t: Threads) => `OPENBLAS_NUM_THREADS=${count(t)} OMP_NUM_THREADS=${count(t)}`;
+  const cores = String(availableParallelism());
+  const env = (t: Threads) =>
+    t === "tool" ? `OPENBLAS_NUM_THREADS=${cores} OPENBLAS_THREAD_TIMEOUT=4 OMP_WAIT_POLICY=PASSIVE` : t === "free cores" ? "OPENBLAS_NUM_THREADS=<free cores>" : "(no variable)";
+  const count = (t: Threads) => (t === "defaults" ? cores : "<free cores>");
   return [
     {
       name: `training (${iters} iters)`,
@@ -76,16 +84,17 @@ export async function contentionBench(tmp: string): Promise<{ rows: Row[]; notes
   const rows: Row[] = [];
   const notes: string[] = [];
   for (const w of workloads(demo, tmp, iters, prompts)) {
-    const cases = (["tool", "all cores"] as const).flatMap((threads) => (["idle", "busy"] as const).map((load) => ({ threads, load })));
+    const ways = Object.keys(WAYS) as Threads[];
+    const cases = ways.flatMap((threads) => (["idle", "busy"] as const).map((load) => ({ threads, load })));
     const samples = new Map(cases.map((c) => [c, [] as number[]]));
-    const results = new Set<string>();
+    const results = new Map(ways.map((t) => [t, new Set<string>()]));
     for (let i = 0; i < reps; i++) {
       for (const c of rotated(cases, i)) {
         const loops = c.load === "busy" ? busyLoops(busy) : [];
         try {
           const r = await w.run(c.threads);
           samples.get(c)!.push(r.ms);
-          results.add(r.result);
+          results.get(c.threads)!.add(r.result);
         } finally {
           for (const loop of loops) loop.kill("SIGKILL");
         }
@@ -93,21 +102,18 @@ export async function contentionBench(tmp: string): Promise<{ rows: Row[]; notes
       }
     }
     const at = (threads: Threads, l: Load) => median(samples.get(cases.find((c) => c.threads === threads && c.load === l)!)!);
-    for (const threads of ["all cores", "tool"] as const) {
+    for (const threads of ways) {
       const ratio = at(threads, "busy") / at(threads, "idle");
+      const seen = [...results.get(threads)!];
       rows.push({
-        bench: `contention: ${w.name}, ${threads === "tool" ? "the tool's threads (now)" : "every core (before)"}`,
+        bench: `contention: ${w.name}, ${WAYS[threads]}`,
         command: w.command(threads),
-        numbers: `idle ${(at(threads, "idle") / 1000).toFixed(1)} s, ${busy} of ${availableParallelism()} cores busy ${(at(threads, "busy") / 1000).toFixed(1)} s`,
-        ratio: `${ratio.toFixed(2)}x slower when busy (goal ≤ 2.2x)`,
+        numbers:
+          `idle ${(at(threads, "idle") / 1000).toFixed(1)} s, ${busy} of ${availableParallelism()} cores busy ${(at(threads, "busy") / 1000).toFixed(1)} s` +
+          (threads === "tool" ? "" : `; the tool's pools take ${(at("tool", "idle") / at(threads, "idle")).toFixed(2)}x the time idle, ${(at("tool", "busy") / at(threads, "busy")).toFixed(2)}x busy`),
+        ratio: `${ratio.toFixed(2)}x slower when busy (goal ≤ 2.2x); ${seen.length === 1 ? `the same result idle and busy (${seen[0]})` : `RESULTS DIFFER idle and busy: ${seen.join(", ")}`}`,
       });
     }
-    rows.push({
-      bench: `contention: ${w.name}, now against before`,
-      command: "",
-      numbers: `idle ${(at("tool", "idle") / at("all cores", "idle")).toFixed(2)}x the time, busy ${(at("tool", "busy") / at("all cores", "busy")).toFixed(2)}x`,
-      ratio: results.size === 1 ? `same result with either thread count (${[...results][0]})` : `RESULTS DIFFER: ${[...results].join(", ")}`,
-    });
   }
   notes.push(`contention: "busy" = ${busy} shell busy loop(s) (sh -c 'while :; do :; done'); "idle" = the machine as it is (load ${load()} at the end)`);
   return { rows, notes };

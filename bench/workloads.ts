@@ -39,17 +39,35 @@ export async function builtDemo(): Promise<Demo | string> {
   };
 }
 
-/** Threads per compute pool: the tool's (stages/lib/toolchain/threads.mjs), or every core (the libraries' own default, as before). */
-export type Threads = "tool" | "all cores";
+/**
+ * How the compute pools are set up: the tool's way (stages/lib/toolchain/threads.mjs: every core, idle threads
+ * asleep at once; llama.cpp the free cores), the free cores everywhere (the tool's way before 2026-12-05, whose
+ * count followed the load), or the libraries' defaults (every core, idle threads spinning).
+ */
+export type Threads = "tool" | "free cores" | "defaults";
 
-export async function threadCount(threads: Threads): Promise<number> {
-  return threads === "tool" ? freeCores() : availableParallelism();
+/** llama.cpp's threads (`maxThreads`): its pool is sized by the free cores unless the libraries' defaults are asked. */
+export async function llamaThreads(threads: Threads): Promise<number> {
+  return threads === "defaults" ? availableParallelism() : freeCores();
 }
 
-/** The environment the tool gives mlx-lm (PY_ENV, the preloaded OpenBLAS), with the thread counts of `threads`. */
+async function poolEnv(threads: Threads): Promise<Record<string, string>> {
+  switch (threads) {
+    case "tool":
+      return threadEnv();
+    case "free cores": {
+      const n = String(await freeCores());
+      return { OPENBLAS_NUM_THREADS: n, OMP_NUM_THREADS: n };
+    }
+    case "defaults":
+      return {};
+  }
+}
+
+/** The environment the tool gives mlx-lm (PY_ENV, the preloaded OpenBLAS), with the pools of `threads`. */
 export async function mlxEnv(demo: Demo, threads: Threads): Promise<NodeJS.ProcessEnv> {
-  const env: NodeJS.ProcessEnv = { ...process.env, ...demo.mlx.env, ...(await threadEnv(await threadCount(threads))) };
-  for (const [k, v] of Object.entries(PY_ENV)) if (!k.endsWith("_NUM_THREADS")) env[k] = v;
+  const env: NodeJS.ProcessEnv = { ...process.env, ...demo.mlx.env, ...(await poolEnv(threads)) };
+  for (const [k, v] of Object.entries(PY_ENV)) env[k] = v;
   return env;
 }
 
@@ -131,7 +149,7 @@ export async function ggufAnswers(demo: Demo, dir: string, prompts: readonly str
   } else {
     const request = join(dir, "gguf-request.json");
     await writeFile(request, JSON.stringify({ prompts, max_tokens: maxTokens }));
-    r = await timed(process.execPath, [join(REPO, "bench", "llama-direct.mjs"), demo.gguf, request, answer, String(await threadCount(threads))]);
+    r = await timed(process.execPath, [join(REPO, "bench", "llama-direct.mjs"), demo.gguf, request, answer, String(await llamaThreads(threads))]);
   }
   if (r.code !== 0) throw new Error(`GGUF answers (${how}) failed (${r.code}):\n${r.stderr.slice(-2000)}`);
   return { ms: r.ms, texts: await answers(answer) };

@@ -70,8 +70,8 @@ export async function runNode<C>(
     if (locked !== undefined && locked !== output.digest) {
       options.observer.note(
         node.id,
-        `warning: rebuilt from the same inputs as pipeline.lock's entry, with other bytes (${NOT_REPRODUCIBLE}); pipeline.lock now records this build. ` +
-          `To have the committed bytes instead, \`git checkout pipeline.lock\` and build again: ${COMMITTED_BYTES}.`,
+        `warning: rebuilt from the same inputs as pipeline.lock's entry, with other bytes (${whyOtherBytes(node.conditions, s.lock[node.id]?.facts, facts)}); ` +
+          `pipeline.lock now records this build. To have the committed bytes instead, \`git checkout pipeline.lock\` and build again: ${COMMITTED_BYTES}.`,
       );
     }
     await commit(s, node.id, evaluation, output, facts);
@@ -79,6 +79,14 @@ export async function runNode<C>(
   } finally {
     if (s.stagings.delete(staging)) await rm(staging, { recursive: true, force: true });
   }
+}
+
+/** The node's conditions that differ between the lock's build and this one, or why bytes can differ at all. */
+function whyOtherBytes(conditions: readonly string[] = [], locked: Readonly<Record<string, Json>> = {}, here: Readonly<Record<string, Json>>): string {
+  const shown = (v: Json | undefined) => (v === undefined ? "unrecorded" : JSON.stringify(v));
+  const differ = conditions.filter((key) => shown(locked[key]) !== shown(here[key]));
+  if (differ.length === 0) return NOT_REPRODUCIBLE;
+  return `made with ${differ.map((key) => `${key} ${shown(locked[key])} in pipeline.lock, ${shown(here[key])} here`).join("; ")}`;
 }
 
 /**

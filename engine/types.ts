@@ -118,6 +118,12 @@ export interface NodeSpec<C> {
    * so a rebuild with identical results cuts off. No node may read another's records: no fingerprint covers them.
    */
   readonly records?: readonly string[];
+  /**
+   * Facts (`RunCtx.record` keys) that say how a run was made rather than what it made, and can change its bytes
+   * though no input changed: a thread count, the CPU. A rebuild from the lock's inputs that gives other bytes
+   * names those that differ from the lock's build. Not inputs: another machine may still restore the output.
+   */
+  readonly conditions?: readonly string[];
   /** Called once the dependencies are built (their outputs can be read). */
   inputs(ctx: BaseCtx<C>): Promise<DeclaredInputs> | DeclaredInputs;
   /** Cheap checks before anything expensive runs. */

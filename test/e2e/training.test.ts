@@ -1,5 +1,6 @@
 // tiny:llama from nothing to `fused` with the real tools, then the incremental rebuilds: a no-op, one edited data
 // line, a changed LoRA param, a comment-only config edit. Each asserts exactly which nodes ran.
+import { availableParallelism, cpus } from "node:os";
 import { beforeAll, describe, expect, it } from "vitest";
 import { keyPaths, pipelineYaml, Project, ran, sample, type RunResult } from "../helpers/project.ts";
 import { sharedTraining } from "../helpers/shared-project.ts";
@@ -101,5 +102,7 @@ describe("training with FORCE_COLOR in the environment", () => {
     expect(memory.estimatedPeakGB).toBeGreaterThanOrEqual(memory.measuredPeakGB);
     expect(memory.estimatedPeakGB).toBeLessThan(memory.measuredPeakGB * 3);
     expect(p.lock().adapters?.facts).toMatchObject({ peak_memory_gb: memory.measuredPeakGB, estimated_peak_gb: memory.estimatedPeakGB });
+    // How it trained, which the bytes depend on: OpenBLAS's threads (every core; Linux, where mlx uses OpenBLAS) and the CPU.
+    expect(p.lock().adapters?.facts).toMatchObject({ cpu: cpus()[0]!.model.trim(), ...(process.platform === "linux" ? { openblas_threads: availableParallelism() } : {}) });
   });
 });

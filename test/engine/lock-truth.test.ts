@@ -68,6 +68,22 @@ describe.concurrent("records and a rebuild that differs from the lock", () => {
     p.write("models/lower/out.txt", "edited\n");
     expect(reasonsOf(await p.run(["status", "--json"]), "lower")).toEqual(["output file out.txt was modified"]);
   });
+
+  it("a rebuild with other bytes names the recorded conditions that differ from the lock's build", async () => {
+    const p = new FakeProject(`${BASE_CONFIG}noise: output\n`);
+    p.env = { FAKE_LANES: "2" };
+    await p.build();
+    expect(p.read("pipeline.lock")).toMatch(/facts:\n\s+lanes: 2\n/);
+    const warningOf = (r: { _result: { stderr: string } }) => r._result.stderr.split("\n").filter((l) => /other bytes/.test(l));
+
+    // The same condition: nothing to name but the tools.
+    expect(warningOf(await p.build("--force", "lower"))).toEqual([expect.stringContaining("with other bytes (not every tool is bit-reproducible")]);
+    p.env = { FAKE_LANES: "1" };
+    expect(warningOf(await p.build("--force", "lower"))).toEqual([expect.stringContaining("with other bytes (made with lanes 2 in pipeline.lock, 1 here); pipeline.lock now records this build.")]);
+    expect(p.read("pipeline.lock")).toMatch(/facts:\n\s+lanes: 1\n/);
+    p.env = {};
+    expect(warningOf(await p.build("--force", "lower"))).toEqual([expect.stringContaining("(made with lanes 1 in pipeline.lock, unrecorded here)")]);
+  });
 });
 
 describe("the lock decides what is restored (remote: moto_server)", () => {

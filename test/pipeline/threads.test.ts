@@ -1,11 +1,13 @@
-// The tools' pool sizes: the free cores, measured; a user's own setting wins. (What they buy under a busy
-// core is measured side by side in `npm run bench -- contention`, not timed here.)
+// The tools' pools: OpenBLAS and OpenMP every usable core whatever the load (the count changes trained bytes),
+// their idle threads asleep at once; llama.cpp the free cores, measured; a user's own setting wins. (What they
+// buy under a busy core is measured side by side in `npm run bench -- contention`, not timed here.)
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import { afterEach, expect, test } from "vitest";
-import { freeCores, threadEnv } from "../../stages/lib/toolchain/threads.mjs";
+import { blasThreads, freeCores, threadEnv } from "../../stages/lib/toolchain/threads.mjs";
 
-const saved = { OPENBLAS_NUM_THREADS: process.env.OPENBLAS_NUM_THREADS, OMP_NUM_THREADS: process.env.OMP_NUM_THREADS };
+const KEYS = ["OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_THREAD_TIMEOUT", "OMP_WAIT_POLICY"] as const;
+const saved = Object.fromEntries(KEYS.map((k) => [k, process.env[k]]));
 afterEach(() => {
   for (const [k, v] of Object.entries(saved)) {
     if (v === undefined) delete process.env[k];
@@ -20,12 +22,16 @@ test("free cores are a whole number between 1 and the cores this process may use
   expect(n).toBeLessThanOrEqual(availableParallelism());
 });
 
-test("both pools get the count; a variable the user set is left to them", async () => {
-  delete process.env.OPENBLAS_NUM_THREADS;
-  delete process.env.OMP_NUM_THREADS;
-  expect(await threadEnv(3)).toEqual({ OPENBLAS_NUM_THREADS: "3", OMP_NUM_THREADS: "3" });
+test("both pools get every usable core and sleep when idle; a variable the user set is left to them", () => {
+  for (const k of KEYS) delete process.env[k];
+  const cores = String(availableParallelism());
+  const ours = { OPENBLAS_NUM_THREADS: cores, OMP_NUM_THREADS: cores, OPENBLAS_THREAD_TIMEOUT: "4", OMP_WAIT_POLICY: "PASSIVE" };
+  expect(threadEnv()).toEqual(ours);
+  expect(blasThreads()).toBe(availableParallelism());
   process.env.OMP_NUM_THREADS = "7";
-  expect(await threadEnv(3)).toEqual({ OPENBLAS_NUM_THREADS: "3" });
+  process.env.OPENBLAS_NUM_THREADS = "3";
+  expect(threadEnv()).toEqual({ OPENBLAS_THREAD_TIMEOUT: "4", OMP_WAIT_POLICY: "PASSIVE" });
+  expect(blasThreads(), "the count recorded is the one OpenBLAS gets").toBe(3);
 });
 
 test("a sample taken while this process works does not count its own work as another process's", async () => {

@@ -69,8 +69,8 @@ export async function runDistributed<C>(ctx: RunCtx<C>, cluster: Cluster, run: D
     run.onLine(line);
   };
 
-  // Every rank's pools are sized by this machine's free cores: the others are not asked.
-  const rankEnv = Object.fromEntries(Object.entries({ ...PY_ENV, ...(await threadEnv()), MLX_PIPELINE_PIDS: pidDir(ctx.scratch) }).filter((e): e is [string, string] => e[1] !== undefined));
+  // Every rank's pools are sized by this machine's cores: the others are not asked.
+  const rankEnv = Object.fromEntries(Object.entries({ ...PY_ENV, ...threadEnv(), MLX_PIPELINE_PIDS: pidDir(ctx.scratch) }).filter((e): e is [string, string] => e[1] !== undefined));
   const launch = await launchCommand(cluster, info, ctx.scratch, rankEnv, run.launcher, run.args);
   const world = cluster.ranks.length;
   ctx.progress(`starting ${world} processes (${cluster.backend}${remoteHosts(cluster).size > 0 ? `, hosts ${[...remoteHosts(cluster).keys()].join(", ")}` : ""})`);

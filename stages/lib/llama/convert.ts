@@ -19,7 +19,7 @@ export const CONVERTER_ENV: Readonly<Record<string, string | undefined>> = { ...
 async function runConverter(ctx: RunCtx<PipelineConfig>, script: string, args: readonly string[], prefix: string): Promise<void> {
   const info = await readToolchain(ctx.upstream("llama-cpp"));
   const result = await ctx.exec(venvPython(info.venv), [join(info.source!, script), ...args], {
-    env: { ...CONVERTER_ENV, ...(await threadEnv()) },
+    env: { ...CONVERTER_ENV, ...threadEnv() },
     onLine: (line) => line.startsWith(prefix) && ctx.progress(line.slice(prefix.length, prefix.length + 84)),
   });
   if (result.exitCode !== 0) {

@@ -1,12 +1,20 @@
-// How many threads the tools' compute pools get. OpenBLAS (mlx's gemm on Linux), OpenMP (torch, in the
-// converter) and llama.cpp all split each operation across their threads and then busy-wait at a barrier
-// for the slowest one. When another process holds a core, the thread that shares it runs in time slices
-// and every other thread spins meanwhile, burning the CPU the straggler needs: on 2 cores with one busy,
-// training ran 2 to 6x slower and eval up to 12x, where the CPU share explains 2x. A fixed half of the cores
-// fixed that but cost an idle machine a third of its training speed, so the pools get the cores that are
-// free when the tool starts, measured. The count does not change results: the adapters' bytes are the same
-// with 1 and 2 OpenBLAS threads (gemm splits rows and columns, never the sum), which `npm run bench --
-// contention` checks on every run. A user's own OPENBLAS_NUM_THREADS / OMP_NUM_THREADS win.
+// How many threads the tools' compute pools get, and how their idle threads wait.
+//
+// OpenBLAS (mlx's gemm on Linux) and OpenMP (torch, in the converter) get every core this process may use,
+// always: OpenBLAS's split of a matmul decides its rounding, so its thread count changes the bytes trained (the
+// demo's adapters: b1a091d0… with 1 thread, 05d2de94… with 2, at 60 iterations). Sized by the load of the moment,
+// a build started on a busy machine trained other bytes than one on an idle machine. A fixed count trains the
+// same bytes on the same machine whatever else runs; the adapters node records it in pipeline.lock, since a
+// machine with other cores trains other bytes.
+//
+// What made every core slow on a busy machine was the waiting, not the count: OpenBLAS's idle threads spin for
+// 2^28 cycles after each call before they sleep, burning the core that the thread sharing it with another process,
+// or Python, needs. OPENBLAS_THREAD_TIMEOUT=4 (2^4 cycles, its minimum) puts them to sleep at once, and
+// OMP_WAIT_POLICY=PASSIVE does the same for OpenMP. Measured with `npm run bench -- contention`.
+//
+// llama.cpp's pool (node-llama-cpp, llama-server) is sized by the cores free when it starts: ggml hands each
+// thread whole rows, so the count moves its speed but not its answers (the contention benchmark compares them),
+// and its threads spin at ggml's barriers whatever the timeouts. A user's own variables win everywhere.
 //
 // Plain JavaScript (checked by tsc through its JSDoc): the llama.cpp child runs in plain node, without tsx.
 // @ts-check
@@ -48,14 +56,23 @@ export async function freeCores(sampleMs = SAMPLE_MS, options = {}) {
 }
 
 /**
- * The variables that size OpenBLAS's and OpenMP's pools for a compute-heavy Python tool, but not over the user's own.
- * @param {number} [threads]
- * @returns {Promise<Record<string, string>>}
+ * The threads of a compute pool that may change bytes: the user's OPENBLAS_NUM_THREADS, else every usable core.
+ * @returns {number}
  */
-export async function threadEnv(threads) {
-  const n = String(threads ?? (await freeCores()));
+export function blasThreads() {
+  const own = Number(process.env.OPENBLAS_NUM_THREADS);
+  return Number.isInteger(own) && own > 0 ? own : availableParallelism();
+}
+
+/**
+ * The variables that size and calm OpenBLAS's and OpenMP's pools for a compute-heavy Python tool, but not over the user's own.
+ * @returns {Record<string, string>}
+ */
+export function threadEnv() {
+  const n = String(availableParallelism());
   /** @type {Record<string, string>} */
   const env = {};
-  for (const key of ["OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"]) if (process.env[key] === undefined) env[key] = n;
+  const ours = { OPENBLAS_NUM_THREADS: n, OMP_NUM_THREADS: n, OPENBLAS_THREAD_TIMEOUT: "4", OMP_WAIT_POLICY: "PASSIVE" };
+  for (const [key, value] of Object.entries(ours)) if (process.env[key] === undefined) env[key] = value;
   return env;
 }

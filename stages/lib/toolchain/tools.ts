@@ -11,7 +11,7 @@ export function pyScript(name: string): string {
 
 /**
  * Environment for every Python tool: offline hub, unbuffered, no colour (compute-heavy ones add threadEnv's
- * pool sizes). FORCE_COLOR (set by many CI systems) makes rich treat the pipe as an
+ * pool sizes and waits). FORCE_COLOR (set by many CI systems) makes rich treat the pipe as an
  * 80-column terminal and wrap long lines, so it is removed. stages/py/site keeps transformers' import structure
  * in the per-user cache (its sitecustomize.py says why): ~0.5 s of CPU less in every process that imports it.
  */
@@ -37,7 +37,7 @@ export async function runPython<C>(
 ): Promise<unknown> {
   const info = await readToolchain(ctx.upstream(toolchainNode));
   const { threadEnv } = await import("./threads.mjs"); // loaded by a run: a no-op plans with this module
-  const result = await ctx.exec(venvPython(info.venv), args, { ...options, env: { ...PY_ENV, ...(await threadEnv()), ...info.env, ...options.env } });
+  const result = await ctx.exec(venvPython(info.venv), args, { ...options, env: { ...PY_ENV, ...threadEnv(), ...info.env, ...options.env } });
   const last = [...result.tail].reverse().find((l) => l.startsWith("{"));
   let parsed: unknown;
   try {
