@@ -2,7 +2,6 @@
 // resumed from the newest checkpoint when a build of the same fingerprint was interrupted.
 import { existsSync } from "node:fs";
 import { appendFile, copyFile, mkdir, readdir, readFile, realpath, rm, writeFile } from "node:fs/promises";
-import { cpus } from "node:os";
 import { join } from "node:path";
 import type { PipelineConfig } from "../config/schema.ts";
 import type { BaseCtx, Json, NodeSpec, RunCtx, Verdict } from "../engine/types.ts";
@@ -11,7 +10,7 @@ import type { Failed, TrainedModel, TrainingFacts, TrainingJudgement } from "../
 import { STATS, type FormatStats } from "./formatted.ts";
 import { UserError } from "../engine/types.ts";
 import { modelDir } from "./lib/model/model-ref.ts";
-import { pyScript, runPython, toolVersions } from "./lib/toolchain/tools.ts";
+import { MLX_CONDITIONS, mlxConditions, pyScript, runPython, toolVersions } from "./lib/toolchain/tools.ts";
 import { readToolchain } from "./lib/toolchain/venv.ts";
 import type { Cluster } from "./lib/distributed/cluster.ts";
 import { MEMORY_FILE, METRICS_FILE, type MemoryFile, type Report, type TrainReport, type ValReport } from "./lib/data/training-metrics.ts";
@@ -230,21 +229,13 @@ async function train(ctx: RunCtx<PipelineConfig>): Promise<{ lastTrain?: TrainRe
   return { lastTrain, lastVal, resumedFrom: start };
 }
 
-/** How this machine trains (the node's conditions): OpenBLAS's threads where mlx uses it (Linux), the CPU. */
-async function conditions(ctx: RunCtx<PipelineConfig>): Promise<Record<string, Json>> {
-  const { blasThreads } = await import("./lib/toolchain/threads.mjs");
-  const openblas = (await readToolchain(ctx.upstream("mlx-env"))).env.LD_PRELOAD !== undefined;
-  return { ...(openblas ? { openblas_threads: blasThreads() } : {}), cpu: cpus()[0]?.model.trim() ?? "unknown" };
-}
-
 export const adaptersNode: NodeSpec<PipelineConfig> = {
   id: "adapters",
   deps: ["formatted", "model", "mlx-env"],
   description: "LoRA adapters (mlx_lm lora)",
   // Tokens/s, free memory and the measured peak vary from run to run: identical weights must still cut off.
   records: [METRICS_FILE, MEMORY_FILE],
-  // OpenBLAS's thread count and the CPU's kernels change the trained bytes (stages/lib/toolchain/threads.mjs).
-  conditions: ["openblas_threads", "cpu"],
+  conditions: MLX_CONDITIONS,
   inputs: async (ctx) => ({
     // The launcher too, though one process does not run it: where the ranks run is not part of the fingerprint.
     files: [SHIM, LAUNCHER],
@@ -279,7 +270,7 @@ export const adaptersNode: NodeSpec<PipelineConfig> = {
     if (resumedFrom > 0) facts.resumed_from_iteration = resumedFrom;
     if (ctx.config.distributed) facts.world_size = (await clusterOf(ctx))?.ranks.length ?? 1;
     if (estimatedGB !== null) facts.estimated_peak_gb = estimatedGB;
-    Object.assign(facts, await conditions(ctx));
+    Object.assign(facts, await mlxConditions(ctx));
     ctx.record(facts);
     // usableGB: the machine's limit the guard planned against, for the report's memory chart.
     const memory: MemoryFile = {

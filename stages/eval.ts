@@ -11,7 +11,7 @@ import { UserError } from "../engine/types.ts";
 import type { Example, Message } from "./lib/data/dataset.ts";
 import { modelDir } from "./lib/model/model-ref.ts";
 import { toolFile } from "./lib/toolchain/paths.ts";
-import { pyScript, runPython, toolVersions } from "./lib/toolchain/tools.ts";
+import { MLX_CONDITIONS, mlxConditions, pyScript, runPython, toolVersions } from "./lib/toolchain/tools.ts";
 import { loadSplits } from "./data.ts";
 import { asMessages } from "./formatted.ts";
 import { convert, GGUF_FILE } from "./gguf.ts";
@@ -184,6 +184,8 @@ export function evalNode(config: PipelineConfig): NodeSpec<PipelineConfig> {
     id: "eval",
     deps: ["gguf", "fused", "model", "data", "formatted", "mlx-env", ...(quantized ? ["hf", "llama-cpp"] : []), ...(deployed ? DEPLOYED : [])],
     description: "base vs fine-tuned vs GGUF on the test split",
+    // mlx's answers and test losses; llama.cpp's answers do not depend on its thread count (threads.mjs).
+    conditions: MLX_CONDITIONS,
     inputs: async (ctx) => ({
       files: [ANSWERS_SCRIPT, toolFile("stages", "lib", "llama", "worker.mjs")],
       params: { ...ctx.config.eval, mask_prompt: ctx.config.lora.mask_prompt, batch_size: ctx.config.lora.batch_size, max_seq_length: ctx.config.lora.max_seq_length, quantized, deployed },
@@ -258,6 +260,7 @@ export function evalNode(config: PipelineConfig): NodeSpec<PipelineConfig> {
         gguf_agrees: ggufVsFused,
         examples: n,
         ...(deploy ? { lora_agrees: deploy.loraAgreesWithGguf, server_agrees: deploy.serverAgreesWithGguf } : {}),
+        ...(await mlxConditions(ctx)),
       });
 
       const row = (name: string, s: Score, loss?: Loss) =>

@@ -7,7 +7,7 @@ import type { PipelineConfig } from "../config/schema.ts";
 import type { NodeSpec } from "../engine/types.ts";
 import { guardModelDir, modelDir } from "./lib/model/model-ref.ts";
 // The config cleaner and the template are imported where they are used: a no-op build loads this module for its inputs alone.
-import { pyScript, runPython, toolVersions } from "./lib/toolchain/tools.ts";
+import { MLX_CONDITIONS, mlxConditions, pyScript, runPython, toolVersions } from "./lib/toolchain/tools.ts";
 
 const SMOKE = pyScript("smoke_generate.py");
 /**
@@ -42,6 +42,7 @@ export const fusedNode: NodeSpec<PipelineConfig> = {
   id: "fused",
   deps: ["adapters", "model", "mlx-env"],
   description: "adapters fused into the base model (mlx_lm fuse)",
+  conditions: MLX_CONDITIONS,
   inputs: async (ctx) => ({
     files: [SMOKE],
     params: { smoke_question: SMOKE_QUESTION, smoke_tokens: SMOKE_TOKENS },
@@ -70,5 +71,6 @@ export const fusedNode: NodeSpec<PipelineConfig> = {
     const smoke = (await runPython(ctx, "mlx-env", [SMOKE, "--model", ctx.staging, "--prompt", prompt, "--max-tokens", String(SMOKE_TOKENS), "--ignore-eos"], "loading the fused model")) as SmokeResult;
     await writeFile(join(ctx.staging, SMOKE_FILE), JSON.stringify({ ...smoke, prompt }, null, 2) + "\n");
     ctx.note(`the fused model loads and generates: ${JSON.stringify(smoke.text)}`);
+    ctx.record(await mlxConditions(ctx));
   },
 };

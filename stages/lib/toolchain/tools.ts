@@ -1,5 +1,6 @@
 // Reading tool versions and running small Python helpers in a toolchain's environment.
-import type { ExecOptions, RunCtx } from "../../../engine/types.ts";
+import { cpus } from "node:os";
+import type { ExecOptions, Json, RunCtx } from "../../../engine/types.ts";
 import { assertSuccess, UserError } from "../../../engine/types.ts";
 import { toolFile, userCacheDir } from "./paths.ts";
 import { readToolchain, venvPython } from "./venv.ts";
@@ -55,4 +56,17 @@ export async function runPython<C>(
 export async function toolVersions(dir: string, names: readonly string[]): Promise<Record<string, string>> {
   const info = await readToolchain(dir);
   return Object.fromEntries(names.map((n) => [n, info.versions[n] ?? "unknown"]));
+}
+
+/**
+ * The node conditions (`NodeSpec.conditions`) of everything mlx computes: OpenBLAS's thread count, where mlx uses
+ * it (Linux), and the CPU, whose kernels OpenBLAS picks; either changes the bytes (threads.mjs says why).
+ */
+export const MLX_CONDITIONS = ["openblas_threads", "cpu"] as const;
+
+/** This machine's values of MLX_CONDITIONS, for `ctx.record`. */
+export async function mlxConditions<C>(ctx: RunCtx<C>): Promise<Record<string, Json>> {
+  const { blasThreads } = await import("./threads.mjs");
+  const openblas = (await readToolchain(ctx.upstream("mlx-env"))).env.LD_PRELOAD !== undefined;
+  return { ...(openblas ? { openblas_threads: blasThreads() } : {}), cpu: cpus()[0]?.model.trim() ?? "unknown" };
 }
