@@ -4,8 +4,8 @@
 // always: OpenBLAS's split of a matmul decides its rounding, so its thread count changes the bytes trained (the
 // demo's adapters: b1a091d0… with 1 thread, 05d2de94… with 2, at 60 iterations). Sized by the load of the moment,
 // a build started on a busy machine trained other bytes than one on an idle machine. A fixed count trains the
-// same bytes on the same machine whatever else runs; the adapters node records it in pipeline.lock, since a
-// machine with other cores trains other bytes.
+// same bytes on the same machine whatever else runs; the nodes that run mlx record it in pipeline.lock
+// (tools.ts, mlxConditions), since a machine with other cores trains other bytes.
 //
 // What made every core slow on a busy machine was the waiting, not the count: OpenBLAS's idle threads spin for
 // 2^28 cycles after each call before they sleep, burning the core that the thread sharing it with another process,
